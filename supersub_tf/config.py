@@ -1,0 +1,205 @@
+"""Configuration dataclasses, loadable from YAML with dotted command-line overrides.
+
+A run is described by one :class:`RunConfig`. ``load_config("configs/default.yaml",
+["data.image_size=64"])`` reads the file, applies the overrides, and checks every key
+and type, so a typo names the bad setting instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from supersub_tf.atomic import atomic_write_text
+from supersub_tf.errors import ConfigError
+
+
+@dataclasses.dataclass
+class SyntheticConfig:
+    """Procedurally drawn images for tests and offline demos (``dataset: synthetic``)."""
+
+    num_superclasses: int = 4
+    subclasses_per_superclass: int = 3
+    images_per_class: int = 60
+    image_size: int = 32
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Which dataset, which hierarchy, and how images are prepared.
+
+    Attributes:
+        dataset: ``tiny_imagenet``, ``imagenet`` (ILSVRC-2012 folder), ``folder``
+            (``root/<superclass>/<subclass>/*.jpg``), ``synthetic``, or
+            ``tfds:<name>`` for ``imagenet2012``, ``imagenet_resized/32x32``,
+            ``imagenet_resized/64x64`` and ``cifar100``.
+        preset: Hierarchy: a preset name, a hierarchy JSON or a spec YAML. Empty for
+            ``folder`` and ``synthetic``, whose hierarchy comes from the data.
+        path: Dataset root, archive or tfds data_dir; empty uses the default location
+            under ``$SUPERSUB_DATA_DIR``.
+        image_size: Side of the square images the pipeline yields.
+        normalization: ``imagenet`` (mean/std), ``unit`` ([0, 1]) or ``none`` ([0, 255]).
+        augment: Random crop with padding and horizontal flip on the train split.
+        crop_padding: Padding (pixels at ``image_size``) before the random crop.
+        val_fraction: Share of each class held out as ``val`` when the source has no
+            validation split (folder, synthetic).
+        test_fraction: Share of each class held out of ``train`` as ``test``.
+        split_seed: Seed of those held-out splits (deterministic per seed).
+        max_per_class: Keep at most this many images per class and split (0: all);
+            for quick runs.
+        shuffle_buffer: Shuffle buffer of the train split.
+        cache: Cache decoded, resized images in memory.
+        verify_images: Decode every file once before use, so a corrupt file is named
+            before training starts (a cached check; set false for huge folders).
+        skip_bad_images: Leave corrupt files out (and count them) instead of failing.
+        download: Download Tiny ImageNet when the archive is absent.
+        synthetic: Settings of the synthetic source.
+    """
+
+    dataset: str = "tiny_imagenet"
+    preset: str = "tiny_imagenet_10"
+    path: str = ""
+    image_size: int = 32
+    normalization: str = "imagenet"
+    augment: bool = True
+    crop_padding: int = 4
+    val_fraction: float = 0.2
+    test_fraction: float = 0.0
+    split_seed: int = 0
+    max_per_class: int = 0
+    shuffle_buffer: int = 10_000
+    cache: bool = True
+    verify_images: bool = True
+    skip_bad_images: bool = False
+    download: bool = True
+    synthetic: SyntheticConfig = dataclasses.field(default_factory=SyntheticConfig)
+
+    def __post_init__(self) -> None:
+        if self.image_size < 8:
+            raise ConfigError(f"data.image_size must be >= 8, got {self.image_size}")
+        if self.normalization not in ("imagenet", "unit", "none"):
+            raise ConfigError("data.normalization must be imagenet, unit or none, got "
+                              f"{self.normalization!r}")
+        for key in ("val_fraction", "test_fraction"):
+            value = getattr(self, key)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"data.{key} must be in [0, 1), got {value}")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ConfigError("data.val_fraction + data.test_fraction must be below 1")
+
+
+@dataclasses.dataclass
+class PreviewConfig:
+    """The sample grid the main job writes."""
+
+    images_per_superclass: int = 8
+    split: str = "train"
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Everything one run of the main job needs."""
+
+    name: str = "default"
+    output_dir: str = "runs"
+    seed: int = 0
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    preview: PreviewConfig = dataclasses.field(default_factory=PreviewConfig)
+
+
+def config_from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Builds dataclass ``cls`` from a nested dict, rejecting unknown keys and bad types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(sorted(where + k for k in unknown))}; "
+                          f"valid keys here: {sorted(names)}")
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = config_from_dict(hint, value or {}, f"{where}{key}.")
+        else:
+            kwargs[key] = _coerce(value, hint, where + key)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    else:
+        return value
+    raise ConfigError(f"setting {key} expects {hint.__name__}, got {value!r}")
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A plain nested dict of a config dataclass."""
+    return dataclasses.asdict(config)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Applies ``key.sub=value`` overrides (values parsed as YAML scalars) to a dict."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw) if raw else ""
+    return data
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None,
+                cls: type = RunConfig) -> Any:
+    """Reads a YAML config (or defaults when ``path`` is None) and applies overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{p}: not valid YAML ({err})") from None
+    data = apply_overrides(data, list(overrides or []))
+    return config_from_dict(cls, data)
+
+
+def save_config(config: Any, path: str | os.PathLike) -> None:
+    """Writes the resolved config as YAML, atomically."""
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))

@@ -1,0 +1,91 @@
+"""Datasets: one entry point, many sources, the same element structure.
+
+>>> from supersub_tf.config import DataConfig
+>>> from supersub_tf.data import load_dataset
+>>> data = load_dataset(DataConfig(dataset="tiny_imagenet", preset="tiny_imagenet_10"),
+...                     "train", batch_size=128)
+>>> images, labels = next(iter(data.dataset))   # labels: superclass, subclass, fine
+
+Sources are registered by name in :data:`SOURCES` (``tfds:<builder>`` selects a
+tensorflow-datasets builder).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+
+from supersub_tf.config import DataConfig
+from supersub_tf.data.pipeline import prepare
+from supersub_tf.data.source import SPLITS, ImageSource
+from supersub_tf.errors import ConfigError
+from supersub_tf.hierarchy import Hierarchy
+
+#: Source name -> "module:factory". A factory takes the DataConfig and returns an
+#: ImageSource; it is imported only when used (tfds and scipy load lazily).
+SOURCES = {
+    "tiny_imagenet": "supersub_tf.data.tiny_imagenet:TinyImageNetSource",
+    "imagenet": "supersub_tf.data.imagenet_folder:ImageNetFolderSource",
+    "folder": "supersub_tf.data.folder_tree:FolderTreeSource",
+    "synthetic": "supersub_tf.data.synthetic:SyntheticSource",
+    "tfds": "supersub_tf.data.tfds_source:TfdsSource",
+}
+
+#: Sources that derive their hierarchy from the data instead of a preset.
+SELF_DESCRIBING = ("folder", "synthetic")
+
+
+@dataclasses.dataclass
+class SplitData:
+    """A prepared split: the dataset, its hierarchy and what went into it."""
+
+    dataset: object  # tf.data.Dataset of (image, {"superclass", "subclass", "fine"})
+    hierarchy: Hierarchy
+    split: str
+    num_examples: int
+    skipped: list[str]
+
+
+def create_source(config: DataConfig) -> ImageSource:
+    """Instantiates the source ``config.dataset`` names, with its hierarchy."""
+    name = config.dataset.split(":", 1)[0]
+    if name not in SOURCES:
+        raise ConfigError(f"unknown data.dataset {config.dataset!r}; choose one of "
+                          f"{sorted(SOURCES)} (tfds as tfds:<builder>)")
+    module_name, factory_name = SOURCES[name].split(":")
+    factory = getattr(importlib.import_module(module_name), factory_name)
+    if name in SELF_DESCRIBING:
+        return factory(config)
+    from supersub_tf.presets import load_preset
+
+    if not config.preset:
+        raise ConfigError(f"data.preset is required for data.dataset={config.dataset!r}")
+    return factory(config, load_preset(config.preset))
+
+
+def load_dataset(config: DataConfig, split: str, *, training: bool | None = None,
+                 batch_size: int | None = None, superclass: int | str | None = None,
+                 seed: int = 0, source: ImageSource | None = None) -> SplitData:
+    """Returns one split as a ready ``tf.data.Dataset`` with its hierarchy.
+
+    Args:
+        config: Data settings.
+        split: ``train``, ``val`` or ``test``.
+        training: Shuffle and augment; defaults to ``split == "train"``.
+        batch_size: Batch size, or None for single examples.
+        superclass: Only this superclass's images (index or name): what a specialist
+            trains on. Labels keep their global meaning.
+        seed: Shuffle and augmentation seed.
+        source: Reuse an already created source (saves re-listing the files).
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; choose one of {SPLITS}")
+    src = source or create_source(config)
+    src.check_split(split)
+    hierarchy = src.hierarchy
+    fine = None if superclass is None else hierarchy.fine_labels_of(superclass)
+    raw = src.raw(split, fine)
+    count = src.count(split, fine)
+    ds = prepare(raw, hierarchy, config, training=split == "train" if training is None else training,
+                 batch_size=batch_size, seed=seed)
+    return SplitData(ds, hierarchy, split, count, list(src.skipped.get(split, [])))

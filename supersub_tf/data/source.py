@@ -1,0 +1,147 @@
+"""The source interface every dataset implements, and the shared list-based base.
+
+A source knows its hierarchy and yields, per split, a *raw* ``tf.data.Dataset`` of
+``(uint8 image [H, W, 3], fine label)`` pairs; :mod:`supersub_tf.data.pipeline` turns
+that into the training/evaluation stream. Sources register by name in
+:data:`supersub_tf.data.SOURCES`.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+
+import numpy as np
+
+from supersub_tf.config import DataConfig
+from supersub_tf.data.examples import (Examples, cap_per_class, decode_image, drop_undecodable,
+                                       stratified_split)
+from supersub_tf.errors import DataError
+from supersub_tf.hierarchy import Hierarchy
+
+SPLITS = ("train", "val", "test")
+
+
+class ImageSource(abc.ABC):
+    """A labelled image dataset under a two-level hierarchy.
+
+    Args:
+        config: The data settings (``config.dataset`` selected this source).
+    """
+
+    def __init__(self, config: DataConfig) -> None:
+        self.config = config
+        self.skipped: dict[str, list[str]] = {}  # split -> files left out (undecodable)
+
+    @property
+    @abc.abstractmethod
+    def hierarchy(self) -> Hierarchy:
+        """The hierarchy whose classes this source yields."""
+
+    @property
+    @abc.abstractmethod
+    def description(self) -> str:
+        """One line naming the data (path, builder) for summaries and errors."""
+
+    @abc.abstractmethod
+    def splits(self) -> tuple[str, ...]:
+        """Split names available (a subset of ``train``, ``val``, ``test``)."""
+
+    @abc.abstractmethod
+    def labels(self, split: str) -> np.ndarray:
+        """Fine labels of every image of a split (for counts; may read the whole split)."""
+
+    @abc.abstractmethod
+    def raw(self, split: str, fine_labels: np.ndarray | None = None):
+        """``tf.data.Dataset`` of ``(uint8 [H, W, 3], int32 fine)``, optionally only the
+        images whose fine label is in ``fine_labels``."""
+
+    def count(self, split: str, fine_labels: np.ndarray | None = None) -> int:
+        """Number of images of a split (of the given fine labels only, if set)."""
+        labels = self.labels(split)
+        return int(len(labels) if fine_labels is None else np.isin(labels, fine_labels).sum())
+
+    def check_split(self, split: str) -> None:
+        """Raises DataError for a split this source does not have."""
+        if split not in self.splits():
+            hint = (" (set data.test_fraction > 0 to hold out a test split)"
+                    if split == "test" else "")
+            raise DataError(f"{self.description} has no split {split!r}; available: "
+                            f"{list(self.splits())}{hint}")
+
+
+class ListSource(ImageSource):
+    """Base of sources that can list their images: folders, archives, synthetic data.
+
+    Subclasses implement :meth:`official_splits`; this class adds held-out splits,
+    per-class caps, the decode check and the tf.data decoding.
+    """
+
+    @abc.abstractmethod
+    def official_splits(self) -> dict[str, Examples]:
+        """The source's own splits: ``{"train", "val"}``, or ``{"all"}`` if it has none."""
+
+    @functools.cached_property
+    def _split_examples(self) -> dict[str, Examples]:
+        cfg = self.config
+        official = self.official_splits()
+        if "all" in official:
+            everything = official["all"]
+            val, test, train = stratified_split(everything.fine,
+                                                [cfg.val_fraction, cfg.test_fraction],
+                                                cfg.split_seed)
+            splits = {"train": everything.take(train, f"train{cfg.split_seed}"),
+                      "val": everything.take(val, f"val{cfg.split_seed}")}
+            if len(test):
+                splits["test"] = everything.take(test, f"test{cfg.split_seed}")
+        else:
+            splits = dict(official)
+            if cfg.test_fraction > 0 and "test" not in splits:
+                test, train = stratified_split(splits["train"].fine, [cfg.test_fraction],
+                                               cfg.split_seed)
+                splits["test"] = splits["train"].take(test, f"test{cfg.split_seed}")
+                splits["train"] = splits["train"].take(train, f"train{cfg.split_seed}")
+        return {name: cap_per_class(ex, cfg.max_per_class) for name, ex in splits.items()
+                if len(ex)}
+
+    def splits(self) -> tuple[str, ...]:
+        return tuple(s for s in SPLITS if s in self._split_examples)
+
+    def examples(self, split: str) -> Examples:
+        """The examples of a split, after the decode check when it is enabled."""
+        self.check_split(split)
+        return self._checked(split)
+
+    @functools.lru_cache(maxsize=None)
+    def _checked(self, split: str) -> Examples:
+        examples = self._split_examples[split]
+        if self.config.verify_images:
+            examples, skipped = drop_undecodable(examples, self.config.skip_bad_images,
+                                                 f"{self.description} ({split})")
+            self.skipped[split] = skipped
+        return examples
+
+    def count(self, split: str, fine_labels: np.ndarray | None = None) -> int:
+        examples = self.examples(split)
+        return int(len(examples) if fine_labels is None
+                   else np.isin(examples.fine, fine_labels).sum())
+
+    def labels(self, split: str) -> np.ndarray:
+        self.check_split(split)
+        return self._split_examples[split].fine
+
+    def raw(self, split: str, fine_labels: np.ndarray | None = None):
+        import tensorflow as tf
+
+        examples = self.examples(split)
+        if fine_labels is not None:
+            examples = examples.with_labels(fine_labels)
+        if len(examples) == 0:
+            raise DataError(f"{self.description} ({split}): no images of the requested classes")
+        if examples.kind == "array":
+            return tf.data.Dataset.from_tensor_slices((examples.images, examples.fine))
+        images = examples.images.astype(str) if examples.kind == "path" else list(examples.images)
+        ds = tf.data.Dataset.from_tensor_slices((images, examples.fine))
+        read = tf.io.read_file if examples.kind == "path" else (lambda x: x)
+        return ds.map(lambda ref, fine: (decode_image(read(ref)), fine),
+                      num_parallel_calls=tf.data.AUTOTUNE)
