@@ -113,6 +113,10 @@ class RunConfig:
     preview: PreviewConfig = dataclasses.field(default_factory=PreviewConfig)
 
 
+#: Overrides of the ``--quick`` profile: a run small enough for a smoke test (minutes).
+QUICK_PROFILE = ["name=quick", "data.max_per_class=40", "preview.images_per_superclass=6"]
+
+
 def config_from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
     """Builds dataclass ``cls`` from a nested dict, rejecting unknown keys and bad types."""
     if not isinstance(data, dict):

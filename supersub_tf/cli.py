@@ -1,0 +1,157 @@
+"""Command line: ``python -m supersub_tf <command>``.
+
+Commands:
+    run                      the main job (see :mod:`supersub_tf.run`)
+    data summary             images per superclass and split
+    data preview             PNG grid of sample images per superclass
+    data build-preset        regenerate a preset's JSON (or build one from a spec file)
+    data presets             list the built-in presets
+
+Settings come from a YAML config (``--config``), then ``--set section.key=value``
+overrides; errors in input print one clear line, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from supersub_tf.errors import SuperSubError
+
+DEFAULT_CONFIG = Path("configs") / "default.yaml"
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML config (default: configs/default.yaml if present)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a setting, e.g. data.image_size=64")
+
+
+def _add_data_args(parser: argparse.ArgumentParser) -> None:
+    _add_config_args(parser)
+    parser.add_argument("--dataset", help="tiny_imagenet, imagenet, folder, synthetic or "
+                                          "tfds:<builder> (data.dataset)")
+    parser.add_argument("--preset", help="preset name, hierarchy JSON or spec YAML (data.preset)")
+    parser.add_argument("--path", help="dataset root or archive (data.path)")
+    parser.add_argument("--image-size", type=int, help="image side in pixels (data.image_size)")
+
+
+def _load_config(args: argparse.Namespace):
+    from supersub_tf.config import QUICK_PROFILE, load_config
+
+    path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    overrides = list(QUICK_PROFILE) if getattr(args, "quick", False) else []
+    for flag, key in (("dataset", "data.dataset"), ("preset", "data.preset"),
+                      ("path", "data.path"), ("image_size", "data.image_size"),
+                      ("name", "name")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    return load_config(path, overrides + args.overrides)
+
+
+def _cmd_run(args: argparse.Namespace) -> None:
+    from supersub_tf.run import run_pipeline
+
+    run_pipeline(_load_config(args))
+
+
+def _cmd_summary(args: argparse.Namespace) -> None:
+    from supersub_tf.data import create_source
+    from supersub_tf.data.summary import format_table, split_counts
+
+    config = _load_config(args)
+    summary = split_counts(create_source(config.data))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(f"{summary['dataset']}, hierarchy {summary['hierarchy']}")
+    print(format_table(summary))
+
+
+def _cmd_preview(args: argparse.Namespace) -> None:
+    from supersub_tf.data import create_source
+    from supersub_tf.data.preview import write_preview
+
+    config = _load_config(args)
+    out = write_preview(create_source(config.data), args.output, args.split, args.per_superclass)
+    print(f"wrote {out}")
+
+
+def _cmd_build_preset(args: argparse.Namespace) -> None:
+    from supersub_tf.presets import PRESET_DIR, build_preset, list_presets
+
+    output = args.output
+    if output is None and args.spec in list_presets():
+        output = PRESET_DIR / f"{args.spec}.json"
+    hierarchy, path = build_preset(args.spec, wordnet_source=args.wordnet,
+                                   wordnet_path=args.wordnet_path, classes_path=args.classes,
+                                   output=output)
+    sizes = ", ".join(f"{name} {n}" for name, n in hierarchy.summary_rows())
+    print(f"{hierarchy.name}: {hierarchy.num_superclasses} superclasses, "
+          f"{hierarchy.num_classes} classes ({sizes})")
+    print(f"wrote {path}" if path else hierarchy.to_json())
+
+
+def _cmd_presets(args: argparse.Namespace) -> None:
+    from supersub_tf.presets import list_presets, load_preset
+
+    for name in list_presets():
+        h = load_preset(name)
+        print(f"{name:24s} {h.num_superclasses:3d} superclasses {h.num_classes:5d} classes")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m supersub_tf``."""
+    parser = argparse.ArgumentParser(prog="python -m supersub_tf", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="the main job: the paper's pipeline into runs/<name>")
+    _add_data_args(run)
+    run.add_argument("--name", help="run name (directory under output_dir)")
+    run.add_argument("--quick", action="store_true", help="smoke-test profile (minutes)")
+    run.set_defaults(func=_cmd_run)
+
+    data = commands.add_parser("data", help="dataset tools").add_subparsers(dest="data_command",
+                                                                           required=True)
+    summary = data.add_parser("summary", help="images per superclass and split")
+    _add_data_args(summary)
+    summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    summary.set_defaults(func=_cmd_summary)
+
+    preview = data.add_parser("preview", help="PNG grid of samples per superclass")
+    _add_data_args(preview)
+    preview.add_argument("--output", default="preview.png", help="PNG path (default preview.png)")
+    preview.add_argument("--split", default="train")
+    preview.add_argument("--per-superclass", type=int, default=8)
+    preview.set_defaults(func=_cmd_preview)
+
+    build = data.add_parser("build-preset", help="regenerate a preset JSON from its spec")
+    build.add_argument("spec", help="built-in preset name or a spec .yaml/.json path")
+    build.add_argument("--wordnet", choices=("imagenet", "wordnet3"), default="imagenet",
+                       help="ImageNet's is-a metadata or WordNet 3.0's data.noun")
+    build.add_argument("--wordnet-path", help="folder of that source (default: "
+                                              "$SUPERSUB_DATA_DIR/imagenet-meta or /usr/share/wordnet)")
+    build.add_argument("--classes", help="the dataset's class list: wnids text file, or a Tiny "
+                                         "ImageNet zip/folder")
+    build.add_argument("--output", help="JSON path (default: the package preset for built-ins; "
+                                        "print for spec files)")
+    build.set_defaults(func=_cmd_build_preset)
+
+    presets = data.add_parser("presets", help="list built-in presets")
+    presets.set_defaults(func=_cmd_presets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (2 on bad input, with a one-line message)."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except SuperSubError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

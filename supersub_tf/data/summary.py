@@ -1,0 +1,54 @@
+"""Per-superclass image counts of a dataset, as rows and as a Markdown/plain table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from supersub_tf.data.source import ImageSource
+
+
+def split_counts(source: ImageSource) -> dict[str, Any]:
+    """Counts images per superclass and split.
+
+    Returns:
+        ``{"hierarchy", "dataset", "splits", "rows", "totals"}`` where each row is
+        ``{"superclass", "subclasses", <split>: count, ...}``.
+    """
+    h = source.hierarchy
+    splits = list(source.splits())
+    per_split = {}
+    for split in splits:
+        labels = source.labels(split)
+        per_split[split] = np.bincount(h.fine_to_superclass[labels],
+                                       minlength=h.num_superclasses)
+    rows = []
+    for k, sup in enumerate(h.superclasses):
+        row: dict[str, Any] = {"superclass": sup.name, "subclasses": len(sup.subclasses)}
+        row.update({split: int(per_split[split][k]) for split in splits})
+        rows.append(row)
+    totals: dict[str, Any] = {"superclass": "total", "subclasses": h.num_classes}
+    totals.update({split: int(per_split[split].sum()) for split in splits})
+    return {"hierarchy": h.name, "dataset": source.description, "splits": splits,
+            "rows": rows, "totals": totals}
+
+
+def format_table(summary: dict[str, Any], markdown: bool = False) -> str:
+    """Renders :func:`split_counts` output as an aligned plain-text or Markdown table."""
+    columns = ["superclass", "subclasses"] + summary["splits"]
+    header = ["superclass", "subclasses"] + [f"{s} images" for s in summary["splits"]]
+    body = [[f"{r[c]:,}" if isinstance(r[c], int) else str(r[c]) for c in columns]
+            for r in summary["rows"] + [summary["totals"]]]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |",
+                 "|---|" + "---:|" * (len(header) - 1)]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
+    widths = [max(len(x) for x in col) for col in zip(header, *body)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths)))
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), rule, *map(line, body[:-1]), rule, line(body[-1])])
