@@ -177,6 +177,11 @@ class ImageNetFolderSource(ListSource):
 
     Raises:
         DataError: The root, ``train/`` or a class's ``train/<wnid>/`` folder is missing.
+
+    The fingerprint that keys the cached decode check is built from the class folders'
+    mtimes and image counts (and the val label files'), not from every file: adding,
+    removing or renaming images invalidates it, but overwriting a file in place does
+    not; delete ``$SUPERSUB_CACHE_DIR/verified/`` to force a re-check then.
     """
 
     def __init__(self, config: DataConfig, hierarchy: Hierarchy) -> None:
@@ -239,8 +244,8 @@ class ImageNetFolderSource(ListSource):
         if not val.is_dir():
             raise DataError(f"{self.root}: no val/ folder; extract ILSVRC2012_img_val.tar "
                             "into val/ (flat, with a label file, or sorted into val/<wnid>/)")
-        with os.scandir(val) as entries:
-            entries = list(entries)
+        with os.scandir(val) as scan:
+            entries = list(scan)
         if any(e.is_dir() for e in entries):
             self.val_layout = "folders"
             return self._list_class_folders("val")
@@ -262,8 +267,8 @@ class ImageNetFolderSource(ListSource):
         if ground_truth is not None and meta is not None:
             self.val_layout = "devkit"
             return read_devkit_labels(ground_truth, meta), [ground_truth, meta]
-        found = f" (found {ground_truth or meta} but not its partner)" if ground_truth or meta \
-            else ""
+        partial = ground_truth or meta
+        found = f" (found {partial} but not its partner)" if partial else ""
         raise DataError(
             f"{self.root}/val/ holds flat images but no labels were found{found}: put "
             f"Kaggle's {KAGGLE_SOLUTION} in {self.root} or a folder above it, or the devkit's "
@@ -286,12 +291,14 @@ class ImageNetFolderSource(ListSource):
                                 "does not exist; is val/ fully extracted?")
             chosen.append((by_stem[image_id], self._hierarchy.fine_label(wnid)))
         chosen.sort()
-        present = {f for _, f in chosen}
+        labelled = {fine for _, fine in chosen}
         for wnid in self._hierarchy.class_ids:
-            if self._hierarchy.fine_label(wnid) not in present:
+            if self._hierarchy.fine_label(wnid) not in labelled:
                 raise DataError(f"{label_files[0]} labels no val image as class {wnid} "
                                 f"({self._class_name(wnid)})")
         stamps = [folder_stamp(val, len(files))]
-        stamps += [f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in label_files]
+        for path in label_files:
+            stat = path.stat()
+            stamps.append(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
         return self._examples([str(val / n) for n, _ in chosen], [f for _, f in chosen],
                               "val", stamps)

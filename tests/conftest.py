@@ -1,0 +1,85 @@
+"""Shared fixtures: a private cache dir per test, the real shared data, and small
+generated datasets in the official archive layouts."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import supersub_tf  # noqa: F401  (selects tf_keras before TensorFlow is imported)
+
+# Five real Tiny ImageNet wnids in two superclasses of tiny_imagenet_10, plus one class
+# (a school bus) outside every superclass, which sources must ignore.
+TINY_CLASSES = {"n02085620": "dog", "n02099601": "dog", "n01644900": "reptile_amphibian",
+                "n01641577": "reptile_amphibian", "n01443537": None, "n04146614": None}
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own SUPERSUB_CACHE_DIR, so cached decode checks never leak."""
+    monkeypatch.setenv("SUPERSUB_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``$SUPERSUB_DATA_DIR`` with the real data; fails under CI when it is missing."""
+    root = os.environ.get("SUPERSUB_DATA_DIR")
+    if root and (Path(root) / "tiny-imagenet-67.zip").is_file():
+        return Path(root)
+    message = "SUPERSUB_DATA_DIR with tiny-imagenet-67.zip and imagenet-meta/ is required"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def jpeg_bytes(seed: int, size: int = 16, grey: bool = False) -> bytes:
+    """A small random JPEG (greyscale when ``grey``)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    shape = (size, size) if grey else (size, size, 3)
+    image = Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8))
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def write_tiny_imagenet(path: Path, per_class: int = 6, val_per_class: int = 2,
+                        corrupt: str | None = None, as_zip: bool = True) -> Path:
+    """Writes a Tiny ImageNet archive (zip or folder) in the official layout.
+
+    Args:
+        path: The zip file or folder to create.
+        per_class: Training images per class; the first of each class is greyscale.
+        val_per_class: Validation images per class.
+        corrupt: Member path (relative to tiny-imagenet-200/) to fill with garbage.
+        as_zip: Write a zip (else an extracted folder).
+    """
+    files: dict[str, bytes] = {"wnids.txt": "".join(f"{w}\n" for w in TINY_CLASSES).encode()}
+    annotations, k = [], 0
+    for c, wnid in enumerate(TINY_CLASSES):
+        for i in range(per_class):
+            files[f"train/{wnid}/images/{wnid}_{i}.JPEG"] = jpeg_bytes(100 * c + i, grey=i == 0)
+        files[f"train/{wnid}/{wnid}_boxes.txt"] = b""
+        for _ in range(val_per_class):
+            files[f"val/images/val_{k}.JPEG"] = jpeg_bytes(10_000 + k)
+            annotations.append(f"val_{k}.JPEG\t{wnid}\t0\t0\t15\t15\n")
+            k += 1
+    files["val/val_annotations.txt"] = "".join(annotations).encode()
+    if corrupt:
+        files[corrupt] = b"\xff\xd8 this is not a JPEG"
+    if as_zip:
+        with zipfile.ZipFile(path, "w") as zf:
+            for name, data in files.items():
+                zf.writestr(f"tiny-imagenet-200/{name}", data)
+    else:
+        for name, data in files.items():
+            target = path / "tiny-imagenet-200" / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+    return path

@@ -1,0 +1,82 @@
+"""Config loading/overrides and the command line."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from supersub_tf.cli import main
+from supersub_tf.config import RunConfig, load_config, save_config
+from supersub_tf.errors import ConfigError
+
+
+def test_yaml_round_trip_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: x\ndata:\n  image_size: 48\n  synthetic:\n    seed: 3\n")
+    cfg = load_config(path, ["data.augment=false", "data.val_fraction=0.25", "seed=5"])
+    assert cfg.name == "x" and cfg.seed == 5
+    assert cfg.data.image_size == 48 and cfg.data.augment is False
+    assert cfg.data.val_fraction == 0.25 and cfg.data.synthetic.seed == 3
+    save_config(cfg, tmp_path / "out.yaml")
+    assert load_config(tmp_path / "out.yaml") == cfg
+    assert load_config(None) == RunConfig()
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (["data.imagesize=3"], "unknown setting.*data.imagesize"),
+    (["data.image_size=big"], "data.image_size expects int"),
+    (["data.normalization=zscore"], "data.normalization"),
+    (["data.val_fraction=1.5"], "val_fraction"),
+    (["oops"], "section.key=value"),
+])
+def test_bad_settings_are_named(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, overrides)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "none.yaml")
+
+
+def test_cli_bad_input_prints_one_line(capsys, tmp_path):
+    status = main(["data", "summary", "--dataset", "tiny_imagenet",
+                   "--path", str(tmp_path / "absent.zip")])
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("error: Tiny ImageNet not found at")
+    assert "Traceback" not in err
+
+
+def test_cli_presets_and_build(capsys, tmp_path, shared_data, monkeypatch):
+    monkeypatch.setenv("SUPERSUB_DATA_DIR", str(shared_data))
+    assert main(["data", "presets"]) == 0
+    assert "superclassing_imagenet" in capsys.readouterr().out
+    out = tmp_path / "s.json"
+    assert main(["data", "build-preset", "superclassing_imagenet", "--output", str(out)]) == 0
+    assert "bird 52, dog 116" in capsys.readouterr().out
+    assert json.loads(out.read_text())["name"] == "superclassing_imagenet"
+
+
+def test_cli_summary_real_data(shared_data, monkeypatch, capsys):
+    monkeypatch.setenv("SUPERSUB_DATA_DIR", str(shared_data))
+    assert main(["data", "summary", "--preset", "tiny_imagenet_10", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["totals"]["train"] == 33_500 and summary["totals"]["val"] == 3_350
+
+
+def test_main_job_quick(shared_data, tmp_path):
+    """`python -m supersub_tf run --quick` end to end, as a user runs it."""
+    env = {"SUPERSUB_DATA_DIR": str(shared_data), "SUPERSUB_CACHE_DIR": str(tmp_path / "c"),
+           "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-m", "supersub_tf", "run", "--quick",
+                             "--set", f"output_dir={tmp_path}/runs"],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    run_dir = tmp_path / "runs" / "quick"
+    assert "total" in result.stdout
+    assert (run_dir / "plots" / "preview_train.png").stat().st_size > 10_000
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["max_per_class"] == 40
+    report = (run_dir / "report.md").read_text()
+    assert "| bird | 4 |" in report and "preview_train.png" in report
