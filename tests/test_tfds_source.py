@@ -32,9 +32,9 @@ def _dirs(tmp_path, monkeypatch):
 
 def make_config(tmp_path, builder: str, preset: str, **kwargs) -> DataConfig:
     """Settings for a quick run; download off, so only mocked data can be read."""
-    kwargs = {"image_size": 16, "download": False, "shuffle_buffer": 64, **kwargs}
-    return DataConfig(dataset=f"tfds:{builder}", preset=preset, path=str(tmp_path / "tfds"),
-                      **kwargs)
+    kwargs = {"path": str(tmp_path / "tfds"), "image_size": 16, "download": False,
+              "shuffle_buffer": 64, **kwargs}
+    return DataConfig(dataset=f"tfds:{builder}", preset=preset, **kwargs)
 
 
 def mock(num_examples: int, **kwargs):
@@ -238,10 +238,12 @@ def test_not_prepared_without_download(tmp_path, builder, preset):
 
 
 def test_imagenet2012_not_prepared_names_manual_archives(tmp_path):
-    config = make_config(tmp_path, "imagenet2012", "superclassing_imagenet", download=True)
+    # No data.path: the tfds data_dir defaults to $SUPERSUB_DATA_DIR/tensorflow_datasets.
+    config = make_config(tmp_path, "imagenet2012", "superclassing_imagenet", download=True,
+                         path="")
     with pytest.raises(DataError) as err:
         TfdsSource(config, load_preset("superclassing_imagenet"))
     message = str(err.value)
-    manual = tmp_path / "tfds" / "downloads" / "manual"
+    manual = tmp_path / "data" / "tensorflow_datasets" / "downloads" / "manual"
     assert "ILSVRC2012_img_train.tar" in message and "ILSVRC2012_img_val.tar" in message
     assert str(manual) in message
