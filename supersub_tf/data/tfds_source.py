@@ -192,10 +192,11 @@ class TfdsSource(ImageSource):
         if self.name.startswith("imagenet2012"):
             return (f"tfds imagenet2012 could not be prepared in {self.data_dir} ({why}); check "
                     f"{' and '.join(IMAGENET_TARS)} in {self.data_dir / 'downloads' / 'manual'}")
+        folder = self.name.split(":")[0].split("/")[0]
         return (f"tfds {self.name} is not prepared in {self.data_dir} ({why}); run once with "
-                "data.download=true on a connected machine, or copy a prepared "
-                f"tensorflow_datasets folder (holding {self.name.split(':')[0]}/) to "
-                f"{self.data_dir}")
+                "data.download=true on a connected machine, then copy its "
+                f"tensorflow_datasets/{folder}/ folder into {self.data_dir} (or set data.path "
+                "to that tensorflow_datasets folder)")
 
     def _label_table(self) -> np.ndarray:
         """``int32 [tfds classes]``: tfds label -> our fine label, -1 outside the hierarchy."""
