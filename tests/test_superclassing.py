@@ -136,3 +136,19 @@ def test_load_preset_from_user_files(tmp_path, shared_data, monkeypatch):
     assert load_preset(tmp_path / "pets.json") == h
     with pytest.raises(HierarchyError, match="unknown preset 'nope'"):
         load_preset("nope")
+
+
+@pytest.mark.skipif(not HAS_WORDNET3, reason="WordNet 3.0 database absent")
+def test_preset_builds_without_imagenet_metadata(tmp_path, monkeypatch):
+    """On a machine with only WordNet 3.0 (Colab), 'auto' falls back to it and to the
+    ImageNet class list tensorflow-datasets ships."""
+    monkeypatch.setenv("SUPERSUB_DATA_DIR", str(tmp_path))
+    hierarchy, _ = build_preset("superclassing_imagenet")
+    assert hierarchy.to_json() == (PRESET_DIR / "superclassing_imagenet.json").read_text()
+
+
+def test_spec_json_is_built_not_loaded(tmp_path, shared_data, monkeypatch):
+    monkeypatch.setenv("SUPERSUB_DATA_DIR", str(shared_data))
+    spec = tmp_path / "spec.json"
+    spec.write_text('{"name": "felines", "superclasses": {"cat": "n02121620"}}')
+    assert load_preset(spec).num_classes == 7

@@ -35,37 +35,48 @@ def sample_images(source: ImageSource, split: str = "train", per_superclass: int
     return rows
 
 
-def write_preview(source: ImageSource, path: str | os.PathLike, split: str = "train",
-                  per_superclass: int = 8) -> Path:
-    """Writes the sample grid as a PNG (atomically) and returns its path."""
-    import matplotlib
+def image_grid(rows: list[list[tuple[np.ndarray, str]]], row_labels: list[str] | None = None,
+               columns: int | None = None, title: str = ""):
+    """A matplotlib Figure showing ``rows`` of ``(uint8 image, caption)``.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Built on ``matplotlib.figure.Figure`` (no pyplot), so it neither needs a display nor
+    changes the backend of an interactive session; a notebook shows it by evaluating it.
+    """
+    from matplotlib.figure import Figure
 
-    rows = sample_images(source, split, per_superclass)
-    names = source.hierarchy.superclass_names
-    fig, axes = plt.subplots(len(rows), per_superclass, squeeze=False,
-                             figsize=(1.4 * per_superclass + 1.2, 1.5 * len(rows)))
+    columns = columns or max(len(row) for row in rows)
+    fig = Figure(figsize=(1.4 * columns + (1.2 if row_labels else 0.2), 1.5 * len(rows)))
+    axes = fig.subplots(len(rows), columns, squeeze=False)
     for r, row in enumerate(rows):
-        for c in range(per_superclass):
+        for c in range(columns):
             ax = axes[r][c]
             ax.set_xticks([])
             ax.set_yticks([])
             if c < len(row):
-                image, label = row[c]
+                image, caption = row[c]
                 ax.imshow(image)
-                ax.set_title(label[:18], fontsize=6)
+                ax.set_title(caption[:18], fontsize=6)
             else:
                 ax.axis("off")
-        axes[r][0].set_ylabel(names[r], fontsize=8, rotation=0, ha="right", va="center")
-    fig.suptitle(f"{source.hierarchy.name}: {split} samples", fontsize=10)
+        if row_labels:
+            axes[r][0].set_ylabel(row_labels[r], fontsize=8, rotation=0, ha="right",
+                                  va="center")
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def write_preview(source: ImageSource, path: str | os.PathLike, split: str = "train",
+                  per_superclass: int = 8) -> Path:
+    """Writes the sample grid (one row per superclass) as a PNG, atomically."""
+    fig = image_grid(sample_images(source, split, per_superclass),
+                     source.hierarchy.superclass_names, per_superclass,
+                     f"{source.hierarchy.name}: {split} samples")
     out = Path(path)
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
     return out
 
 
-__all__ = ["sample_images", "write_preview"]
+__all__ = ["image_grid", "sample_images", "write_preview"]

@@ -61,53 +61,53 @@ def _checker(a: np.ndarray, b: np.ndarray, period: float) -> np.ndarray:
     return np.where(even, -edge, edge) * period
 
 
-def _disc(u, v):
+def _disc(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.hypot(u, v) - 1.0
 
 
-def _square(u, v):
+def _square(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return _box(u, v, 0.85, 0.85)
 
 
-def _triangle(u, v):
+def _triangle(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     # Apex at the top (v = -0.9), base at v = 0.8 with half-width 0.9.
     return np.maximum(v - 0.8, (1.7 * np.abs(u) - 0.9 * (v + 0.9)) / float(np.hypot(1.7, 0.9)))
 
 
-def _cross(u, v):
+def _cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.minimum(_box(u, v, 0.3, 1.0), _box(u, v, 1.0, 0.3))
 
 
-def _ring(u, v):
+def _ring(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.abs(np.hypot(u, v) - 0.75) - 0.25
 
 
-def _horizontal_stripes(u, v):
+def _horizontal_stripes(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.maximum(_box(u, v, 0.9, 0.9), _bands(v, 0.6))
 
 
-def _vertical_stripes(u, v):
+def _vertical_stripes(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.maximum(_box(u, v, 0.9, 0.9), _bands(u, 0.6))
 
 
-def _diagonal_checker(u, v):
+def _diagonal_checker(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.maximum(_box(u, v, 0.9, 0.9), _checker((u + v) / SQRT2, (u - v) / SQRT2, 0.6))
 
 
-def _diamond(u, v):
+def _diamond(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return (np.abs(u) + np.abs(v) - 1.0) / SQRT2
 
 
-def _diagonal_cross(u, v):
+def _diagonal_cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     arms = np.minimum(np.abs(u - v), np.abs(u + v)) / SQRT2 - 0.25
     return np.maximum(_box(u, v, 0.9, 0.9), arms)
 
 
-def _frame(u, v):
+def _frame(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.maximum(_box(u, v, 0.9, 0.9), -_box(u, v, 0.5, 0.5))
 
 
-def _dots(u, v):
+def _dots(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.hypot(np.abs(u) - 0.5, np.abs(v) - 0.5) - 0.35
 
 
@@ -219,6 +219,7 @@ def render_class(config: SyntheticConfig, superclass: int, subclass: int) -> np.
     image = bg.T[:, :, None, None] * shade + fg.T[:, :, None, None] * alpha + noise
     image = np.clip(image * 255.0 + 0.5, 0.0, 255.0).astype(np.uint8)  # rounds
     return np.ascontiguousarray(image.transpose(1, 2, 3, 0))
+
 
 def generate_images(config: SyntheticConfig) -> tuple[np.ndarray, np.ndarray]:
     """All synthetic images, class by class in fine-label order.

@@ -43,9 +43,7 @@ def load_preset(name_or_path: str | os.PathLike) -> Hierarchy:
     """Loads a built-in preset by name, or a hierarchy JSON / superclassing spec file."""
     text = str(name_or_path)
     path = Path(text)
-    if path.suffix in (".yaml", ".yml") or (path.suffix == ".json" and path.is_file()
-                                            and "superclasses" in _peek_json(path)
-                                            and _is_spec(path)):
+    if path.suffix in (".yaml", ".yml") or (path.suffix == ".json" and _is_spec(path)):
         return build_preset(path)[0]
     if path.suffix == ".json":
         return Hierarchy.load(path)
@@ -56,16 +54,12 @@ def load_preset(name_or_path: str | os.PathLike) -> Hierarchy:
     return Hierarchy.load(json_path)
 
 
-def _peek_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
 def _is_spec(path: Path) -> bool:
-    """A spec JSON maps superclasses to synsets; a hierarchy JSON lists subclass dicts."""
-    supers = _peek_json(path).get("superclasses")
+    """True for a spec JSON; a hierarchy JSON lists each subclass as an {id, name} dict."""
+    try:
+        supers = json.loads(path.read_text(encoding="utf-8")).get("superclasses")
+    except (OSError, ValueError, AttributeError):
+        return False  # Hierarchy.load reports the problem
     if isinstance(supers, dict):
         return True
     return isinstance(supers, list) and not all(
@@ -90,7 +84,7 @@ def class_list_for(spec: SuperclassingSpec, classes_path: str | os.PathLike | No
             return read_wnids(p)
         return read_class_list(p)
     if spec.classes == "imagenet1k":
-        return read_class_list(Path(meta_dir or data_dir() / "imagenet-meta") / "synset_words.txt")
+        return imagenet1k_classes(meta_dir)
     if spec.classes == "tiny_imagenet":
         from supersub_tf.data.tiny_imagenet import find_archive, read_wnids
 
@@ -98,7 +92,29 @@ def class_list_for(spec: SuperclassingSpec, classes_path: str | os.PathLike | No
     return [cid for s in spec.superclasses for cid in s.subclasses]
 
 
-def build_preset(spec_or_name: str | os.PathLike, *, wordnet_source: str = "imagenet",
+def imagenet1k_classes(meta_dir: str | os.PathLike | None = None) -> list[str]:
+    """The 1,000 ILSVRC-2012 wnids in class-index order.
+
+    Read from ImageNet's ``synset_words.txt`` in ``meta_dir`` (default
+    ``$SUPERSUB_DATA_DIR/imagenet-meta``) when present, else from the identical list
+    tensorflow-datasets ships (``imagenet2012/labels.txt``), so presets over ImageNet
+    build on machines without the metadata folder (e.g. Colab).
+    """
+    from supersub_tf.paths import data_dir
+
+    synset_words = Path(meta_dir or data_dir() / "imagenet-meta") / "synset_words.txt"
+    if synset_words.is_file():
+        return read_class_list(synset_words)
+    import importlib.resources
+
+    labels = importlib.resources.files("tensorflow_datasets") / "datasets/imagenet2012/labels.txt"
+    if not labels.is_file():
+        raise DataError(f"ImageNet class list not found: {synset_words} (nor tensorflow-"
+                        "datasets' imagenet2012/labels.txt)")
+    return [line.strip() for line in labels.read_text().splitlines() if line.strip()]
+
+
+def build_preset(spec_or_name: str | os.PathLike, *, wordnet_source: str = "auto",
                  wordnet_path: str | os.PathLike | None = None,
                  classes_path: str | os.PathLike | None = None,
                  output: str | os.PathLike | None = None) -> tuple[Hierarchy, Path | None]:
@@ -106,8 +122,9 @@ def build_preset(spec_or_name: str | os.PathLike, *, wordnet_source: str = "imag
 
     Args:
         spec_or_name: A built-in preset name or a path to a spec YAML/JSON.
-        wordnet_source: ``"imagenet"`` (ImageNet's is-a metadata) or ``"wordnet3"``
-            (WordNet 3.0's ``data.noun``); both give the same hierarchy.
+        wordnet_source: ``"imagenet"`` (ImageNet's is-a metadata), ``"wordnet3"``
+            (WordNet 3.0's ``data.noun``) or ``"auto"`` (the first available); all give
+            the same hierarchy.
         wordnet_path: Folder of that source (defaults: ``$SUPERSUB_DATA_DIR/imagenet-meta``,
             ``/usr/share/wordnet``); for ``imagenet`` it also holds ``synset_words.txt``.
         classes_path: The dataset's class list, overriding the spec's ``classes`` source.
@@ -122,7 +139,7 @@ def build_preset(spec_or_name: str | os.PathLike, *, wordnet_source: str = "imag
     wordnet = None
     if any(s.synsets for s in spec.superclasses):
         wordnet = WordNet.load(wordnet_source, wordnet_path)
-    meta_dir = wordnet_path if wordnet_source == "imagenet" else None
+    meta_dir = wordnet_path if wordnet_source != "wordnet3" else None
     try:
         class_ids = class_list_for(spec, classes_path, meta_dir)
     except DataError as err:
