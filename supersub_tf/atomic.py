@@ -22,8 +22,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + target.suffix,
-                                    dir=target.parent)
+    # Keep every suffix: writers pick formats by them (".weights.h5" is not ".h5").
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.",
+                                    suffix=".tmp" + "".join(target.suffixes), dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -2,6 +2,8 @@
 
 Commands:
     run                      the main job (see :mod:`supersub_tf.run`)
+    train KIND               train vanilla | generalist | specialists into runs/<name>
+    analyze RUN_DIR          misclassification analysis and report of a run's networks
     data summary             images per superclass and split
     data preview             PNG grid of sample images per superclass
     data build-preset        regenerate a preset's JSON (or build one from a spec file)
@@ -56,6 +58,24 @@ def _cmd_run(args: argparse.Namespace) -> None:
     from supersub_tf.run import run_pipeline
 
     run_pipeline(_load_config(args))
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from supersub_tf.run import train_stage
+
+    train_stage(_load_config(args), args.kind)
+
+
+def _cmd_analyze(args: argparse.Namespace) -> None:
+    from supersub_tf.config import load_config
+    from supersub_tf.run import analyze_run
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        from supersub_tf.errors import ConfigError
+
+        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
+    analyze_run(load_config(run_dir / "config.yaml"), run_dir)
 
 
 def _cmd_summary(args: argparse.Namespace) -> None:
@@ -114,6 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--name", help="run name (directory under output_dir)")
     run.add_argument("--quick", action="store_true", help="smoke-test profile (minutes)")
     run.set_defaults(func=_cmd_run)
+
+    train = commands.add_parser("train", help="train one kind of network into runs/<name>")
+    train.add_argument("kind", choices=("vanilla", "generalist", "specialists"))
+    _add_data_args(train)
+    train.add_argument("--name", help="run name (directory under output_dir)")
+    train.add_argument("--quick", action="store_true", help="smoke-test profile (minutes)")
+    train.set_defaults(func=_cmd_train)
+
+    analyze = commands.add_parser("analyze", help="analysis and report of a run directory")
+    analyze.add_argument("run_dir", help="e.g. runs/default")
+    analyze.set_defaults(func=_cmd_analyze)
 
     data = commands.add_parser("data", help="dataset tools").add_subparsers(dest="data_command",
                                                                            required=True)

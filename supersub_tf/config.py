@@ -95,6 +95,67 @@ class DataConfig:
 
 
 @dataclasses.dataclass
+class TrainConfig:
+    """How a network is built and trained (the same budget for every kind of network).
+
+    Attributes:
+        model: A registered backbone (``supersub_tf.models.list_models()``).
+        width: Channel width multiplier of the backbone.
+        epochs: Passes over the network's training images.
+        batch_size: Training batch size.
+        optimizer: ``sgd`` (with momentum) or ``adamw``.
+        learning_rate: Peak learning rate (after warm-up).
+        momentum: SGD momentum.
+        nesterov: Nesterov momentum for SGD.
+        weight_decay: Decoupled weight decay (not applied to biases and batch-norm).
+        schedule: ``cosine`` (to zero), ``step`` (times ``step_gamma`` at each of
+            ``step_milestones``, fractions of training) or ``constant``.
+        warmup_epochs: Linear warm-up from zero, in epochs (may be fractional).
+        step_milestones: Fractions of training where the ``step`` schedule decays.
+        step_gamma: Decay factor of the ``step`` schedule.
+        label_smoothing: Label smoothing of the cross-entropy loss.
+        mixed_precision: ``mixed_float16`` compute (for GPUs; logits stay float32).
+        eval_batch_size: Batch size for evaluation and prediction.
+        verbose: ``auto`` (progress bar in a terminal or notebook, one line per epoch
+            otherwise, e.g. CI and papermill), or Keras' 0, 1, 2.
+        backup_every_steps: BackupAndRestore frequency in steps; 0 backs up each epoch.
+    """
+
+    model: str = "resnet20"
+    width: float = 1.0
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    step_milestones: list = dataclasses.field(default_factory=lambda: [0.5, 0.75])
+    step_gamma: float = 0.1
+    label_smoothing: float = 0.0
+    mixed_precision: bool = False
+    eval_batch_size: int = 256
+    verbose: str = "auto"
+    backup_every_steps: int = 0
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ConfigError(f"train.optimizer must be sgd or adamw, got {self.optimizer!r}")
+        if self.schedule not in ("cosine", "step", "constant"):
+            raise ConfigError("train.schedule must be cosine, step or constant, got "
+                              f"{self.schedule!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("train.epochs and train.batch_size must be positive")
+        if self.verbose not in ("auto", "0", "1", "2"):
+            raise ConfigError(f"train.verbose must be auto, 0, 1 or 2, got {self.verbose!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"train.label_smoothing must be in [0, 1), got "
+                              f"{self.label_smoothing}")
+
+
+@dataclasses.dataclass
 class PreviewConfig:
     """The sample grid the main job writes."""
 
@@ -110,7 +171,16 @@ class RunConfig:
     output_dir: str = "runs"
     seed: int = 0
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    networks: list = dataclasses.field(
+        default_factory=lambda: ["vanilla", "generalist", "specialists"])
     preview: PreviewConfig = dataclasses.field(default_factory=PreviewConfig)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.networks) - {"vanilla", "generalist", "specialists"}
+        if unknown:
+            raise ConfigError(f"networks: unknown kind(s) {sorted(unknown)}; choose from "
+                              "vanilla, generalist, specialists")
 
 
 #: Overrides of the ``--quick`` profile: a run small enough for a smoke test (minutes).
@@ -162,6 +232,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     elif hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
+    elif hint is list:
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
     else:
         return value
     raise ConfigError(f"setting {key} expects {hint.__name__}, got {value!r}")

@@ -1,15 +1,20 @@
 """The main job: the paper's pipeline, stage by stage, into one run directory.
 
-``python -m supersub_tf run`` calls :func:`run_pipeline`. So far the pipeline builds
-the dataset, writes its per-superclass summary and a preview grid, and a report that
-links them; the training, analysis, Super-Sub and export stages extend it.
+``python -m supersub_tf run`` calls :func:`run_pipeline`:
+
+1. **data**: build the dataset, write its per-superclass summary and a preview grid;
+2. **networks**: train the vanilla network, the generalist and the specialists
+   (``config.networks`` picks which); a network whose folder says it is finished is
+   loaded instead, and an interrupted one resumes from its backup;
+3. **analysis**: where the vanilla network's mistakes fall, specialists against it,
+   the generalist; figures and JSON;
+4. **report**: ``report.md`` with every number and figure.
 
 Run directory layout (``<output_dir>/<name>/``)::
 
-    config.yaml          the resolved config
-    data_summary.json    images per superclass and split
-    plots/preview_<split>.png
-    report.md            everything above, readable
+    config.yaml, data_summary.json, report.md, report.json
+    vanilla/, generalist/, specialists/<superclass>/   (see supersub_tf.training.networks)
+    analysis/*.json, plots/*.png
 """
 
 from __future__ import annotations
@@ -22,7 +27,10 @@ from supersub_tf.atomic import atomic_write_text
 from supersub_tf.config import RunConfig, save_config
 from supersub_tf.data import create_source
 from supersub_tf.data.preview import write_preview
+from supersub_tf.data.source import ImageSource
 from supersub_tf.data.summary import format_table, split_counts
+
+NETWORK_KINDS = ("vanilla", "generalist", "specialists")
 
 
 def run_dir_of(config: RunConfig) -> Path:
@@ -30,41 +38,96 @@ def run_dir_of(config: RunConfig) -> Path:
     return Path(config.output_dir) / config.name
 
 
-def run_pipeline(config: RunConfig, log=print) -> Path:
-    """Runs every stage that exists on ``config``; returns the run directory."""
-    start = time.time()
-    run_dir = run_dir_of(config)
-    (run_dir / "plots").mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
-
+def data_stage(config: RunConfig, run_dir: Path, log=print) -> tuple[ImageSource, dict, str]:
+    """Builds the source, writes the data summary and the preview grid."""
     log(f"[data] {config.data.dataset} with hierarchy {config.data.preset or '(from data)'}")
     source = create_source(config.data)
     summary = split_counts(source)
     atomic_write_text(run_dir / "data_summary.json", json.dumps(summary, indent=2) + "\n")
     log(format_table(summary))
-
     preview = write_preview(source, run_dir / "plots" / f"preview_{config.preview.split}.png",
                             config.preview.split, config.preview.images_per_superclass)
     log(f"[data] preview grid: {preview}")
-    skipped = sum(len(v) for v in source.skipped.values())
+    return source, summary, preview.name
 
-    report = [
-        f"# Run `{config.name}`",
-        "",
-        f"Dataset: {summary['dataset']}; hierarchy `{summary['hierarchy']}`, "
-        f"{source.hierarchy.num_superclasses} superclasses, {source.hierarchy.num_classes} "
-        f"classes; images at {config.data.image_size}x{config.data.image_size}.",
-        "",
-        "## Data",
-        "",
-        format_table(summary, markdown=True),
-        "",
-        f"Undecodable files skipped: {skipped}." if skipped else "",
-        f"![{config.preview.split} samples](plots/{preview.name})",
-        "",
-        f"Wall time: {time.time() - start:.1f} s.",
-        "",
-    ]
-    atomic_write_text(run_dir / "report.md", "\n".join(line for line in report) )
-    log(f"[run] report: {run_dir / 'report.md'} ({time.time() - start:.1f} s)")
+
+def train_stage(config: RunConfig, kinds: str | list[str] | None = None,
+                source: ImageSource | None = None, log=print) -> dict[str, dict]:
+    """Trains (or loads) the networks of ``kinds`` (default ``config.networks``).
+
+    Returns:
+        Network name (``vanilla``, ``generalist``, ``specialist/<superclass>``) -> its
+        validation metrics.
+    """
+    from supersub_tf.training.networks import train_network, train_specialists
+
+    run_dir = run_dir_of(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    source = source or create_source(config.data)
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds or config.networks)
+    metrics = {}
+    for kind in NETWORK_KINDS:
+        if kind not in kinds:
+            continue
+        if kind == "specialists":
+            for name, net in train_specialists(config, source, run_dir, log).items():
+                metrics[f"specialist/{name}"] = net.metrics
+        else:
+            metrics[kind] = train_network(config, source, kind, run_dir, log=log).metrics
+    return metrics
+
+
+def finished_networks(run_dir: Path) -> dict[str, dict]:
+    """Metrics of every finished network in a run directory."""
+    found = {}
+    for kind in ("vanilla", "generalist"):
+        if (run_dir / kind / "metrics.json").exists():
+            found[kind] = json.loads((run_dir / kind / "metrics.json").read_text())
+    for path in sorted((run_dir / "specialists").glob("*/metrics.json")):
+        found[f"specialist/{path.parent.name}"] = json.loads(path.read_text())
+    return found
+
+
+def analyze_run(config: RunConfig, run_dir: str | Path | None = None,
+                source: ImageSource | None = None, log=print,
+                started: float | None = None) -> Path:
+    """Analysis and report of a run directory's networks; returns the report path.
+
+    ``started`` (a ``time.time()`` value) dates the wall time the report states; by
+    default the analysis's own start.
+    """
+    from supersub_tf.analysis.report import write_report
+    from supersub_tf.analysis.run_analysis import analyze_run as analyze_networks
+
+    start = time.time()
+    run_dir = Path(run_dir) if run_dir else run_dir_of(config)
+    source = source or create_source(config.data)
+    summary_path = run_dir / "data_summary.json"
+    data_summary = (json.loads(summary_path.read_text()) if summary_path.exists()
+                    else split_counts(source))
+    preview = f"preview_{config.preview.split}.png"
+    analysis = analyze_networks(run_dir, source.hierarchy, config.data, source, log=log)
+    skipped = sum(len(v) for v in source.skipped.values())
+    notes = [f"Undecodable files skipped: {skipped}.", ""] if skipped else []
+    report = write_report(run_dir, f"Run `{config.name}`", data_summary,
+                          preview if (run_dir / "plots" / preview).exists() else None,
+                          finished_networks(run_dir), analysis,
+                          time.time() - (started or start), notes)
+    log(f"[report] {report}")
+    return report
+
+
+def run_pipeline(config: RunConfig, log=print) -> Path:
+    """Runs every stage on ``config``; returns the run directory."""
+    start = time.time()
+    run_dir = run_dir_of(config)
+    (run_dir / "plots").mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    source, _, _ = data_stage(config, run_dir, log)
+    if config.networks:
+        train_stage(config, source=source, log=log)
+    analyze_run(config, run_dir, source, log, started=start)
+    elapsed = time.time() - start
+    log(f"[run] {run_dir} finished in {elapsed:.0f} s")
     return run_dir

@@ -1,0 +1,138 @@
+"""The run report: one Markdown file (and its JSON twin) with every number and figure.
+
+Sections follow the paper: the data, the networks, where the vanilla network's mistakes
+fall (finding i), specialists against the vanilla network (finding ii), and the
+generalist. Every number is read from the run's own files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from supersub_tf.atomic import atomic_write_text
+from supersub_tf.data.summary import format_table
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown table; the first column left-aligned, the others right-aligned."""
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def network_rows(networks: dict[str, dict]) -> list[list[Any]]:
+    """Rows of the networks table from each network's ``metrics.json``."""
+    return [[name, m["num_classes"], m["parameters"], m["epochs"], m["train_images"],
+             m["top1"], m["top5"], round(m["train_seconds"])] for name, m in networks.items()]
+
+
+def findings_section(analysis: dict[str, Any]) -> list[str]:
+    """Markdown of the vanilla network's mistakes and the specialists comparison."""
+    lines: list[str] = []
+    figures = analysis.get("figures", {})
+    vanilla = analysis.get("vanilla")
+    if vanilla:
+        errors, sup = vanilla["errors"], vanilla["superclass_accuracy"]
+        lines += [
+            "## Finding (i): where the vanilla network's mistakes fall",
+            "",
+            f"The vanilla network is wrong on {errors['errors']:,} of {vanilla['images']:,} "
+            f"validation images (top-1 {_pct(vanilla['top1'])}). "
+            f"**{_pct(errors['within_share'])} of its errors stay within the true "
+            f"superclass** and {_pct(errors['across_share'])} cross to another; a uniformly "
+            f"random wrong guess would stay within {_pct(errors['chance_within_share'])}.",
+            "",
+            f"Its superclass accuracy is {_pct(sup['from_top1'])} from its top-1 fine "
+            f"prediction and {_pct(sup['from_summed_probs'])} from summed fine probabilities.",
+            "",
+        ]
+        severity = vanilla["severity"]
+        if severity.get("mean_wordnet_height") is not None:
+            lines += [f"Mistake severity (Bertinetto et al. 2020): the mean height of the "
+                      f"lowest common ancestor of true and predicted class in WordNet is "
+                      f"{severity['mean_wordnet_height']:.2f} over the errors "
+                      f"(two-level hierarchy: {severity['mean_hierarchy_height']:.2f}).", ""]
+        for key in ("confusion_superclass", "confusion_fine", "misclassified"):
+            if key in figures:
+                lines += [f"![{key}](plots/{figures[key]})", ""]
+        lines += ["Per superclass:", "", markdown_table(
+            ["superclass", "images", "fine accuracy", "superclass accuracy", "within errors",
+             "across errors"],
+            [[r["superclass"], r["images"], r["fine_accuracy"], r["superclass_accuracy"],
+              r["within_errors"], r["across_errors"]] for r in vanilla["per_superclass"]]), ""]
+        lines += ["Most confused pairs:", "", markdown_table(
+            ["true", "predicted", "count", "same superclass"],
+            [[p["true_name"], p["predicted_name"], p["count"], "yes" if p["same_superclass"]
+              else "no"] for p in vanilla["most_confused_pairs"]]), ""]
+    rows = analysis.get("specialists_vs_vanilla")
+    if rows:
+        better = sum(r["specialist"] > r["vanilla_restricted"] for r in rows)
+        lines += [
+            "## Finding (ii): specialists against the vanilla network",
+            "",
+            "Each specialist is trained from scratch on one superclass and evaluated with the "
+            "true superclass given (oracle). The vanilla network is scored on the same images, "
+            "restricted to that superclass's subclasses (the fair comparison) and unrestricted.",
+            f"Specialists beat the restricted vanilla network on {better} of {len(rows)} "
+            "superclasses.",
+            "",
+            markdown_table(["superclass", "images", "specialist", "vanilla (restricted)",
+                            "vanilla"],
+                           [[r["superclass"], r["images"], r["specialist"],
+                             r["vanilla_restricted"], r["vanilla"]] for r in rows]),
+            "",
+        ]
+        if "specialists_vs_vanilla" in figures:
+            lines += [f"![specialists vs vanilla](plots/{figures['specialists_vs_vanilla']})", ""]
+    generalist = analysis.get("generalist_vs_vanilla")
+    if generalist:
+        lines += ["## The generalist", "",
+                  f"Superclass accuracy: generalist {_pct(generalist['generalist'])}, vanilla "
+                  f"{_pct(generalist['vanilla']['from_top1'])} (from its fine top-1) and "
+                  f"{_pct(generalist['vanilla']['from_summed_probs'])} (summed probabilities).",
+                  ""]
+    for key in ("training_curves", "specialist_curves"):
+        if key in figures:
+            lines += [f"![{key}](plots/{figures[key]})", ""]
+    return lines
+
+
+def write_report(run_dir: str | Path, title: str, data_summary: dict[str, Any],
+                 preview: str | None, networks: dict[str, dict], analysis: dict[str, Any],
+                 wall_seconds: float, notes: Sequence[str] = ()) -> Path:
+    """Writes ``report.md`` and ``report.json`` into ``run_dir``; returns the Markdown path."""
+    run_dir = Path(run_dir)
+    lines = [f"# {title}", "", f"Dataset: {data_summary['dataset']}; hierarchy "
+             f"`{data_summary['hierarchy']}`.", "", "## Data", "",
+             format_table(data_summary, markdown=True), ""]
+    lines += [f"{note}" for note in notes]
+    if preview:
+        lines += [f"![samples](plots/{preview})", ""]
+    if networks:
+        lines += ["## Networks", "", markdown_table(
+            ["network", "classes", "parameters", "epochs", "train images", "val top-1",
+             "val top-5", "train s"], network_rows(networks)), ""]
+    lines += findings_section(analysis)
+    lines += [f"Wall time of this run: {wall_seconds:.0f} s.", ""]
+    path = run_dir / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    atomic_write_text(run_dir / "report.json", json.dumps(
+        {"data": data_summary, "networks": networks, "analysis": analysis,
+         "wall_seconds": round(wall_seconds, 1)}, indent=2) + "\n")
+    return path

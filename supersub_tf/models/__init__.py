@@ -1,0 +1,19 @@
+"""Image classifiers by name: CIFAR and ImageNet ResNets and MobileNetV2, plus head helpers.
+
+``create_model("resnet20", num_classes=10)`` builds a registered architecture;
+:func:`list_models` names them all. Every model is a flat functional tf_keras model
+(quantizable by tfmot) from an ``"image"`` input to float32 ``"logits"`` (no softmax),
+with the pooled trunk output in a layer named ``"features"``; :func:`trunk`,
+:func:`with_head` and :func:`copy_model` build on that to swap heads and reuse trunks.
+Importing this package does not import TensorFlow.
+"""
+
+from supersub_tf.models.registry import create_model, list_models, register_model
+
+# Importing the architecture modules registers their builders.
+from supersub_tf.models import mobilenet, resnet_cifar, resnet_imagenet  # noqa: E402,F401,I001
+from supersub_tf.models.heads import (  # noqa: E402
+    copy_model, features_output, flatness_problems, trunk, with_head)
+
+__all__ = ["copy_model", "create_model", "features_output", "flatness_problems", "list_models",
+           "register_model", "trunk", "with_head"]

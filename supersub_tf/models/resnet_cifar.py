@@ -1,0 +1,83 @@
+"""CIFAR-style ResNets (He et al. 2016, section 4.2): 6n+2 layers for 32x32 to 64x64 images.
+
+A 3x3 stem convolution without downsampling, then three stages of ``n`` basic blocks
+with 16, 32 and 64 channels (times ``width``); the first block of stages 2 and 3 halves
+the resolution with a stride-2 convolution. Counting the stem, the ``6n`` block
+convolutions and the classifier gives the depth: ResNet-20 is ``n = 3``. Where a block
+changes shape the shortcut is a 1x1 convolution + BN ("option B"), which adds two
+convolutions and about 1% parameters over the paper's parameter-free "option A" (0.27M
+for ResNet-20 either way).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from supersub_tf.errors import ConfigError
+from supersub_tf.models import blocks
+from supersub_tf.models.registry import register_model
+
+if TYPE_CHECKING:
+    import tf_keras as keras
+
+DEPTHS = (8, 14, 20, 32, 44, 56, 110)
+STAGE_CHANNELS = (16, 32, 64)
+
+
+def blocks_per_stage(depth: int) -> int:
+    """``n`` of a ``6n + 2``-layer network.
+
+    Raises:
+        ConfigError: When ``depth`` is not of the form ``6n + 2`` with ``n >= 1``.
+    """
+    if depth < 8 or (depth - 2) % 6:
+        raise ConfigError(f"CIFAR ResNet depth must be 6n+2 (8, 14, 20, ...), got {depth}")
+    return (depth - 2) // 6
+
+
+def cifar_resnet(depth: int, num_classes: int, input_shape: tuple[int, int, int] = (32, 32, 3),
+                 width: float = 1.0, *, name: str | None = None,
+                 bn_momentum: float = blocks.BN_MOMENTUM) -> keras.Model:
+    """Builds a ``depth``-layer CIFAR ResNet.
+
+    Args:
+        depth: ``6n + 2`` total layers.
+        num_classes: Size of the ``"logits"`` layer.
+        input_shape: Input image shape; the last feature map is a quarter of its size.
+        width: Multiplier of the 16/32/64 stage channels (rounded to multiples of 4).
+        name: Model name; defaults to ``f"resnet{depth}"``.
+        bn_momentum: Momentum of every BatchNormalization's running statistics.
+
+    Returns:
+        A flat functional model from ``"image"`` to float32 ``"logits"``.
+    """
+    import tf_keras as keras
+
+    n = blocks_per_stage(depth)
+    inputs = blocks.image_input(input_shape)
+    x = blocks.conv_bn(inputs, blocks.scale_channels(STAGE_CHANNELS[0], width), 3,
+                       name="stem", momentum=bn_momentum)
+    for stage, base in enumerate(STAGE_CHANNELS, start=1):
+        filters = blocks.scale_channels(base, width)
+        for block in range(1, n + 1):
+            strides = 2 if stage > 1 and block == 1 else 1
+            x = blocks.basic_block(x, filters, strides, name=f"stage{stage}_block{block}",
+                                   momentum=bn_momentum)
+    outputs = blocks.classifier(x, num_classes)
+    return keras.Model(inputs, outputs, name=name or f"resnet{depth}")
+
+
+def _register(depth: int) -> None:
+    """Registers ``resnet{depth}`` as a builder with the registry's signature."""
+    def build(num_classes: int, input_shape: tuple[int, int, int], width: float, *,
+              name: str | None = None, bn_momentum: float = blocks.BN_MOMENTUM) -> keras.Model:
+        return cifar_resnet(depth, num_classes, input_shape, width, name=name,
+                            bn_momentum=bn_momentum)
+
+    build.__name__ = build.__qualname__ = f"resnet{depth}"
+    build.__doc__ = f"CIFAR ResNet-{depth} ({blocks_per_stage(depth)} basic blocks per stage)."
+    register_model(f"resnet{depth}")(build)
+
+
+for _depth in DEPTHS:
+    _register(_depth)

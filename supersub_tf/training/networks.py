@@ -1,0 +1,148 @@
+"""The three kinds of networks the paper compares, trained with one engine.
+
+* **vanilla**: one network over all fine classes of the hierarchy (target ``fine``);
+* **generalist**: the same backbone over the superclasses (target ``superclass``);
+* **specialists**: one network per superclass, trained from scratch on that
+  superclass's images only, over its subclasses (target ``subclass``): the paper's
+  "ensemble networks trained each only on subclasses of a given superclass".
+
+Each network gets a folder (``<run>/vanilla``, ``<run>/generalist``,
+``<run>/specialists/<superclass>``) with the engine's files plus ``network.json`` (how
+to rebuild it), ``metrics.json`` (written last: its presence marks the network done, so
+a rerun skips it) and ``val_predictions.npz`` (probabilities and labels of the
+validation split, in the split's order, for the analysis).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from supersub_tf.analysis.predictions import PREDICTIONS, save_predictions
+from supersub_tf.atomic import atomic_write_text
+from supersub_tf.config import RunConfig, TrainConfig
+from supersub_tf.data import load_dataset
+from supersub_tf.data.source import ImageSource
+from supersub_tf.hierarchy import Hierarchy
+from supersub_tf.models import create_model
+from supersub_tf.training.engine import FINAL_WEIGHTS, fit, steps_for, with_targets
+
+TARGETS = {"vanilla": "fine", "generalist": "superclass", "specialist": "subclass"}
+
+
+@dataclasses.dataclass
+class TrainedNetwork:
+    """A trained network, its folder and its validation metrics."""
+
+    model: keras.Model
+    out_dir: Path
+    metrics: dict
+
+
+def network_dir(run_dir: str | Path, kind: str, superclass: str | None = None) -> Path:
+    """The folder of one network inside a run directory."""
+    run_dir = Path(run_dir)
+    return run_dir / "specialists" / superclass if kind == "specialist" else run_dir / kind
+
+
+def num_outputs(kind: str, hierarchy: Hierarchy, superclass: str | None = None) -> int:
+    """Output classes of a network kind: fine classes, superclasses or subclasses."""
+    if kind == "vanilla":
+        return hierarchy.num_classes
+    if kind == "generalist":
+        return hierarchy.num_superclasses
+    return hierarchy.num_subclasses(superclass)
+
+
+def build_model(config: TrainConfig, num_classes: int, image_size: int) -> keras.Model:
+    """The configured backbone with a ``num_classes`` head."""
+    return create_model(config.model, num_classes, (image_size, image_size, 3),
+                        width=config.width)
+
+
+def predict(model: keras.Model, dataset) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Softmax probabilities and labels of every batch of an (ordered) dataset."""
+    probs, labels = [], {}
+    for images, batch_labels in dataset:
+        probs.append(tf.nn.softmax(tf.cast(model.predict_on_batch(images), tf.float32)).numpy())
+        for key, value in batch_labels.items():
+            labels.setdefault(key, []).append(value.numpy())
+    return np.concatenate(probs), {k: np.concatenate(v) for k, v in labels.items()}
+
+
+def load_network(out_dir: Path) -> TrainedNetwork:
+    """Rebuilds a finished network from its folder (``network.json`` + final weights)."""
+    spec = json.loads((out_dir / "network.json").read_text())
+    train = TrainConfig(**{k: v for k, v in spec["train"].items()})
+    model = build_model(train, spec["num_classes"], spec["image_size"])
+    model.load_weights(str(out_dir / FINAL_WEIGHTS))
+    return TrainedNetwork(model, out_dir, json.loads((out_dir / "metrics.json").read_text()))
+
+
+def train_network(config: RunConfig, source: ImageSource, kind: str, run_dir: str | Path,
+                  superclass: str | None = None, log=print) -> TrainedNetwork:
+    """Trains one network (or loads it if its folder says it is done) and evaluates it.
+
+    Args:
+        config: The run's config (data, train settings, seed).
+        source: The dataset source (shared between networks to list files once).
+        kind: ``vanilla``, ``generalist`` or ``specialist``.
+        run_dir: The run directory.
+        superclass: For a specialist, the superclass it covers.
+        log: Where progress lines go.
+    """
+    out = network_dir(run_dir, kind, superclass)
+    label = f"{kind} {superclass}" if superclass else kind
+    if (out / "metrics.json").exists():
+        log(f"[{label}] already trained, loading {out}")
+        return load_network(out)
+    hierarchy, train_cfg = source.hierarchy, config.train
+    key, n = TARGETS[kind], num_outputs(kind, hierarchy, superclass)
+    seed = config.seed + (1 + hierarchy.superclass_index(superclass) if superclass else 0)
+    keras.utils.set_random_seed(seed)
+    keras.mixed_precision.set_global_policy("mixed_float16" if train_cfg.mixed_precision
+                                            else "float32")
+    train = load_dataset(config.data, "train", batch_size=train_cfg.batch_size,
+                         superclass=superclass, seed=seed, source=source)
+    val = load_dataset(config.data, "val", batch_size=train_cfg.eval_batch_size,
+                       training=False, superclass=superclass, source=source)
+    model = build_model(train_cfg, n, config.data.image_size)
+    log(f"[{label}] {train_cfg.model} x{train_cfg.width}, {model.count_params():,} parameters, "
+        f"{n} classes, {train.num_examples:,} training images, {train_cfg.epochs} epochs")
+    start = time.time()
+    history = fit(model, with_targets(train.dataset, key, n), with_targets(val.dataset, key, n),
+                  train_cfg, out, steps_for(train.num_examples, train_cfg.batch_size))
+    seconds = time.time() - start
+    probs, labels = predict(model, val.dataset)
+    save_predictions(out / PREDICTIONS, probs, labels)
+    target = labels[key]
+    metrics = {
+        "kind": kind, "superclass": superclass, "num_classes": n,
+        "parameters": int(model.count_params()),
+        "train_images": train.num_examples, "val_images": val.num_examples,
+        "epochs": len(history.get("epoch", [])), "train_seconds": round(seconds, 1),
+        "top1": float(np.mean(probs.argmax(1) == target)),
+        "top5": float(np.mean((np.argsort(-probs, 1)[:, :5] == target[:, None]).any(1))),
+        "final_train_accuracy": (float(history["accuracy"][-1]) if "accuracy" in history
+                                 else None),
+    }
+    atomic_write_text(out / "network.json", json.dumps({
+        "kind": kind, "superclass": superclass, "num_classes": n,
+        "image_size": config.data.image_size, "train": dataclasses.asdict(train_cfg)},
+        indent=2) + "\n")
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    log(f"[{label}] val top-1 {metrics['top1']:.3f} ({seconds:.0f} s)")
+    return TrainedNetwork(model, out, metrics)
+
+
+def train_specialists(config: RunConfig, source: ImageSource, run_dir: str | Path,
+                      log=print) -> dict[str, TrainedNetwork]:
+    """Trains one specialist per superclass (each from scratch, on its own images)."""
+    return {name: train_network(config, source, "specialist", run_dir, name, log)
+            for name in source.hierarchy.superclass_names}

@@ -1,0 +1,149 @@
+"""Training engine, the three kinds of networks, resume after a kill, and the main job's
+analysis on a tiny synthetic hierarchy."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from supersub_tf.config import RunConfig, TrainConfig, load_config
+from supersub_tf.training.engine import keras_verbosity
+from supersub_tf.training.schedules import WarmupSchedule
+
+TINY = {
+    "data": {"dataset": "synthetic", "preset": "", "image_size": 16,
+             "synthetic": {"num_superclasses": 2, "subclasses_per_superclass": 2,
+                           "images_per_class": 30, "image_size": 16}},
+    "train": {"model": "resnet8", "width": 0.25, "epochs": 2, "batch_size": 16,
+              "learning_rate": 0.05, "verbose": "2"},
+    "preview": {"images_per_superclass": 2},
+}
+
+
+def tiny_config(tmp_path: Path, **train) -> RunConfig:
+    data = json.loads(json.dumps(TINY))
+    data["train"].update(train)
+    data["output_dir"] = str(tmp_path / "runs")
+    data["name"] = "tiny"
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_config(path)
+
+
+def test_schedules():
+    cosine = WarmupSchedule(1.0, total_steps=110, warmup_steps=10, kind="cosine")
+    assert float(cosine(0)) == pytest.approx(0.1)
+    assert float(cosine(9)) == pytest.approx(1.0)
+    assert float(cosine(10)) == pytest.approx(1.0)
+    assert float(cosine(60)) == pytest.approx(0.5, abs=1e-6)
+    assert float(cosine(110)) == pytest.approx(0.0, abs=1e-6)
+    step = WarmupSchedule(1.0, total_steps=100, kind="step", milestones=(0.5, 0.75), gamma=0.1)
+    assert [round(float(step(s)), 6) for s in (0, 49, 50, 75, 99)] == [1, 1, 0.1, 0.01, 0.01]
+    assert float(WarmupSchedule(0.3, 10, kind="constant")(7)) == pytest.approx(0.3)
+    assert WarmupSchedule.from_config(cosine.get_config()).get_config() == cosine.get_config()
+
+
+def test_verbosity(monkeypatch):
+    assert keras_verbosity("2") == 2 and keras_verbosity("0") == 0
+    monkeypatch.setenv("CI", "true")
+    assert keras_verbosity("auto") == (1 if sys.stdout.isatty() else 2)
+
+
+def test_networks_train_evaluate_and_skip_when_done(tmp_path):
+    from supersub_tf.data import create_source
+    from supersub_tf.run import finished_networks, train_stage
+
+    config = tiny_config(tmp_path)
+    source = create_source(config.data)
+    metrics = train_stage(config, source=source, log=lambda *_: None)
+    assert set(metrics) == {"vanilla", "generalist", "specialist/disc", "specialist/square"}
+    assert metrics["vanilla"]["num_classes"] == 4 and metrics["generalist"]["num_classes"] == 2
+    assert metrics["specialist/disc"]["num_classes"] == 2
+    assert metrics["specialist/disc"]["train_images"] == metrics["vanilla"]["train_images"] // 2
+    run_dir = tmp_path / "runs" / "tiny"
+    for name in ("vanilla", "generalist", "specialists/square"):
+        folder = run_dir / name
+        for f in ("final.weights.h5", "best.weights.h5", "history.csv", "metrics.json",
+                  "network.json", "val_predictions.npz"):
+            assert (folder / f).is_file(), folder / f
+        assert not (folder / "backup").exists()
+        assert any((folder / "logs").rglob("*tfevents*"))
+    with np.load(run_dir / "specialists" / "square" / "val_predictions.npz") as data:
+        assert data["probs"].shape[1] == 2 and set(data["superclass"]) == {1}
+    before = (run_dir / "vanilla" / "final.weights.h5").stat().st_mtime_ns
+    again = train_stage(config, source=source, log=lambda *_: None)   # all done: loads
+    assert again == metrics
+    assert (run_dir / "vanilla" / "final.weights.h5").stat().st_mtime_ns == before
+    assert set(finished_networks(run_dir)) == set(metrics)
+
+
+def history_epochs(path: Path) -> list[int]:
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()[1:]
+    return [int(line.split(",")[0]) for line in lines if line]
+
+
+def test_killed_run_resumes_and_finishes(tmp_path):
+    """`train vanilla` killed mid-training and restarted with the same command resumes
+    from its backup (no epoch is run twice) and ends with valid files."""
+    config_path = tmp_path / "kill.yaml"
+    data = json.loads(json.dumps(TINY))
+    data["data"]["synthetic"]["images_per_class"] = 60
+    data["train"].update({"epochs": 8, "batch_size": 8})
+    data.update({"output_dir": str(tmp_path / "runs"), "name": "kill"})
+    config_path.write_text(yaml.safe_dump(data))
+    command = [sys.executable, "-m", "supersub_tf", "train", "vanilla", "--config",
+               str(config_path)]
+    env = {**os.environ, "CI": "true"}
+    out = tmp_path / "runs" / "kill" / "vanilla"
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while len(history_epochs(out / "history.csv")) < 2 and time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail("training finished before it could be interrupted")
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = history_epochs(out / "history.csv")
+    assert 2 <= len(done_before) < 8 and (out / "backup").exists()
+    assert not (out / "metrics.json").exists()
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    epochs = history_epochs(out / "history.csv")
+    assert sorted(set(epochs)) == list(range(8))
+    assert len(epochs) <= 8 + 1   # at most the epoch cut by the kill appears twice
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 8 and not (out / "backup").exists()
+
+
+def test_main_job_writes_analysis_and_report(tmp_path):
+    from supersub_tf.run import run_pipeline
+
+    config = tiny_config(tmp_path, epochs=1)
+    run_dir = run_pipeline(config, log=lambda *_: None)
+    summary = json.loads((run_dir / "analysis" / "summary.json").read_text())
+    errors = summary["vanilla"]["errors"]
+    assert errors["within"] + errors["across"] == errors["errors"]
+    assert {r["superclass"] for r in summary["specialists_vs_vanilla"]} == {"disc", "square"}
+    for figure in summary["figures"].values():
+        assert (run_dir / "plots" / figure).stat().st_size > 5_000
+    report = (run_dir / "report.md").read_text()
+    assert "Finding (i)" in report and "Finding (ii)" in report and "## The generalist" in report
+
+
+def test_train_config_validation():
+    from supersub_tf.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="train.optimizer"):
+        TrainConfig(optimizer="rmsprop")
+    with pytest.raises(ConfigError, match="networks: unknown"):
+        load_config(None, ["networks=[vanilla, experts]"])
