@@ -184,7 +184,9 @@ class RunConfig:
 
 
 #: Overrides of the ``--quick`` profile: a run small enough for a smoke test (minutes).
-QUICK_PROFILE = ["name=quick", "data.max_per_class=40", "preview.images_per_superclass=6"]
+QUICK_PROFILE = ["name=quick", "data.max_per_class=40", "preview.images_per_superclass=6",
+                 "train.model=resnet8", "train.width=0.25", "train.epochs=1",
+                 "train.batch_size=64", "train.warmup_epochs=0"]
 
 
 def config_from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:

@@ -128,3 +128,14 @@ def test_real_subset_specialist_batch(shared_data):
         assert set(labels["superclass"].numpy()) == {data.hierarchy.superclass_index("dog")}
         seen |= set(labels["subclass"].numpy())
     assert seen == set(range(6))
+
+
+def test_training_stream_starts_mixed(tmp_path):
+    """Listings are sorted by class; the training stream must not be (cache + buffer)."""
+    path = write_tiny_imagenet(tmp_path / "t.zip", per_class=20)
+    cfg = config(path, shuffle_buffer=4)
+    source = restricted_source(cfg)
+    first = next(iter(load_dataset(cfg, "train", batch_size=16, source=source).dataset))[1]
+    assert len(set(first["fine"].numpy())) >= 3
+    val = next(iter(load_dataset(cfg, "val", batch_size=16, source=source).dataset))[1]
+    assert list(val["fine"].numpy()) == list(source.labels("val")[:16])  # evaluation keeps order

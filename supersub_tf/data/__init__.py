@@ -84,8 +84,8 @@ def load_dataset(config: DataConfig, split: str, *, training: bool | None = None
     src.check_split(split)
     hierarchy = src.hierarchy
     fine = None if superclass is None else hierarchy.fine_labels_of(superclass)
-    raw = src.raw(split, fine)
+    training = split == "train" if training is None else training
+    raw = src.raw(split, fine, order_seed=seed if training else None)
     count = src.count(split, fine)
-    ds = prepare(raw, hierarchy, config, training=split == "train" if training is None else training,
-                 batch_size=batch_size, seed=seed)
+    ds = prepare(raw, hierarchy, config, training=training, batch_size=batch_size, seed=seed)
     return SplitData(ds, hierarchy, split, count, list(src.skipped.get(split, [])))

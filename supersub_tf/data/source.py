@@ -52,9 +52,19 @@ class ImageSource(abc.ABC):
         """Fine labels of every image of a split (for counts; may read the whole split)."""
 
     @abc.abstractmethod
-    def raw(self, split: str, fine_labels: np.ndarray | None = None):
-        """``tf.data.Dataset`` of ``(uint8 [H, W, 3], int32 fine)``, optionally only the
-        images whose fine label is in ``fine_labels``."""
+    def raw(self, split: str, fine_labels: np.ndarray | None = None,
+            order_seed: int | None = None):
+        """``tf.data.Dataset`` of ``(uint8 [H, W, 3], int32 fine)``.
+
+        Args:
+            split: The split.
+            fine_labels: Only the images whose fine label is in it (None: all).
+            order_seed: Shuffle the order of the images once, with this seed, before
+                decoding (None keeps the source's order, as evaluation needs). Listings
+                are sorted by class, and the pipeline caches decoded images in the order
+                it first reads them, so a training stream must start mixed: a shuffle
+                buffer alone cannot mix a class-sorted stream.
+        """
 
     def count(self, split: str, fine_labels: np.ndarray | None = None) -> int:
         """Number of images of a split (of the given fine labels only, if set)."""
@@ -130,7 +140,8 @@ class ListSource(ImageSource):
         self.check_split(split)
         return self._split_examples[split].fine
 
-    def raw(self, split: str, fine_labels: np.ndarray | None = None):
+    def raw(self, split: str, fine_labels: np.ndarray | None = None,
+            order_seed: int | None = None):
         import tensorflow as tf
 
         examples = self.examples(split)
@@ -138,6 +149,9 @@ class ListSource(ImageSource):
             examples = examples.with_labels(fine_labels)
         if len(examples) == 0:
             raise DataError(f"{self.description} ({split}): no images of the requested classes")
+        if order_seed is not None:
+            order = np.random.default_rng(order_seed).permutation(len(examples))
+            examples = examples.take(order, f"order{order_seed}")
         if examples.kind == "array":
             return tf.data.Dataset.from_tensor_slices((examples.images, examples.fine))
         images = examples.images.astype(str) if examples.kind == "path" else list(examples.images)

@@ -268,8 +268,10 @@ class TfdsSource(ImageSource):
                 pass  # a read-only cache only costs a re-read next time
         return labels
 
-    def raw(self, split: str, fine_labels: np.ndarray | None = None):
-        """``(uint8 [H, W, 3], int32 fine)`` pairs of a split, in tfds reading order.
+    def raw(self, split: str, fine_labels: np.ndarray | None = None,
+            order_seed: int | None = None):
+        """``(uint8 [H, W, 3], int32 fine)`` pairs of a split, in tfds reading order
+        (tfds stores examples shuffled; ``order_seed`` also shuffles the file order).
 
         Raises:
             DataError: No image of the split has one of ``fine_labels``.
@@ -282,7 +284,9 @@ class TfdsSource(ImageSource):
             raise DataError(f"{self.description} ({split}): no images of the requested classes")
         table = tf.constant(self.label_table)
         ds = self.builder.as_dataset(split=self.split_specs[split],
-                                     decoders={"image": tfds.decode.SkipDecoding()})
+                                     decoders={"image": tfds.decode.SkipDecoding()},
+                                     shuffle_files=order_seed is not None,
+                                     read_config=tfds.ReadConfig(shuffle_seed=order_seed))
         ds = ds.map(lambda ex: (ex["image"], tf.gather(table, ex["label"])))
         ds = ds.filter(lambda image, fine: fine >= 0)
         if self.config.max_per_class > 0:
