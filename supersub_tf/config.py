@@ -122,8 +122,8 @@ class TrainConfig:
     """
 
     model: str = "resnet20"
-    width: float = 1.0
-    epochs: int = 10
+    width: float = 0.5
+    epochs: int = 4
     batch_size: int = 128
     optimizer: str = "sgd"
     learning_rate: float = 0.1
@@ -131,7 +131,7 @@ class TrainConfig:
     nesterov: bool = True
     weight_decay: float = 5e-4
     schedule: str = "cosine"
-    warmup_epochs: float = 1.0
+    warmup_epochs: float = 0.5
     step_milestones: list = dataclasses.field(default_factory=lambda: [0.5, 0.75])
     step_gamma: float = 0.1
     label_smoothing: float = 0.0
@@ -150,6 +150,11 @@ class TrainConfig:
             raise ConfigError("train.epochs and train.batch_size must be positive")
         if self.verbose not in ("auto", "0", "1", "2"):
             raise ConfigError(f"train.verbose must be auto, 0, 1 or 2, got {self.verbose!r}")
+        from supersub_tf.models import list_models
+
+        if self.model not in list_models():
+            raise ConfigError(f"train.model {self.model!r} is not a registered backbone; "
+                              f"choose one of {list_models()}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"train.label_smoothing must be in [0, 1), got "
                               f"{self.label_smoothing}")
@@ -165,7 +170,11 @@ class PreviewConfig:
 
 @dataclasses.dataclass
 class RunConfig:
-    """Everything one run of the main job needs."""
+    """Everything one run of the main job needs.
+
+    The defaults are the main job's default config (``configs/default.yaml`` spells them
+    out; a test keeps the two equal).
+    """
 
     name: str = "default"
     output_dir: str = "runs"

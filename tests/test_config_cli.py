@@ -80,3 +80,15 @@ def test_main_job_quick(shared_data, tmp_path):
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["max_per_class"] == 40
     report = (run_dir / "report.md").read_text()
     assert "| bird | 4 |" in report and "preview_train.png" in report
+
+
+def test_default_yaml_spells_out_the_defaults():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+    assert load_config(path) == RunConfig()
+
+
+def test_unknown_backbone_is_named():
+    with pytest.raises(ConfigError, match="train.model 'resnet9'"):
+        load_config(None, ["train.model=resnet9"])

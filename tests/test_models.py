@@ -86,8 +86,8 @@ def test_trains_one_step(name):
     # most run the step eagerly; resnet20 runs the compiled graph like real training.
     model = built(name)
     before = [w.numpy().copy() for w in model.trainable_weights]
-    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  run_eagerly=name != "resnet20")
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer="sgd", loss=loss_fn, run_eagerly=name != "resnet20")
     loss = model.train_on_batch(images(4), np.arange(4) % NUM_CLASSES)
     assert np.isfinite(loss)
     after = model.trainable_weights
@@ -193,7 +193,8 @@ def test_with_head_shares_trunk_and_has_new_head():
     head_ids = {id(w) for w in headed.get_layer("logits").weights}
     assert not head_ids & {id(w) for w in model.weights}
     assert model.output.shape == (None, NUM_CLASSES)
-    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer="sgd", loss=loss_fn)
     assert np.isfinite(model.train_on_batch(x, np.array([0, 1])))
 
 
@@ -247,7 +248,7 @@ def test_invalid_arguments_are_config_errors(kwargs):
 
 
 def test_arguments_from_configs_are_accepted():
-    model = create_model("resnet8", np.int64(4), [40, 40, 3], width=1, name="generalist",
+    model = create_model("resnet8", np.int64(4), [40, 40, 3], width=1, model_name="generalist",
                          bn_momentum=0.99)
     assert model.name == "generalist" and model.input_shape == (None, 40, 40, 3)
     assert model.get_layer("stem_bn").momentum == 0.99

@@ -217,15 +217,17 @@ def plot_training_curves(histories: Mapping[str, str | os.PathLike], path: str |
     colors = [f"C{i % 10}" for i in range(len(histories))]
     for color, (run, csv_path) in zip(colors, histories.items()):
         history = read_history(csv_path)
-        epochs = history["epoch"]
+        epochs = history["epoch"] + 1  # Keras counts epochs from 0
+        marker = "o" if len(epochs) <= 12 else None  # a one-epoch run is a point, not a line
         for ax, metric in ((loss_ax, "loss"), (acc_ax, "accuracy")):
             column = _metric_column(history, metric)
             if column is None:
                 continue
-            ax.plot(epochs, history[column], linestyle="--", color=color, label=f"{run} train")
+            ax.plot(epochs, history[column], linestyle="--", marker=marker, color=color,
+                    label=f"{run} train")
             if f"val_{column}" in history:
-                ax.plot(epochs, history[f"val_{column}"], linestyle="-", color=color,
-                        label=f"{run} val")
+                ax.plot(epochs, history[f"val_{column}"], linestyle="-", marker=marker,
+                        color=color, label=f"{run} val")
     from matplotlib.ticker import MaxNLocator
 
     for ax, metric in ((loss_ax, "loss"), (acc_ax, "accuracy")):

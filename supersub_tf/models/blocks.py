@@ -35,7 +35,7 @@ def scale_channels(channels: int, width: float, divisor: int = 4) -> int:
     return max(divisor, int(round(channels * width / divisor)) * divisor)
 
 
-def image_input(input_shape: tuple[int, int, int]) -> keras.KerasTensor:
+def image_input(input_shape: tuple[int, int, int]):
     """The model's single input: normalised float images (no preprocessing layers)."""
     import tf_keras as keras
 
@@ -99,7 +99,7 @@ def basic_block(x, filters: int, strides: int, *, name: str, momentum: float = B
 
 def bottleneck_block(x, filters: int, strides: int, *, name: str, expansion: int = 4,
                      momentum: float = BN_MOMENTUM):
-    """1x1 reduce, 3x3 (strided: "ResNet v1.5", as torchvision), 1x1 expand to ``expansion * filters``."""
+    """1x1 reduce, 3x3 (strided, "ResNet v1.5" as in torchvision), 1x1 expand to ``4 * filters``."""
     shortcut = x
     x = conv_bn(x, filters, 1, name=f"{name}_1", momentum=momentum)
     x = conv_bn(x, filters, 3, strides, name=f"{name}_2", momentum=momentum)

@@ -56,7 +56,7 @@ def _reinitialise(model: keras.Model, bn_momentum: float) -> None:
 
 @register_model("mobilenetv2")
 def mobilenetv2(num_classes: int, input_shape: tuple[int, int, int] = (224, 224, 3),
-                width: float = 1.0, *, name: str | None = None,
+                width: float = 1.0, *, model_name: str | None = None,
                 bn_momentum: float = blocks.BN_MOMENTUM) -> keras.Model:
     """Builds MobileNetV2 with width multiplier ``width`` and a fresh logits head.
 
@@ -64,7 +64,7 @@ def mobilenetv2(num_classes: int, input_shape: tuple[int, int, int] = (224, 224,
         num_classes: Size of the ``"logits"`` layer.
         input_shape: Input image shape, at least 32x32 (the last feature map is 1/32).
         width: The ``alpha`` width multiplier, one of :data:`ALPHAS`.
-        name: Model name; defaults to ``"mobilenetv2"``.
+        model_name: Model name; defaults to ``"mobilenetv2"``.
         bn_momentum: Momentum of every BatchNormalization's running statistics.
 
     Returns:
@@ -80,6 +80,6 @@ def mobilenetv2(num_classes: int, input_shape: tuple[int, int, int] = (224, 224,
     backbone = keras.applications.MobileNetV2(input_shape=input_shape, input_tensor=inputs,
                                               alpha=width, include_top=False, weights=None)
     outputs = blocks.classifier(backbone.output, num_classes)
-    model = keras.Model(inputs, outputs, name=name or "mobilenetv2")
+    model = keras.Model(inputs, outputs, name=model_name or "mobilenetv2")
     _reinitialise(model, bn_momentum)
     return model

@@ -86,7 +86,8 @@ def _check_options(name: str, builder: Builder, args: tuple, options: dict[str, 
     try:
         inspect.signature(builder).bind(*args, **options)
     except TypeError as error:
-        raise ConfigError(f"invalid options for model {name!r} {sorted(options)}: {error}") from None
+        raise ConfigError(f"invalid options for model {name!r} {sorted(options)}: "
+                          f"{error}") from None
 
 
 def create_model(name: str, num_classes: int, input_shape: Sequence[int] = (32, 32, 3),
@@ -98,8 +99,8 @@ def create_model(name: str, num_classes: int, input_shape: Sequence[int] = (32, 
         num_classes: Size of the ``"logits"`` layer.
         input_shape: ``(height, width, channels)`` of the normalised float input images.
         width: Channel multiplier (MobileNetV2's ``alpha``); 1.0 is the published network.
-        **kwargs: Builder-specific options (all builders take ``name`` to rename the model
-            and ``bn_momentum``).
+        **kwargs: Builder-specific options (all builders take ``model_name`` to name the
+            model something else than ``name``, and ``bn_momentum``).
 
     Returns:
         A flat functional ``keras.Model`` mapping images to float32 logits (no softmax).

@@ -36,7 +36,7 @@ def blocks_per_stage(depth: int) -> int:
 
 
 def cifar_resnet(depth: int, num_classes: int, input_shape: tuple[int, int, int] = (32, 32, 3),
-                 width: float = 1.0, *, name: str | None = None,
+                 width: float = 1.0, *, model_name: str | None = None,
                  bn_momentum: float = blocks.BN_MOMENTUM) -> keras.Model:
     """Builds a ``depth``-layer CIFAR ResNet.
 
@@ -45,7 +45,7 @@ def cifar_resnet(depth: int, num_classes: int, input_shape: tuple[int, int, int]
         num_classes: Size of the ``"logits"`` layer.
         input_shape: Input image shape; the last feature map is a quarter of its size.
         width: Multiplier of the 16/32/64 stage channels (rounded to multiples of 4).
-        name: Model name; defaults to ``f"resnet{depth}"``.
+        model_name: Model name; defaults to ``f"resnet{depth}"``.
         bn_momentum: Momentum of every BatchNormalization's running statistics.
 
     Returns:
@@ -64,14 +64,15 @@ def cifar_resnet(depth: int, num_classes: int, input_shape: tuple[int, int, int]
             x = blocks.basic_block(x, filters, strides, name=f"stage{stage}_block{block}",
                                    momentum=bn_momentum)
     outputs = blocks.classifier(x, num_classes)
-    return keras.Model(inputs, outputs, name=name or f"resnet{depth}")
+    return keras.Model(inputs, outputs, name=model_name or f"resnet{depth}")
 
 
 def _register(depth: int) -> None:
     """Registers ``resnet{depth}`` as a builder with the registry's signature."""
     def build(num_classes: int, input_shape: tuple[int, int, int], width: float, *,
-              name: str | None = None, bn_momentum: float = blocks.BN_MOMENTUM) -> keras.Model:
-        return cifar_resnet(depth, num_classes, input_shape, width, name=name,
+              model_name: str | None = None,
+              bn_momentum: float = blocks.BN_MOMENTUM) -> keras.Model:
+        return cifar_resnet(depth, num_classes, input_shape, width, model_name=model_name,
                             bn_momentum=bn_momentum)
 
     build.__name__ = build.__qualname__ = f"resnet{depth}"

@@ -28,7 +28,7 @@ BOTTLENECK_DEPTHS = frozenset({50})
 
 def imagenet_resnet(depth: int, num_classes: int,
                     input_shape: tuple[int, int, int] = (224, 224, 3), width: float = 1.0, *,
-                    name: str | None = None,
+                    model_name: str | None = None,
                     bn_momentum: float = blocks.BN_MOMENTUM) -> keras.Model:
     """Builds ResNet-``depth`` (18, 34 or 50) with the ImageNet stem.
 
@@ -37,7 +37,7 @@ def imagenet_resnet(depth: int, num_classes: int,
         num_classes: Size of the ``"logits"`` layer.
         input_shape: Input image shape; the last feature map is 1/32 of its size.
         width: Multiplier of the 64/128/256/512 stage channels (rounded to multiples of 4).
-        name: Model name; defaults to ``f"resnet{depth}"``.
+        model_name: Model name; defaults to ``f"resnet{depth}"``.
         bn_momentum: Momentum of every BatchNormalization's running statistics.
 
     Returns:
@@ -61,14 +61,15 @@ def imagenet_resnet(depth: int, num_classes: int,
                 x = blocks.basic_block(x, filters, strides, name=block_name,
                                        momentum=bn_momentum)
     outputs = blocks.classifier(x, num_classes)
-    return keras.Model(inputs, outputs, name=name or f"resnet{depth}")
+    return keras.Model(inputs, outputs, name=model_name or f"resnet{depth}")
 
 
 def _register(depth: int) -> None:
     """Registers ``resnet{depth}`` as a builder with the registry's signature."""
     def build(num_classes: int, input_shape: tuple[int, int, int], width: float, *,
-              name: str | None = None, bn_momentum: float = blocks.BN_MOMENTUM) -> keras.Model:
-        return imagenet_resnet(depth, num_classes, input_shape, width, name=name,
+              model_name: str | None = None,
+              bn_momentum: float = blocks.BN_MOMENTUM) -> keras.Model:
+        return imagenet_resnet(depth, num_classes, input_shape, width, model_name=model_name,
                                bn_momentum=bn_momentum)
 
     kind = "bottleneck" if depth in BOTTLENECK_DEPTHS else "basic"

@@ -105,6 +105,7 @@ def train_network(config: RunConfig, source: ImageSource, kind: str, run_dir: st
     hierarchy, train_cfg = source.hierarchy, config.train
     key, n = TARGETS[kind], num_outputs(kind, hierarchy, superclass)
     seed = config.seed + (1 + hierarchy.superclass_index(superclass) if superclass else 0)
+    keras.backend.clear_session()  # a fresh graph per network: no retracing across models
     keras.utils.set_random_seed(seed)
     keras.mixed_precision.set_global_policy("mixed_float16" if train_cfg.mixed_precision
                                             else "float32")
