@@ -2,7 +2,7 @@
 
 Importing the package selects tf_keras (Keras 2) as TensorFlow's Keras before TensorFlow
 is imported, because tensorflow-model-optimization's quantization-aware training does not
-support Keras 3. It also turns on oneDNN's CPU kernels, which train several times faster
+support Keras 3. It also turns on oneDNN's CPU kernels, which train about twice as fast
 on the CPUs this project is developed on (set ``TF_ENABLE_ONEDNN_OPTS=0`` to opt out).
 TensorFlow itself is imported lazily by the modules that need it.
 """

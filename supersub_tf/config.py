@@ -102,6 +102,10 @@ class TrainConfig:
         model: A registered backbone (``supersub_tf.models.list_models()``).
         width: Channel width multiplier of the backbone.
         epochs: Passes over the network's training images.
+        specialist_epochs: Epochs of each specialist (0: ``epochs``). A specialist sees
+            only its superclass's images, so at equal epochs it takes about N times
+            fewer optimizer steps than the vanilla network (N superclasses) and all N
+            together cost one vanilla network; ``epochs * N`` gives each as many steps.
         batch_size: Training batch size.
         optimizer: ``sgd`` (with momentum) or ``adamw``.
         learning_rate: Peak learning rate (after warm-up).
@@ -124,6 +128,7 @@ class TrainConfig:
     model: str = "resnet20"
     width: float = 0.5
     epochs: int = 4
+    specialist_epochs: int = 0
     batch_size: int = 128
     optimizer: str = "sgd"
     learning_rate: float = 0.1

@@ -138,6 +138,15 @@ def test_main_job_writes_analysis_and_report(tmp_path):
         assert (run_dir / "plots" / figure).stat().st_size > 5_000
     report = (run_dir / "report.md").read_text()
     assert "Finding (i)" in report and "Finding (ii)" in report and "## The generalist" in report
+    # `analyze` redoes the analysis from the saved predictions alone.
+    from supersub_tf.cli import main
+
+    (run_dir / "report.md").unlink()
+    (run_dir / "plots" / "confusion_fine.png").unlink()
+    assert main(["analyze", str(run_dir)]) == 0
+    assert (run_dir / "report.md").read_text().count("Finding (i)") == 1
+    assert (run_dir / "plots" / "confusion_fine.png").exists()
+    assert main(["analyze", str(tmp_path)]) == 2   # not a run directory
 
 
 def test_train_config_validation():

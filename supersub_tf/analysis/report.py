@@ -38,8 +38,9 @@ def _pct(value: float | None) -> str:
 
 def network_rows(networks: dict[str, dict]) -> list[list[Any]]:
     """Rows of the networks table from each network's ``metrics.json``."""
-    return [[name, m["num_classes"], m["parameters"], m["epochs"], m["train_images"],
-             m["top1"], m["top5"], round(m["train_seconds"])] for name, m in networks.items()]
+    return [[name, m["num_classes"], m["parameters"], m["epochs"], m.get("steps"),
+             m["train_images"], m["top1"], m["top5"], round(m["train_seconds"])]
+            for name, m in networks.items()]
 
 
 def findings_section(analysis: dict[str, Any]) -> list[str]:
@@ -88,7 +89,8 @@ def findings_section(analysis: dict[str, Any]) -> list[str]:
             "",
             "Each specialist is trained from scratch on one superclass and evaluated with the "
             "true superclass given (oracle). The vanilla network is scored on the same images, "
-            "restricted to that superclass's subclasses (the fair comparison) and unrestricted.",
+            "restricted to that superclass's subclasses (the fair comparison) and unrestricted. "
+            "Compare the training budgets (epochs, optimizer steps) in the networks table.",
             f"Specialists beat the restricted vanilla network on {better} of {len(rows)} "
             "superclasses.",
             "",
@@ -126,8 +128,8 @@ def write_report(run_dir: str | Path, title: str, data_summary: dict[str, Any],
         lines += [f"![samples](plots/{preview})", ""]
     if networks:
         lines += ["## Networks", "", markdown_table(
-            ["network", "classes", "parameters", "epochs", "train images", "val top-1",
-             "val top-5", "train s"], network_rows(networks)), ""]
+            ["network", "classes", "parameters", "epochs", "steps", "train images",
+             "val top-1", "val top-5", "train s"], network_rows(networks)), ""]
     lines += findings_section(analysis)
     lines += [f"Wall time of this run: {wall_seconds:.0f} s.", ""]
     path = run_dir / "report.md"

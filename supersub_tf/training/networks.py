@@ -103,6 +103,8 @@ def train_network(config: RunConfig, source: ImageSource, kind: str, run_dir: st
         log(f"[{label}] already trained, loading {out}")
         return load_network(out)
     hierarchy, train_cfg = source.hierarchy, config.train
+    if kind == "specialist" and train_cfg.specialist_epochs:
+        train_cfg = dataclasses.replace(train_cfg, epochs=train_cfg.specialist_epochs)
     key, n = TARGETS[kind], num_outputs(kind, hierarchy, superclass)
     seed = config.seed + (1 + hierarchy.superclass_index(superclass) if superclass else 0)
     keras.backend.clear_session()  # a fresh graph per network: no retracing across models
@@ -117,8 +119,9 @@ def train_network(config: RunConfig, source: ImageSource, kind: str, run_dir: st
     log(f"[{label}] {train_cfg.model} x{train_cfg.width}, {model.count_params():,} parameters, "
         f"{n} classes, {train.num_examples:,} training images, {train_cfg.epochs} epochs")
     start = time.time()
+    steps_per_epoch = steps_for(train.num_examples, train_cfg.batch_size)
     history = fit(model, with_targets(train.dataset, key, n), with_targets(val.dataset, key, n),
-                  train_cfg, out, steps_for(train.num_examples, train_cfg.batch_size))
+                  train_cfg, out, steps_per_epoch)
     seconds = time.time() - start
     probs, labels = predict(model, val.dataset)
     save_predictions(out / PREDICTIONS, probs, labels)
@@ -127,7 +130,9 @@ def train_network(config: RunConfig, source: ImageSource, kind: str, run_dir: st
         "kind": kind, "superclass": superclass, "num_classes": n,
         "parameters": int(model.count_params()),
         "train_images": train.num_examples, "val_images": val.num_examples,
-        "epochs": len(history.get("epoch", [])), "train_seconds": round(seconds, 1),
+        "epochs": len(history.get("epoch", [])),
+        "steps": len(history.get("epoch", [])) * steps_per_epoch,
+        "train_seconds": round(seconds, 1),
         "top1": float(np.mean(probs.argmax(1) == target)),
         "top5": float(np.mean((np.argsort(-probs, 1)[:, :5] == target[:, None]).any(1))),
         "final_train_accuracy": (float(history["accuracy"][-1]) if "accuracy" in history
