@@ -4,6 +4,7 @@ Commands:
     run                      the main job (see :mod:`supersub_tf.run`)
     train KIND               train vanilla | generalist | specialists into runs/<name>
     analyze RUN_DIR          misclassification analysis and report of a run's networks
+    storage SYSTEM_DIR       bytes per part of a saved Super-Sub system (a*N + 1 vs N + 1)
     data summary             images per superclass and split
     data preview             PNG grid of sample images per superclass
     data build-preset        regenerate a preset's JSON (or build one from a spec file)
@@ -78,6 +79,13 @@ def _cmd_analyze(args: argparse.Namespace) -> None:
     analyze_run(load_config(run_dir / "config.yaml"), run_dir)
 
 
+def _cmd_storage(args: argparse.Namespace) -> None:
+    from supersub_tf.deltas.storage import format_storage_report, storage_report
+
+    report = storage_report(args.system)
+    print(json.dumps(report, indent=2) if args.json else format_storage_report(report))
+
+
 def _cmd_summary(args: argparse.Namespace) -> None:
     from supersub_tf.data import create_source
     from supersub_tf.data.summary import format_table, split_counts
@@ -145,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     analyze = commands.add_parser("analyze", help="analysis and report of a run directory")
     analyze.add_argument("run_dir", help="e.g. runs/default")
     analyze.set_defaults(func=_cmd_analyze)
+
+    storage = commands.add_parser("storage", help="bytes of a saved Super-Sub system: "
+                                                  "a*N + 1 vs N + 1 networks")
+    storage.add_argument("system", help="a system directory, e.g. runs/default/systems/8bit")
+    storage.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    storage.set_defaults(func=_cmd_storage)
 
     data = commands.add_parser("data", help="dataset tools").add_subparsers(dest="data_command",
                                                                            required=True)

@@ -166,6 +166,61 @@ class TrainConfig:
 
 
 @dataclasses.dataclass
+class DeltaConfig:
+    """Delta specialists: the generalist's weights plus trained (quantized) deltas.
+
+    Attributes:
+        bits: Bit widths to train and compare; ``float`` (or null) means float32 deltas
+            without quantization-aware training. 8, 6, 4 and 2 are supported.
+        from_stage: 0 gives every convolution a delta; ``s`` only those of trunk stages
+            ``s`` and later, so the earlier stages stay exactly the generalist's (and
+            their computation could be shared between the two stages).
+        train_batchnorm: Each specialist trains its own batch-norm parameters and
+            statistics in the delta region (stored in full: 4 floats per channel);
+            otherwise they stay the generalist's.
+        epochs: Fine-tuning epochs of each delta specialist (0: ``train.specialist_epochs``
+            or ``train.epochs``).
+        learning_rate: Peak learning rate of the fine-tuning (the deltas start at zero,
+            from a trained network, so it is lower than training from scratch).
+        weight_decay: Weight decay on deltas and heads (pulls deltas towards zero).
+        topk: Superclasses per image for top-k routing.
+    """
+
+    bits: list = dataclasses.field(default_factory=lambda: ["float", 8, 4])
+    from_stage: int = 0
+    train_batchnorm: bool = True
+    epochs: int = 0
+    learning_rate: float = 0.02
+    weight_decay: float = 0.0005
+    topk: int = 2
+
+    def __post_init__(self) -> None:
+        self.bits = [parse_bits(b) for b in self.bits]
+        if self.from_stage < 0:
+            raise ConfigError(f"deltas.from_stage must be >= 0, got {self.from_stage}")
+        if self.topk < 1:
+            raise ConfigError(f"deltas.topk must be >= 1, got {self.topk}")
+
+
+def parse_bits(value: Any) -> int | None:
+    """``float``/``none``/null -> None (float deltas); 2..8 -> that bit width."""
+    if value is None or (isinstance(value, str) and value.lower() in ("float", "none", "fp32")):
+        return None
+    try:
+        bits = int(value)
+    except (TypeError, ValueError):
+        bits = -1
+    if not 2 <= bits <= 8:
+        raise ConfigError(f"deltas.bits entries must be float or 2..8, got {value!r}")
+    return bits
+
+
+def bits_tag(bits: int | None) -> str:
+    """A short name of a bit width for folders and tables: ``float``, ``8bit``."""
+    return "float" if bits is None else f"{bits}bit"
+
+
+@dataclasses.dataclass
 class PreviewConfig:
     """The sample grid the main job writes."""
 
@@ -188,6 +243,7 @@ class RunConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     networks: list = dataclasses.field(
         default_factory=lambda: ["vanilla", "generalist", "specialists"])
+    deltas: DeltaConfig = dataclasses.field(default_factory=DeltaConfig)
     preview: PreviewConfig = dataclasses.field(default_factory=PreviewConfig)
 
     def __post_init__(self) -> None:

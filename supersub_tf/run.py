@@ -31,6 +31,7 @@ from supersub_tf.data.source import ImageSource
 from supersub_tf.data.summary import format_table, split_counts
 
 NETWORK_KINDS = ("vanilla", "generalist", "specialists")
+ROUTINGS = ("hard", "topk", "oracle")
 
 
 def run_dir_of(config: RunConfig) -> Path:
@@ -76,6 +77,56 @@ def train_stage(config: RunConfig, kinds: str | list[str] | None = None,
         else:
             metrics[kind] = train_network(config, source, kind, run_dir, log=log).metrics
     return metrics
+
+
+def supersub_stage(config: RunConfig, source: ImageSource | None = None,
+                   log=print) -> dict[str, dict]:
+    """Delta specialists at each configured bit width, their stored systems, and the
+    two-stage pipeline's validation accuracy under each routing mode.
+
+    Needs the run's trained generalist. Writes ``systems/<bits>/`` (the compact storage
+    format) and ``supersub/<bits>.json``; returns those results by bit-width tag.
+    """
+    from supersub_tf.config import bits_tag
+    from supersub_tf.data import load_dataset
+    from supersub_tf.deltas.storage import save_system, storage_report
+    from supersub_tf.supersub.evaluate import collect_predictions, pipeline_metrics
+    from supersub_tf.supersub.pipeline import SuperSubPipeline
+    from supersub_tf.training.delta_specialists import train_delta_specialists
+    from supersub_tf.training.networks import load_network
+
+    run_dir = run_dir_of(config)
+    source = source or create_source(config.data)
+    hierarchy = source.hierarchy
+    if not (run_dir / "generalist" / "metrics.json").exists():
+        train_stage(config, "generalist", source, log)
+    generalist = load_network(run_dir / "generalist").model
+    val = load_dataset(config.data, "val", training=False,
+                       batch_size=config.train.eval_batch_size, source=source)
+    backbone = {"model": config.train.model, "width": config.train.width,
+                "image_size": config.data.image_size, "normalization": config.data.normalization}
+    results = {}
+    for bits in config.deltas.bits:
+        tag = bits_tag(bits)
+        delta_sets = train_delta_specialists(config, source, run_dir, generalist, bits, log)
+        settings = {"bits": bits, "from_stage": config.deltas.from_stage,
+                    "train_batchnorm": config.deltas.train_batchnorm}
+        system = save_system(run_dir / "systems" / tag, generalist, delta_sets, hierarchy,
+                             backbone, settings)
+        pipeline = SuperSubPipeline(generalist, delta_sets, hierarchy)
+        probs, labels = collect_predictions(pipeline, val.dataset, ROUTINGS,
+                                            k=config.deltas.topk)
+        result = {"bits": bits, "system": str(system), "storage": storage_report(system),
+                  "routing": {r: pipeline_metrics(probs[r], probs["superclass_probs"], labels,
+                                                  hierarchy) for r in ROUTINGS}}
+        atomic_write_text(run_dir / "supersub" / f"{tag}.json",
+                          json.dumps(result, indent=2) + "\n")
+        log(f"[supersub {tag}] top-1 hard {result['routing']['hard']['top1']:.3f}, "
+            f"top-{config.deltas.topk} {result['routing']['topk']['top1']:.3f}, "
+            f"oracle {result['routing']['oracle']['top1']:.3f}; storage "
+            f"{result['storage']['a']:.3f}N + 1")
+        results[tag] = result
+    return results
 
 
 def finished_networks(run_dir: Path) -> dict[str, dict]:

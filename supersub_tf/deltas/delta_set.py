@@ -1,0 +1,133 @@
+"""The deltas of one specialist, as plain data: what is stored and swapped in.
+
+A specialist built from the generalist differs from it in three ways:
+
+* **deltas**: for each kernel that has one, ``W_specialist = W_generalist + delta``;
+  the delta is stored as k-bit signed integers with one float32 scale per output
+  channel (symmetric, narrow range: codes in ``[-(2^(k-1) - 1), 2^(k-1) - 1]``), or as
+  float32 when ``bits`` is None;
+* **owned weights**: layers whose weights the specialist replaces outright (its head,
+  and its batch-norm parameters and statistics), as float32 arrays;
+* nothing else: every other weight is the generalist's, bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+def quantization_scale(values: np.ndarray, bits: int) -> np.ndarray:
+    """Per-output-channel (last axis) symmetric scale: ``max|x| / (2^(k-1) - 1)``.
+
+    This is the scale of tfmot's ``LastValueQuantizer(symmetric=True,
+    narrow_range=True, per_axis=True)`` for a fresh range. A trained QAT model applies
+    the range it stored at its last training step, so its deltas are read out with
+    :func:`supersub_tf.deltas.quantization.quantized_delta` instead. Channels that are
+    all zero get scale 1 (their codes are all zero anyway).
+    """
+    levels = 2 ** (bits - 1) - 1
+    reduce_axes = tuple(range(values.ndim - 1))
+    peak = np.max(np.abs(values), axis=reduce_axes) if values.ndim > 1 else np.abs(values)
+    return np.where(peak > 0, peak / levels, 1.0).astype(np.float32)
+
+
+@dataclasses.dataclass
+class QuantizedTensor:
+    """A tensor as k-bit integer codes and per-output-channel scales (or float32)."""
+
+    codes: np.ndarray
+    scales: np.ndarray | None
+    bits: int | None
+
+    @classmethod
+    def quantize(cls, values: np.ndarray, bits: int | None) -> QuantizedTensor:
+        """Quantizes ``values`` symmetrically per output channel; ``bits=None`` keeps float32."""
+        values = np.asarray(values, np.float32)
+        if bits is None:
+            return cls(values.copy(), None, None)
+        if not 2 <= bits <= 8:
+            raise ValueError(f"delta bits must be between 2 and 8, got {bits}")
+        scales = quantization_scale(values, bits)
+        levels = 2 ** (bits - 1) - 1
+        codes = np.clip(np.round(values / scales), -levels, levels).astype(np.int8)
+        return cls(codes, scales, bits)
+
+    def dequantize(self) -> np.ndarray:
+        """The float32 tensor the codes stand for."""
+        if self.bits is None:
+            return self.codes.astype(np.float32)
+        return self.codes.astype(np.float32) * self.scales
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.codes.shape)
+
+
+@dataclasses.dataclass
+class DeltaSet:
+    """Everything that turns the generalist into one specialist.
+
+    Attributes:
+        superclass: The superclass whose specialist this is.
+        bits: Bit width of the deltas (None: float32 deltas).
+        deltas: Layer name -> the delta of that layer's kernel.
+        owned: Layer name -> the full weights the specialist uses instead of the
+            generalist's (its head and, if trained, its batch-norm layers), in the
+            layer's ``get_weights()`` order.
+    """
+
+    superclass: str
+    bits: int | None
+    deltas: dict[str, QuantizedTensor]
+    owned: dict[str, list[np.ndarray]]
+
+    def num_delta_values(self) -> int:
+        """Number of delta entries (one per kernel weight that has a delta)."""
+        return int(sum(np.prod(d.shape) for d in self.deltas.values()))
+
+
+def save_delta_set(path, delta_set: DeltaSet) -> None:
+    """Writes one specialist's deltas, unpacked, as an ``.npz`` (atomically).
+
+    This is the training checkpoint of a finished specialist (its presence marks it
+    done); the compact, verified format of a whole system is
+    :mod:`supersub_tf.deltas.storage`.
+    """
+    import io
+    import json
+
+    from supersub_tf.atomic import atomic_write_bytes
+
+    arrays: dict[str, np.ndarray] = {}
+    for name, delta in delta_set.deltas.items():
+        arrays[f"delta/{name}/codes"] = delta.codes
+        if delta.scales is not None:
+            arrays[f"delta/{name}/scales"] = delta.scales
+    owned_counts = {}
+    for name, weights in delta_set.owned.items():
+        owned_counts[name] = len(weights)
+        for i, value in enumerate(weights):
+            arrays[f"owned/{name}/{i}"] = np.asarray(value, np.float32)
+    meta = {"superclass": delta_set.superclass, "bits": delta_set.bits,
+            "deltas": list(delta_set.deltas), "owned": owned_counts}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_delta_set(path) -> DeltaSet:
+    """Reads :func:`save_delta_set` output."""
+    import json
+
+    with np.load(path) as data:
+        meta = json.loads(bytes(data["meta"]).decode())
+        bits = meta["bits"]
+        deltas = {name: QuantizedTensor(data[f"delta/{name}/codes"],
+                                        data[f"delta/{name}/scales"] if bits else None, bits)
+                  for name in meta["deltas"]}
+        owned = {name: [data[f"owned/{name}/{i}"] for i in range(count)]
+                 for name, count in meta["owned"].items()}
+    return DeltaSet(meta["superclass"], bits, deltas, owned)

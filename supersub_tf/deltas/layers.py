@@ -1,0 +1,114 @@
+"""Keras layers whose kernel is a frozen base plus a small trainable delta.
+
+A specialist reuses the generalist's convolution kernels unchanged and learns only
+``delta`` on top of each: ``W_specialist = W_generalist + delta``. :class:`DeltaConv2D`
+holds both as its own weights:
+
+* ``base_kernel``: non-trainable, copied from the generalist (never a variable shared
+  with it: tfmot's ``quantize_apply`` clones models and breaks on shared variables);
+* ``delta``: trainable, initialised to zero, so a fresh specialist computes exactly
+  what the generalist computes;
+* ``bias`` (only with ``use_bias``): non-trainable, copied from the generalist, since a
+  delta specialist changes kernels only (the architectures here have no conv biases).
+
+Only ``Conv2D`` gets a delta variant. MobileNetV2's ``DepthwiseConv2D`` layers keep the
+generalist's depthwise kernels frozen (they hold about 2% of its weights), and heads are
+replaced outright rather than given deltas.
+
+For quantization-aware training (:mod:`supersub_tf.deltas.quantization`), a
+``QuantizeConfig`` hands the layer the fake-quantized delta through
+:meth:`DeltaConv2D.use_quantized_delta` instead of overwriting the ``delta`` attribute
+(which is what tfmot's built-in configs do with ``kernel``): overwriting a tracked
+variable attribute makes Keras drop the variable from the layer's weight lists, which
+breaks saving and reading the delta back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+BASE_KERNEL = "base_kernel"
+DELTA = "delta"
+
+
+@keras.saving.register_keras_serializable(package="supersub_tf")
+class DeltaConv2D(keras.layers.Conv2D):
+    """A ``Conv2D`` computing with ``base_kernel + delta``; only ``delta`` is trainable.
+
+    Takes exactly the arguments of ``keras.layers.Conv2D`` (its config is a Conv2D
+    config), so :meth:`from_conv` turns any built Conv2D's config into a delta layer.
+    ``kernel_initializer`` initialises the base kernel, which is normally overwritten
+    with :meth:`set_base` right after building.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._quantized_delta = None
+
+    @classmethod
+    def from_conv(cls, conv: keras.layers.Conv2D, **overrides) -> DeltaConv2D:
+        """An unbuilt delta layer with ``conv``'s configuration (name included)."""
+        config = conv.get_config()
+        config.update(overrides)
+        return cls.from_config(config)
+
+    def build(self, input_shape) -> None:
+        """Creates ``base_kernel`` (frozen), ``delta`` (trainable, zeros) and ``bias`` (frozen)."""
+        input_shape = tf.TensorShape(input_shape)
+        input_channel = self._get_input_channel(input_shape)
+        if input_channel % self.groups:
+            raise ValueError(f"{self.name}: {input_channel} input channels are not divisible "
+                             f"by groups={self.groups}")
+        kernel_shape = self.kernel_size + (input_channel // self.groups, self.filters)
+        self.compute_output_shape(input_shape)  # validates the input shape
+        self.base_kernel = self.add_weight(name=BASE_KERNEL, shape=kernel_shape,
+                                           initializer=self.kernel_initializer,
+                                           trainable=False, dtype=self.dtype)
+        self.delta = self.add_weight(name=DELTA, shape=kernel_shape, initializer="zeros",
+                                     regularizer=self.kernel_regularizer,
+                                     constraint=self.kernel_constraint,
+                                     trainable=True, dtype=self.dtype)
+        self.bias = (self.add_weight(name="bias", shape=(self.filters,),
+                                     initializer=self.bias_initializer, trainable=False,
+                                     dtype=self.dtype)
+                     if self.use_bias else None)
+        self.input_spec = keras.layers.InputSpec(
+            min_ndim=self.rank + 2, axes={self._get_channel_axis(): input_channel})
+        self.built = True
+
+    def set_base(self, kernel: np.ndarray, bias: np.ndarray | None = None) -> None:
+        """Copies the generalist's kernel (and bias) into the frozen base weights."""
+        self.base_kernel.assign(kernel)
+        if self.use_bias:
+            if bias is None:
+                raise ValueError(f"{self.name} has a bias but none was given")
+            self.bias.assign(bias)
+
+    def use_quantized_delta(self, delta) -> None:
+        """Makes the next :meth:`call` use ``delta`` (the fake-quantized delta) instead
+        of the ``delta`` variable; called by the QAT wrapper before every call."""
+        self._quantized_delta = delta
+
+    def effective_kernel(self):
+        """``base_kernel + delta``: the kernel the layer convolves with."""
+        delta = self.delta if self._quantized_delta is None else self._quantized_delta
+        return self.base_kernel + tf.cast(delta, self.compute_dtype)
+
+    def call(self, inputs):
+        kernel = self.effective_kernel()
+        if self.groups > 1:
+            outputs = self._jit_compiled_convolution_op(inputs, tf.convert_to_tensor(kernel))
+        else:
+            outputs = self.convolution_op(inputs, kernel)
+        if self.use_bias:
+            outputs = tf.nn.bias_add(outputs, self.bias, data_format=self._tf_data_format)
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
+
+def custom_objects() -> dict[str, type]:
+    """The classes Keras needs to rebuild models containing delta layers."""
+    return {"DeltaConv2D": DeltaConv2D}

@@ -1,0 +1,751 @@
+"""The compact on-disk format of a whole Super-Sub system, and its storage accounting.
+
+The paper's storage argument: N specialists stored as k-bit deltas on one shared
+generalist cost ``a * N + 1`` networks instead of ``N + 1``, where ``a`` is the size of
+one specialist relative to a float32 generalist. This module writes such a system to a
+folder, reads it back bit for bit, and measures ``a`` from the files themselves.
+
+A system directory holds:
+
+* ``manifest.json``: the format version, the hierarchy, the backbone (model, width,
+  image size, number of superclasses, parameter count), the delta settings, the delta
+  layers with their kernel shapes, and for the generalist and every specialist its
+  file, byte size and sha256;
+* ``generalist.weights.h5``: the generalist's weights (Keras ``save_weights``, float32);
+* ``specialists/<superclass>.npz``: one uncompressed ``np.savez`` archive per
+  specialist. For each delta layer ``L`` it holds ``delta/L/codes``, the k-bit codes
+  shifted to unsigned (``code + 2^(k-1) - 1``) and packed densely little-endian into
+  ``ceil(n * k / 8)`` bytes (8 bits: one per byte; 6 bits: four in three bytes; 4 bits:
+  two per byte; 2 bits: four per byte), and ``delta/L/scales``, the per-output-channel
+  scales as float32; with float deltas (``bits`` None) it holds ``delta/L/values`` as
+  float32 instead. The weights the specialist owns outright (its head, its batch-norm
+  layers) are ``owned/L/<i>`` float32 arrays, ``i`` in ``get_weights()`` order.
+
+Two choices, and why:
+
+* scales stay float32: they are one number per output channel (a 3x3x64x64 kernel has
+  36,864 codes and 64 scales, so even at 2 bits they are under 3% of its bytes), and
+  float32 keeps them exactly the scales the quantization-aware training used, so a
+  loaded specialist reproduces the trained one bit for bit (float16 would not);
+* the archives are not compressed, so the byte counts measure the format itself; the
+  packed codes of trained deltas are close to incompressible anyway.
+
+Writing is atomic for the whole folder: everything goes into a hidden sibling
+directory that is renamed into place only when complete, so a failure never leaves a
+half-written system where a good one was. Reading verifies every file against the
+manifest (presence, size, sha256, layers and shapes) and raises
+:class:`~supersub_tf.errors.DataError` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import uuid
+import zipfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from supersub_tf.deltas.delta_set import DeltaSet, QuantizedTensor
+from supersub_tf.errors import DataError, SuperSubError
+from supersub_tf.hierarchy import Hierarchy
+
+if TYPE_CHECKING:
+    import tf_keras as keras
+
+FORMAT_NAME = "supersub-system"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+GENERALIST_FILE = "generalist.weights.h5"
+SPECIALIST_DIR = "specialists"
+SCALES_DTYPE = "float32"
+_HASH_CHUNK = 1 << 20
+
+
+@dataclasses.dataclass
+class SuperSubSystem:
+    """A loaded Super-Sub system: the generalist and every specialist's deltas.
+
+    Attributes:
+        path: The system directory it was read from.
+        hierarchy: The class hierarchy (superclass order = generalist label order).
+        backbone: Model name, width, image size, ``num_classes`` (superclasses) and
+            ``parameters`` of the generalist, plus whatever else was saved with it.
+        delta_settings: How the deltas were made (``bits``, ``from_stage``,
+            ``train_batchnorm``, ...).
+        generalist: The generalist, rebuilt with ``create_model`` and its weights loaded.
+        delta_sets: Superclass name -> that specialist's deltas, in hierarchy order.
+    """
+
+    path: Path
+    hierarchy: Hierarchy
+    backbone: dict[str, Any]
+    delta_settings: dict[str, Any]
+    generalist: keras.Model
+    delta_sets: dict[str, DeltaSet]
+
+
+# --------------------------------------------------------------------------- bit packing
+def _group(bits: int) -> tuple[int, int]:
+    """``(values, bytes)`` of the smallest whole-byte group of ``bits``-bit values."""
+    values = 8 // math.gcd(bits, 8)
+    return values, values * bits // 8
+
+
+def packed_size(count: int, bits: int) -> int:
+    """Bytes that ``count`` values of ``bits`` bits take when packed densely."""
+    return (count * bits + 7) // 8
+
+
+def pack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
+    """Packs signed k-bit codes densely into bytes.
+
+    Each code is shifted to unsigned (``code + 2^(k-1) - 1``, so the narrow range
+    ``[-(2^(k-1) - 1), 2^(k-1) - 1]`` becomes ``[0, 2^k - 2]``) and the values are laid
+    out little-endian, value ``i`` in bits ``i*k .. i*k + k - 1`` of the stream.
+
+    Args:
+        codes: Integer codes of any shape (flattened in C order).
+        bits: Bits per code, 2 to 8.
+
+    Returns:
+        A uint8 array of ``ceil(codes.size * bits / 8)`` bytes.
+
+    Raises:
+        ValueError: When ``bits`` is outside 2..8, or the codes are not integers or lie
+            outside the narrow range.
+    """
+    if not 2 <= bits <= 8:
+        raise ValueError(f"bits must be between 2 and 8, got {bits}")
+    levels = 2 ** (bits - 1) - 1
+    raw = np.asarray(codes).reshape(-1)
+    if not np.issubdtype(raw.dtype, np.integer):
+        raise ValueError(f"{bits}-bit codes must be integers, got {raw.dtype}")
+    if raw.size and (raw.min() < -levels or raw.max() > levels):
+        raise ValueError(f"{bits}-bit codes must lie in [{-levels}, {levels}], got "
+                         f"[{raw.min()}, {raw.max()}]")
+    flat = raw.astype(np.int16)
+    per_group, group_bytes = _group(bits)
+    groups = -(-flat.size // per_group)
+    unsigned = np.zeros(groups * per_group, np.uint8)  # uint8 keeps big layers cheap
+    unsigned[:flat.size] = flat + levels
+    unsigned = unsigned.reshape(groups, per_group)
+    words = np.zeros(groups, np.uint64)
+    for i in range(per_group):
+        words |= unsigned[:, i].astype(np.uint64) << np.uint64(i * bits)
+    packed = np.stack([(words >> np.uint64(8 * j)) & np.uint64(0xFF)
+                       for j in range(group_bytes)], axis=1).astype(np.uint8)
+    # The padding values are zero, so every byte past ceil(n * k / 8) is zero: drop them.
+    return packed.reshape(-1)[:packed_size(flat.size, bits)]
+
+
+def unpack_codes(packed: np.ndarray, bits: int, shape: Iterable[int]) -> np.ndarray:
+    """Inverts :func:`pack_codes`: int8 codes of ``shape`` from packed bytes.
+
+    Raises:
+        ValueError: When the byte count does not match ``shape`` at ``bits`` bits.
+    """
+    shape = tuple(int(d) for d in shape)
+    count = int(np.prod(shape, dtype=np.int64))
+    packed = np.asarray(packed, np.uint8).reshape(-1)
+    if packed.size != packed_size(count, bits):
+        raise ValueError(f"{packed.size} packed bytes do not hold {count} {bits}-bit values "
+                         f"(expected {packed_size(count, bits)})")
+    per_group, group_bytes = _group(bits)
+    groups = -(-count // per_group)
+    padded = np.zeros(groups * group_bytes, np.uint8)
+    padded[:packed.size] = packed
+    padded = padded.reshape(groups, group_bytes)
+    words = np.zeros(groups, np.uint64)
+    for j in range(group_bytes):
+        words |= padded[:, j].astype(np.uint64) << np.uint64(8 * j)
+    mask = np.uint64(2 ** bits - 1)
+    unsigned = np.stack([((words >> np.uint64(i * bits)) & mask).astype(np.uint8)
+                         for i in range(per_group)], axis=1).reshape(-1)[:count]
+    levels = 2 ** (bits - 1) - 1
+    return (unsigned.astype(np.int16) - levels).astype(np.int8).reshape(shape)
+
+
+# --------------------------------------------------------------------------- file helpers
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _file_entry(root: Path, relative: str) -> dict[str, Any]:
+    """The manifest record of a written file: its relative path, size and sha256."""
+    path = root / relative
+    return {"file": relative, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def _specialist_filename(name: str, taken: set[str]) -> str:
+    """A safe, unique (case-insensitively) ``specialists/<name>.npz`` for a superclass."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".") or "superclass"
+    candidate, k = stem, 1
+    while candidate.casefold() in taken:
+        k += 1
+        candidate = f"{stem}-{k}"
+    taken.add(candidate.casefold())
+    return f"{SPECIALIST_DIR}/{candidate}.npz"
+
+
+def backbone_from_network(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The backbone dict of a trained network's ``network.json`` contents.
+
+    Args:
+        spec: ``{"kind", "num_classes", "image_size", "train": {"model", "width", ...}}``
+            as written by :func:`supersub_tf.training.networks.train_network`.
+    """
+    return {"model": spec["train"]["model"], "width": spec["train"]["width"],
+            "image_size": spec["image_size"], "num_classes": spec["num_classes"]}
+
+
+# --------------------------------------------------------------------------- save: checks
+def _kernel_shapes(generalist: keras.Model) -> dict[str, tuple[int, ...]]:
+    """Layer name -> shape of its first weight (the kernel), for layers with weights."""
+    return {layer.name: tuple(int(d) for d in layer.weights[0].shape)
+            for layer in generalist.layers if layer.weights}
+
+
+def _delta_layout(generalist: keras.Model,
+                  delta_sets: Mapping[str, DeltaSet]) -> list[tuple[str, tuple[int, ...]]]:
+    """The delta layers (generalist order) and kernel shapes all specialists share.
+
+    Raises:
+        DataError: When specialists differ in their delta layers or shapes, or a delta
+            names a layer the generalist lacks or has another kernel shape.
+    """
+    kernels = _kernel_shapes(generalist)
+    first_name, first = next(iter(delta_sets.items()))
+    layout = {name: tuple(q.shape) for name, q in first.deltas.items()}
+    for name, delta_set in delta_sets.items():
+        shapes = {layer: tuple(q.shape) for layer, q in delta_set.deltas.items()}
+        if shapes != layout:
+            raise DataError(f"specialist {name!r} has delta layers/shapes {shapes}, but "
+                            f"specialist {first_name!r} has {layout}; all must share them")
+    for layer, shape in layout.items():
+        if layer not in kernels:
+            raise DataError(f"delta layer {layer!r} is not a layer with weights of the "
+                            "generalist")
+        if kernels[layer] != shape:
+            raise DataError(f"delta of layer {layer!r} has shape {shape}, the generalist's "
+                            f"kernel {kernels[layer]}")
+    order = [layer.name for layer in generalist.layers]
+    return sorted(layout.items(), key=lambda item: order.index(item[0]))
+
+
+def _check_inputs(generalist: keras.Model, delta_sets: Mapping[str, DeltaSet],
+                  hierarchy: Hierarchy, backbone: Mapping[str, Any],
+                  delta_settings: Mapping[str, Any]) -> None:
+    """Rejects a system that could not be loaded back consistently.
+
+    Raises:
+        DataError: On a missing backbone or delta setting, specialists that are not
+            exactly the hierarchy's superclasses, a generalist or specialist head of the
+            wrong size, or deltas of another bit width than ``delta_settings["bits"]``.
+    """
+    missing = [key for key in ("model", "width", "image_size") if key not in backbone]
+    if missing:
+        raise DataError(f"backbone is missing {missing} (needs model, width, image_size)")
+    if "bits" not in delta_settings:
+        raise DataError("delta_settings needs 'bits' (an int, or None for float deltas)")
+    names = hierarchy.superclass_names
+    if sorted(delta_sets) != sorted(names):
+        raise DataError(f"specialists {sorted(delta_sets)} do not match the hierarchy's "
+                        f"superclasses {sorted(names)}")
+    outputs = int(generalist.output_shape[-1])
+    if outputs != hierarchy.num_superclasses or backbone.get("num_classes", outputs) != outputs:
+        raise DataError(f"the generalist has {outputs} outputs and backbone num_classes "
+                        f"{backbone.get('num_classes')}, the hierarchy "
+                        f"{hierarchy.num_superclasses} superclasses")
+    layers = {layer.name: len(layer.weights) for layer in generalist.layers}
+    bits = delta_settings["bits"]
+    for name, delta_set in delta_sets.items():
+        _check_delta_set(name, delta_set, bits, layers)
+
+
+def _check_delta_set(name: str, delta_set: DeltaSet, bits: int | None,
+                     layers: Mapping[str, int]) -> None:
+    """Checks one specialist's bit width, superclass and owned layers (see _check_inputs)."""
+    if delta_set.superclass != name:
+        raise DataError(f"delta set stored under {name!r} is for superclass "
+                        f"{delta_set.superclass!r}")
+    wrong = [layer for layer, q in delta_set.deltas.items() if q.bits != bits]
+    if delta_set.bits != bits or wrong:
+        raise DataError(f"specialist {name!r} has {delta_set.bits}-bit deltas (layers "
+                        f"{wrong} differ), delta_settings says {bits}")
+    for layer, weights in delta_set.owned.items():
+        if layers.get(layer) != len(weights):
+            raise DataError(f"specialist {name!r} owns layer {layer!r} with {len(weights)} "
+                            f"arrays; the generalist's layer has {layers.get(layer)}")
+
+
+# --------------------------------------------------------------------------- save: writing
+def _specialist_arrays(delta_set: DeltaSet) -> dict[str, np.ndarray]:
+    """The arrays of one specialist's ``.npz``, keyed as the module docstring describes.
+
+    Raises:
+        DataError: When a delta's codes do not fit its bit width (they would not
+            survive packing).
+    """
+    arrays: dict[str, np.ndarray] = {}
+    for layer, q in delta_set.deltas.items():
+        if q.bits is None:
+            arrays[f"delta/{layer}/values"] = np.asarray(q.codes, np.float32)
+        else:
+            try:
+                arrays[f"delta/{layer}/codes"] = pack_codes(q.codes, q.bits)
+            except ValueError as err:
+                raise DataError(f"specialist {delta_set.superclass!r}, delta of layer "
+                                f"{layer!r}: {err}") from None
+            arrays[f"delta/{layer}/scales"] = np.asarray(q.scales, np.float32)
+    for layer, weights in delta_set.owned.items():
+        for i, weight in enumerate(weights):
+            arrays[f"owned/{layer}/{i}"] = np.asarray(weight, np.float32)
+    return arrays
+
+
+def write_specialist(path: Path, delta_set: DeltaSet) -> None:
+    """Writes one specialist's uncompressed ``.npz`` (codes packed, floats float32)."""
+    with open(path, "wb") as f:
+        np.savez(f, **_specialist_arrays(delta_set))
+
+
+def write_generalist(path: Path, generalist: keras.Model) -> None:
+    """Writes the generalist's weights in Keras's HDF5 weights format."""
+    generalist.save_weights(str(path))
+
+
+def _write_contents(root: Path, generalist: keras.Model, delta_sets: Mapping[str, DeltaSet],
+                    hierarchy: Hierarchy, backbone: Mapping[str, Any],
+                    delta_settings: Mapping[str, Any]) -> None:
+    """Writes every file of a system into the (fresh) folder ``root``; manifest last."""
+    layout = _delta_layout(generalist, delta_sets)
+    write_generalist(root / GENERALIST_FILE, generalist)
+    (root / SPECIALIST_DIR).mkdir()
+    taken: set[str] = set()
+    specialists = []
+    for sup in hierarchy.superclasses:
+        delta_set = delta_sets[sup.name]
+        relative = _specialist_filename(sup.name, taken)
+        write_specialist(root / relative, delta_set)
+        specialists.append({
+            "superclass": sup.name, "num_subclasses": len(sup.subclasses),
+            "owned": {layer: [list(np.shape(w)) for w in weights]
+                      for layer, weights in delta_set.owned.items()},
+            **_file_entry(root, relative)})
+    manifest = {
+        "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+        "hierarchy": hierarchy.to_dict(),
+        "backbone": {**backbone, "num_classes": hierarchy.num_superclasses,
+                     "parameters": int(generalist.count_params())},
+        "delta_settings": dict(delta_settings),
+        "packing": {"codes": "unsigned little-endian dense k-bit, code + 2^(k-1) - 1",
+                    "scales": SCALES_DTYPE, "npz": "uncompressed"},
+        "delta_layers": [{"name": name, "shape": list(shape)} for name, shape in layout],
+        "generalist": _file_entry(root, GENERALIST_FILE),
+        "specialists": specialists,
+    }
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
+                                 encoding="utf-8")
+
+
+def _check_replaceable(target: Path) -> None:
+    """Refuses to replace anything but an empty folder or an existing system.
+
+    Raises:
+        DataError: When ``target`` is a file, or a non-empty folder without a manifest
+            (replacing it would delete someone's unrelated files).
+    """
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise DataError(f"{target}: exists and is not a directory; refusing to replace it")
+    if any(target.iterdir()) and not (target / MANIFEST).is_file():
+        raise DataError(f"{target}: a non-empty folder without {MANIFEST} (not a Super-Sub "
+                        "system); refusing to replace it")
+
+
+def _swap_into_place(new: Path, target: Path) -> None:
+    """Renames the complete folder ``new`` onto ``target``, replacing an old system.
+
+    The old system is first renamed aside, then ``new`` into place, then the old one is
+    deleted; if the second rename fails the old one is renamed back. (POSIX has no
+    atomic swap of two directories, so a crash between the two renames, a window of
+    microseconds, leaves the old system under its hidden ``.<name>.old-*`` name.)
+    """
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:12]}")
+        os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def save_system(path: str | os.PathLike, generalist: keras.Model,
+                delta_sets: Mapping[str, DeltaSet], hierarchy: Hierarchy,
+                backbone: Mapping[str, Any], delta_settings: Mapping[str, Any]) -> Path:
+    """Writes a Super-Sub system directory atomically (see the module docstring).
+
+    Args:
+        path: The system directory to create or replace.
+        generalist: The trained generalist (its output size = number of superclasses).
+        delta_sets: Superclass name -> that specialist's deltas; exactly the
+            hierarchy's superclasses, all with the same delta layers and shapes.
+        hierarchy: The class hierarchy.
+        backbone: ``model``, ``width`` and ``image_size`` (what ``create_model`` needs to
+            rebuild the generalist; see :func:`backbone_from_network`), plus any extra
+            JSON-ready keys to keep; ``num_classes`` and ``parameters`` are filled in.
+        delta_settings: ``bits`` (None for float deltas), and ``from_stage``,
+            ``train_batchnorm`` or any other JSON-ready keys describing the deltas.
+
+    Returns:
+        The system directory.
+
+    Raises:
+        DataError: When the inputs are inconsistent (see :func:`_check_inputs`) or
+            ``path`` is something other than an empty folder or a previous system.
+    """
+    target = Path(path)
+    _check_inputs(generalist, delta_sets, hierarchy, backbone, delta_settings)
+    _check_replaceable(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        _write_contents(work, generalist, delta_sets, hierarchy, backbone, delta_settings)
+        _swap_into_place(work, target)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+# --------------------------------------------------------------------------- load: checks
+def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """Reads and checks a system's manifest (format, version, required keys).
+
+    Raises:
+        DataError: On a missing or unreadable manifest, an unknown format or version,
+            or a missing key.
+    """
+    manifest_path = Path(path) / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{manifest_path}: not found ({path} is not a Super-Sub "
+                        "system directory)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{manifest_path}: unreadable ({err})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise DataError(f"{manifest_path}: not a {FORMAT_NAME} manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise DataError(f"{manifest_path}: unknown format version "
+                        f"{manifest.get('format_version')!r} (this code reads "
+                        f"{FORMAT_VERSION})")
+    required = ("hierarchy", "backbone", "delta_settings", "delta_layers", "generalist",
+                "specialists")
+    missing = [key for key in required if key not in manifest]
+    if missing:
+        raise DataError(f"{manifest_path}: missing {missing}")
+    entries = manifest["specialists"]
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and "superclass" in e
+                                                for e in entries):
+        raise DataError(f"{manifest_path}: specialists must be a list of "
+                        "{superclass, num_subclasses, file, bytes, sha256} records")
+    return manifest
+
+
+def verify_file(root: Path, entry: Mapping[str, Any]) -> Path:
+    """Checks that a listed file exists with the manifest's size and sha256.
+
+    Raises:
+        DataError: Naming the file, when it is missing, its size differs or its sha256
+            differs (a truncated, replaced or corrupted file).
+    """
+    try:
+        relative = str(entry["file"])
+        size, digest = int(entry["bytes"]), str(entry["sha256"])
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{root / MANIFEST}: malformed file entry {entry!r}") from None
+    path = root / relative
+    if Path(relative).is_absolute() or ".." in Path(relative).parts:
+        raise DataError(f"{root / MANIFEST}: file {relative!r} lies outside the system")
+    if not path.is_file():
+        raise DataError(f"{path}: missing (listed in {MANIFEST})")
+    actual = path.stat().st_size
+    if actual != size:
+        raise DataError(f"{path}: size {actual} bytes, the manifest says {size}")
+    if sha256_file(path) != digest:
+        raise DataError(f"{path}: sha256 mismatch (the file is corrupted or was replaced)")
+    return path
+
+
+def _manifest_hierarchy(root: Path, manifest: Mapping[str, Any]) -> Hierarchy:
+    """The manifest's hierarchy, checked against its specialist list.
+
+    Raises:
+        DataError: On a malformed hierarchy, or superclasses (names, order or subclass
+            counts) that disagree with the specialists listed.
+    """
+    source = str(root / MANIFEST)
+    try:
+        hierarchy = Hierarchy.from_dict(manifest["hierarchy"], source=source)
+    except SuperSubError as err:
+        raise DataError(f"{source}: invalid hierarchy ({err})") from None
+    listed = [(s.get("superclass"), s.get("num_subclasses")) for s in manifest["specialists"]]
+    expected = list(hierarchy.summary_rows())
+    if listed != expected:
+        raise DataError(f"{source}: the hierarchy's superclasses {expected} do not match the "
+                        f"specialists listed {listed}")
+    return hierarchy
+
+
+def _delta_layout_of(root: Path, manifest: Mapping[str, Any]) -> list[tuple[str, tuple]]:
+    """``(layer, kernel shape)`` pairs from the manifest; DataError when malformed."""
+    try:
+        return [(str(d["name"]), tuple(int(x) for x in d["shape"]))
+                for d in manifest["delta_layers"]]
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{root / MANIFEST}: malformed delta_layers") from None
+
+
+def _expected_keys(layout: list[tuple[str, tuple]], bits: int | None,
+                   owned: Mapping[str, list]) -> set[str]:
+    """The array names a specialist archive must hold, exactly."""
+    parts = ("values",) if bits is None else ("codes", "scales")
+    keys = {f"delta/{layer}/{part}" for layer, _ in layout for part in parts}
+    keys |= {f"owned/{layer}/{i}" for layer, shapes in owned.items() for i in range(len(shapes))}
+    return keys
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """All arrays of an ``.npz`` (no pickles); DataError when it cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise DataError(f"{path}: unreadable specialist archive ({err})") from None
+
+
+def _load_delta(path: Path, arrays: Mapping[str, np.ndarray], layer: str,
+                shape: tuple[int, ...], bits: int | None) -> QuantizedTensor:
+    """One layer's delta from a specialist's arrays, checked against its manifest shape."""
+    if bits is None:
+        values = arrays[f"delta/{layer}/values"]
+        if values.shape != shape or values.dtype != np.float32:
+            raise DataError(f"{path}: float delta of layer {layer!r} is {values.dtype} "
+                            f"{values.shape}, the manifest says float32 {shape}")
+        return QuantizedTensor(values, None, None)
+    scales = arrays[f"delta/{layer}/scales"]
+    if scales.shape != shape[-1:] or scales.dtype != np.float32:
+        raise DataError(f"{path}: scales of layer {layer!r} are {scales.dtype} {scales.shape}, "
+                        f"the manifest's shape {shape} needs float32 {shape[-1:]}")
+    try:
+        codes = unpack_codes(arrays[f"delta/{layer}/codes"], bits, shape)
+    except ValueError as err:
+        raise DataError(f"{path}: codes of layer {layer!r} do not fit the manifest's shape "
+                        f"{shape} ({err})") from None
+    return QuantizedTensor(codes, scales, bits)
+
+
+def _load_specialist(root: Path, entry: Mapping[str, Any],
+                     layout: list[tuple[str, tuple]], bits: int | None) -> DeltaSet:
+    """One verified specialist archive, unpacked into a :class:`DeltaSet`.
+
+    Raises:
+        DataError: Naming the archive, when it fails :func:`verify_file`, is unreadable,
+            holds other arrays than the manifest implies, or shapes disagree with it.
+    """
+    path = verify_file(root, entry)
+    arrays = _read_npz(path)
+    owned_shapes = entry.get("owned", {})
+    expected = _expected_keys(layout, bits, owned_shapes)
+    if set(arrays) != expected:
+        extra, missing = sorted(set(arrays) - expected), sorted(expected - set(arrays))
+        raise DataError(f"{path}: arrays disagree with the manifest (missing {missing}, "
+                        f"unexpected {extra})")
+    deltas = {layer: _load_delta(path, arrays, layer, shape, bits) for layer, shape in layout}
+    owned = {}
+    for layer, shapes in owned_shapes.items():
+        weights = [arrays[f"owned/{layer}/{i}"] for i in range(len(shapes))]
+        if [list(w.shape) for w in weights] != [list(s) for s in shapes]:
+            raise DataError(f"{path}: owned layer {layer!r} has shapes "
+                            f"{[w.shape for w in weights]}, the manifest says {shapes}")
+        owned[layer] = weights
+    return DeltaSet(superclass=str(entry["superclass"]), bits=bits, deltas=deltas, owned=owned)
+
+
+def _load_generalist(root: Path, manifest: Mapping[str, Any],
+                     layout: list[tuple[str, tuple]]) -> keras.Model:
+    """Rebuilds the generalist with ``create_model`` and loads its verified weights.
+
+    Raises:
+        DataError: When the weights file fails :func:`verify_file` or does not load into
+            the backbone, or the backbone's kernels disagree with the delta layers.
+    """
+    from supersub_tf.models import create_model
+
+    path = verify_file(root, manifest["generalist"])
+    backbone = manifest["backbone"]
+    try:
+        size = int(backbone["image_size"])
+        model = create_model(backbone["model"], int(backbone["num_classes"]), (size, size, 3),
+                             width=backbone["width"])
+    except (KeyError, TypeError, ValueError, SuperSubError) as err:
+        raise DataError(f"{root / MANIFEST}: cannot rebuild the backbone {backbone} "
+                        f"({err})") from None
+    try:
+        model.load_weights(str(path))
+    except Exception as err:  # h5py and Keras raise many types for a mismatched file
+        raise DataError(f"{path}: does not load into {backbone['model']} ({err})") from None
+    kernels = _kernel_shapes(model)
+    for layer, shape in layout:
+        if kernels.get(layer) != shape:
+            raise DataError(f"{root / MANIFEST}: delta layer {layer!r} has shape {shape}, the "
+                            f"generalist's kernel {kernels.get(layer)}")
+    return model
+
+
+def load_system(path: str | os.PathLike) -> SuperSubSystem:
+    """Reads a system written by :func:`save_system`, verifying every file.
+
+    Args:
+        path: The system directory.
+
+    Returns:
+        The hierarchy, backbone, delta settings, the rebuilt generalist and every
+        specialist's deltas, unpacked exactly as they were saved.
+
+    Raises:
+        DataError: Naming the file and the problem: a missing or unreadable manifest,
+            an unknown format version, a missing file, a size or sha256 mismatch, a
+            specialist whose arrays or shapes disagree with the manifest, or a hierarchy
+            whose superclasses do not match the specialists listed.
+    """
+    root = Path(path)
+    manifest = read_manifest(root)
+    hierarchy = _manifest_hierarchy(root, manifest)
+    layout = _delta_layout_of(root, manifest)
+    bits = manifest["delta_settings"].get("bits")
+    delta_sets = {entry["superclass"]: _load_specialist(root, entry, layout, bits)
+                  for entry in manifest["specialists"]}
+    generalist = _load_generalist(root, manifest, layout)
+    return SuperSubSystem(root, hierarchy, dict(manifest["backbone"]),
+                          dict(manifest["delta_settings"]), generalist, delta_sets)
+
+
+# --------------------------------------------------------------------------- accounting
+def _specialist_breakdown(path: Path, entry: Mapping[str, Any]) -> dict[str, Any]:
+    """Bytes of one specialist archive by kind: codes, scales, owned, npz overhead."""
+    arrays = _read_npz(path)
+    codes = sum(a.nbytes for k, a in arrays.items()
+                if k.startswith("delta/") and not k.endswith("/scales"))
+    scales = sum(a.nbytes for k, a in arrays.items() if k.endswith("/scales"))
+    owned = sum(a.nbytes for k, a in arrays.items() if k.startswith("owned/"))
+    size = path.stat().st_size
+    return {"superclass": entry["superclass"], "file": entry["file"], "bytes": size,
+            "code_bytes": codes, "scale_bytes": scales, "delta_bytes": codes + scales,
+            "owned_bytes": owned, "overhead_bytes": size - codes - scales - owned,
+            "owned_layers": sorted(entry.get("owned", {}))}
+
+
+def storage_report(path: str | os.PathLike) -> dict[str, Any]:
+    """Measures a system's files: the paper's ``a * N + 1`` against ``N + 1`` networks.
+
+    The unit is one float32 generalist, ``parameters * 4`` bytes (every weight, batch
+    norm statistics included). ``a`` is the mean specialist file size in that unit, so
+    the system costs ``a * N + 1`` units in the paper's accounting, where N separate
+    float specialists plus the generalist would cost ``N + 1``. ``total_units`` is the
+    same measured with the real files (the HDF5 generalist and the manifest included).
+
+    Raises:
+        DataError: When the manifest or a listed file fails verification.
+    """
+    root = Path(path)
+    manifest = read_manifest(root)
+    generalist_bytes = verify_file(root, manifest["generalist"]).stat().st_size
+    specialists = [_specialist_breakdown(verify_file(root, entry), entry)
+                   for entry in manifest["specialists"]]
+    parameters = int(manifest["backbone"]["parameters"])
+    unit = parameters * 4
+    n = len(specialists)
+    a = float(np.mean([s["bytes"] for s in specialists])) / unit if n else 0.0
+    manifest_bytes = (root / MANIFEST).stat().st_size
+    total = manifest_bytes + generalist_bytes + sum(s["bytes"] for s in specialists)
+    return {
+        "path": str(root), "format_version": manifest["format_version"],
+        "backbone": manifest["backbone"], "delta_settings": manifest["delta_settings"],
+        "num_delta_layers": len(manifest["delta_layers"]),
+        "delta_values": int(sum(np.prod(d["shape"]) for d in manifest["delta_layers"])),
+        "parameters": parameters, "float32_network_bytes": unit,
+        "manifest_bytes": manifest_bytes, "generalist_bytes": generalist_bytes,
+        "specialists": specialists, "num_specialists": n,
+        "specialist_bytes": sum(s["bytes"] for s in specialists),
+        "total_bytes": total,
+        "a": a, "a_n_plus_1": a * n + 1, "separate_networks": n + 1,
+        "total_units": total / unit,
+    }
+
+
+def _bits_label(bits: int | None) -> str:
+    return "float32 deltas" if bits is None else f"{bits}-bit deltas, float32 scales"
+
+
+def format_storage_report(report: Mapping[str, Any]) -> str:
+    """A readable table of :func:`storage_report`'s numbers (bytes and units)."""
+    backbone, unit = report["backbone"], report["float32_network_bytes"]
+    width = max([32] + [len(s["file"]) for s in report["specialists"]])
+    blank = " " * 40
+
+    def row(name: str, size: int, detail: str) -> str:
+        return f"{name:{width}s} {size:>11,d} {detail} {size / unit:>7.3f}"
+
+    lines = [
+        f"Super-Sub system {report['path']} (format {report['format_version']})",
+        f"backbone {backbone['model']} x{backbone['width']}, {backbone['image_size']} px, "
+        f"{backbone['num_classes']} superclasses, {report['parameters']:,} parameters",
+        f"{_bits_label(report['delta_settings'].get('bits'))} on "
+        f"{report['num_delta_layers']} layers ({report['delta_values']:,} values per "
+        "specialist)",
+        f"unit: one float32 generalist = {unit:,} bytes",
+        "",
+        f"{'part':{width}s} {'bytes':>11s} {'codes':>10s} {'scales':>8s} {'owned':>9s} "
+        f"{'overhead':>9s} {'units':>7s}",
+        row(MANIFEST, report["manifest_bytes"], blank),
+        row(GENERALIST_FILE, report["generalist_bytes"], blank),
+    ]
+    for s in report["specialists"]:
+        lines.append(row(s["file"], s["bytes"],
+                         f"{s['code_bytes']:>10,d} {s['scale_bytes']:>8,d} "
+                         f"{s['owned_bytes']:>9,d} {s['overhead_bytes']:>9,d}"))
+    lines += [
+        row("total", report["total_bytes"], blank),
+        "",
+        "codes + scales: the deltas; owned: the specialist's own head and batch norm;",
+        "overhead: .npy headers and zip entries (a few hundred bytes per array)",
+        f"N = {report['num_specialists']} specialists, a = mean specialist / unit = "
+        f"{report['a']:.4f}",
+        f"Super-Sub a*N + 1 = {report['a_n_plus_1']:.3f} units, vs N + 1 = "
+        f"{report['separate_networks']} separate float32 networks "
+        f"({report['separate_networks'] / report['a_n_plus_1']:.1f}x smaller)",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,172 @@
+"""Two-stage inference with one network's weights resident on the device.
+
+Stage 1 runs the generalist (trunk + superclass head) and gives ``p(superclass)``.
+Stage 2 groups the batch by the superclass(es) each image is routed to; for each group
+it writes that specialist's weights into the *same* trunk in place (``W + delta`` for
+layers with deltas, the specialist's own batch-norm weights), runs the trunk and the
+specialist's head, and finally writes the generalist's weights back, bit for bit.
+The deltas live in host memory as k-bit codes and are dequantized when applied.
+
+Routing modes:
+
+* ``hard``: each image goes to its most likely superclass;
+* ``topk``: to its ``k`` most likely superclasses; the fine distribution is
+  ``p(superclass) * p(subclass | superclass)`` over those blocks;
+* ``oracle``: to its true superclass (analysis only: what stage 2 can do at best).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from supersub_tf.deltas.delta_set import DeltaSet
+from supersub_tf.hierarchy import Hierarchy
+from supersub_tf.models import trunk
+
+ROUTINGS = ("hard", "topk", "oracle")
+
+
+@dataclasses.dataclass
+class Prediction:
+    """Outputs of :meth:`SuperSubPipeline.predict` for a batch of ``N`` images.
+
+    Attributes:
+        superclass_probs: ``[N, S]`` stage-1 probabilities.
+        fine_probs: ``[N, C]`` combined ``p(superclass) * p(subclass | superclass)``
+            over the routed superclasses (zero elsewhere).
+        superclass: ``[N]`` superclass of the predicted fine label.
+        subclass: ``[N]`` its local index inside that superclass.
+        fine: ``[N]`` the predicted global fine label.
+        fine_prob: ``[N]`` its combined probability.
+        subclass_prob: ``[N]`` ``p(subclass | superclass)`` of the prediction.
+    """
+
+    superclass_probs: np.ndarray
+    fine_probs: np.ndarray
+    superclass: np.ndarray
+    subclass: np.ndarray
+    fine: np.ndarray
+    fine_prob: np.ndarray
+    subclass_prob: np.ndarray
+
+
+class SuperSubPipeline:
+    """A generalist plus specialists stored as deltas, run with one trunk in memory.
+
+    Args:
+        generalist: The trained generalist (a registry model: ``features`` + ``logits``).
+        delta_sets: Superclass name -> its specialist's deltas.
+        hierarchy: The hierarchy (superclass order = the generalist's outputs).
+    """
+
+    def __init__(self, generalist: keras.Model, delta_sets: dict[str, DeltaSet],
+                 hierarchy: Hierarchy) -> None:
+        missing = [s for s in hierarchy.superclass_names if s not in delta_sets]
+        if missing:
+            raise ValueError(f"no specialist deltas for superclass(es) {missing}")
+        self.hierarchy = hierarchy
+        self.delta_sets = delta_sets
+        self.trunk = trunk(generalist)
+        head = generalist.get_layer("logits")
+        self.generalist_head = [w.numpy() for w in head.weights]
+        self._layers = {layer.name: layer for layer in self.trunk.layers}
+        touched = {name for d in delta_sets.values() for name in [*d.deltas, *d.owned]
+                   if name != "logits"}
+        unknown = touched - set(self._layers)
+        if unknown:
+            raise ValueError(f"deltas name layers the generalist lacks: {sorted(unknown)}")
+        # Host copies of every weight a specialist changes: restored after each group.
+        self._base = {name: [w.numpy().copy() for w in self._layers[name].weights]
+                      for name in sorted(touched)}
+        self._features = tf.function(lambda x: self.trunk(x, training=False),
+                                     reduce_retracing=True)
+
+    # ------------------------------------------------------------------ weights
+    def apply(self, superclass: str) -> None:
+        """Turns the trunk into ``superclass``'s specialist, in place."""
+        deltas = self.delta_sets[superclass]
+        for name, delta in deltas.deltas.items():
+            kernel = self._layers[name].weights[0]
+            kernel.assign(self._base[name][0] + delta.dequantize())
+        for name, weights in deltas.owned.items():
+            if name != "logits":
+                self._layers[name].set_weights(weights)
+
+    def restore(self) -> None:
+        """Writes the generalist's weights back exactly (from the host copies)."""
+        for name, weights in self._base.items():
+            for variable, value in zip(self._layers[name].weights, weights):
+                variable.assign(value)
+
+    def generalist_weights_equal(self) -> bool:
+        """True if every weight a specialist touches is the generalist's, bit for bit."""
+        return all(np.array_equal(v.numpy(), value)
+                   for name, weights in self._base.items()
+                   for v, value in zip(self._layers[name].weights, weights))
+
+    # ------------------------------------------------------------------ inference
+    def superclass_probs(self, images) -> np.ndarray:
+        """Stage 1: ``p(superclass)`` from the generalist."""
+        features = self._features(images).numpy()
+        kernel, bias = self.generalist_head
+        return _softmax(features @ kernel + bias)
+
+    def subclass_probs(self, images, superclass: str) -> np.ndarray:
+        """Stage 2 for one superclass: ``p(subclass | superclass)`` of ``images``."""
+        self.apply(superclass)
+        try:
+            features = self._features(images).numpy()
+        finally:
+            self.restore()
+        kernel, bias = self.delta_sets[superclass].owned["logits"]
+        return _softmax(features @ kernel + bias)
+
+    def predict(self, images, routing: str = "hard", k: int = 2,
+                true_superclass: np.ndarray | None = None) -> Prediction:
+        """Runs both stages on a batch of preprocessed images.
+
+        Args:
+            images: ``float32 [N, H, W, 3]``, normalised as in training.
+            routing: ``hard``, ``topk`` or ``oracle`` (see the module docstring).
+            k: Superclasses per image for ``topk``.
+            true_superclass: ``[N]`` true superclass indices, for ``oracle``.
+        """
+        if routing not in ROUTINGS:
+            raise ValueError(f"routing must be one of {ROUTINGS}, got {routing!r}")
+        images = tf.convert_to_tensor(images)
+        h = self.hierarchy
+        sup_probs = self.superclass_probs(images)
+        n = sup_probs.shape[0]
+        if routing == "oracle":
+            if true_superclass is None:
+                raise ValueError("oracle routing needs true_superclass")
+            routes = np.asarray(true_superclass).reshape(n, 1)
+        elif routing == "topk":
+            routes = np.argsort(-sup_probs, axis=1)[:, :max(1, min(k, h.num_superclasses))]
+        else:
+            routes = sup_probs.argmax(1)[:, None]
+        fine_probs = np.zeros((n, h.num_classes), np.float32)
+        sub_given = np.zeros((n, h.num_classes), np.float32)
+        for s, name in enumerate(h.superclass_names):
+            rows = np.flatnonzero((routes == s).any(1))
+            if not len(rows):
+                continue
+            sub = self.subclass_probs(tf.gather(images, rows), name)
+            block = h.fine_labels_of(s)
+            weight = 1.0 if routing == "oracle" else sup_probs[rows, s:s + 1]
+            fine_probs[np.ix_(rows, block)] = weight * sub
+            sub_given[np.ix_(rows, block)] = sub
+        fine = fine_probs.argmax(1)
+        return Prediction(sup_probs, fine_probs, h.fine_to_superclass[fine],
+                          h.fine_to_subclass[fine], fine, fine_probs[np.arange(n), fine],
+                          sub_given[np.arange(n), fine])
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)

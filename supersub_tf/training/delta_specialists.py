@@ -1,0 +1,88 @@
+"""Delta specialists: fine-tuning the generalist into one specialist per superclass.
+
+Each specialist starts from the trained generalist: the same trunk weights, frozen,
+plus zero-initialised deltas (quantization-aware trained to ``bits``, or float), a new
+head over its superclass's subclasses and, if configured, its own batch-norm weights;
+it is trained on its superclass's images only. Its folder
+(``<run>/deltas/<bits>/<superclass>/``) holds the engine's files, its validation
+predictions (true superclass given) and ``delta_set.npz``, written last: its presence
+marks the specialist done, so a rerun skips it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import tf_keras as keras
+
+from supersub_tf.analysis.predictions import PREDICTIONS, save_predictions
+from supersub_tf.atomic import atomic_write_text
+from supersub_tf.config import RunConfig, bits_tag
+from supersub_tf.data import load_dataset
+from supersub_tf.data.source import ImageSource
+from supersub_tf.deltas.delta_set import DeltaSet, load_delta_set, save_delta_set
+from supersub_tf.deltas.specialist import build_delta_specialist, extract_delta_set
+from supersub_tf.training.engine import fit, steps_for, with_targets
+from supersub_tf.training.networks import predict
+
+DELTA_SET = "delta_set.npz"
+
+
+def deltas_dir(run_dir: str | Path, bits: int | None) -> Path:
+    """``<run>/deltas/<float|8bit|...>``: the delta specialists of one bit width."""
+    return Path(run_dir) / "deltas" / bits_tag(bits)
+
+
+def train_delta_specialist(config: RunConfig, source: ImageSource, run_dir: str | Path,
+                           generalist: keras.Model, superclass: str, bits: int | None,
+                           log=print) -> DeltaSet:
+    """Fine-tunes one delta specialist (or loads its finished deltas) and returns them."""
+    out = deltas_dir(run_dir, bits) / superclass
+    label = f"delta {bits_tag(bits)} {superclass}"
+    if (out / DELTA_SET).exists():
+        log(f"[{label}] already trained, loading {out / DELTA_SET}")
+        return load_delta_set(out / DELTA_SET)
+    settings, h = config.deltas, source.hierarchy
+    train_cfg = dataclasses.replace(
+        config.train, epochs=settings.epochs or config.train.specialist_epochs or
+        config.train.epochs, learning_rate=settings.learning_rate,
+        weight_decay=settings.weight_decay)
+    seed = config.seed + 1 + h.superclass_index(superclass)
+    keras.utils.set_random_seed(seed)
+    n = h.num_subclasses(superclass)
+    train = load_dataset(config.data, "train", batch_size=train_cfg.batch_size,
+                         superclass=superclass, seed=seed, source=source)
+    val = load_dataset(config.data, "val", batch_size=train_cfg.eval_batch_size,
+                       training=False, superclass=superclass, source=source)
+    model = build_delta_specialist(generalist, n, from_stage=settings.from_stage,
+                                   train_batchnorm=settings.train_batchnorm, bits=bits)
+    trainable = sum(int(w.shape.num_elements()) for w in model.trainable_weights)
+    log(f"[{label}] {trainable:,} trainable values, {train.num_examples:,} images, "
+        f"{train_cfg.epochs} epochs")
+    start = time.time()
+    steps = steps_for(train.num_examples, train_cfg.batch_size)
+    fit(model, with_targets(train.dataset, "subclass", n),
+        with_targets(val.dataset, "subclass", n), train_cfg, out, steps)
+    probs, labels = predict(model, val.dataset)
+    save_predictions(out / PREDICTIONS, probs, labels)
+    delta_set = extract_delta_set(model, superclass, bits)
+    metrics = {"superclass": superclass, "bits": bits, "num_classes": n,
+               "train_images": train.num_examples, "epochs": train_cfg.epochs,
+               "steps": train_cfg.epochs * steps, "train_seconds": round(time.time() - start, 1),
+               "oracle_top1": float((probs.argmax(1) == labels["subclass"]).mean()),
+               "delta_values": delta_set.num_delta_values()}
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    save_delta_set(out / DELTA_SET, delta_set)
+    log(f"[{label}] val top-1 (true superclass given) {metrics['oracle_top1']:.3f}")
+    return delta_set
+
+
+def train_delta_specialists(config: RunConfig, source: ImageSource, run_dir: str | Path,
+                            generalist: keras.Model, bits: int | None,
+                            log=print) -> dict[str, DeltaSet]:
+    """All superclasses' delta specialists at one bit width."""
+    return {name: train_delta_specialist(config, source, run_dir, generalist, name, bits, log)
+            for name in source.hierarchy.superclass_names}

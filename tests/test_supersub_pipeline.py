@@ -1,0 +1,113 @@
+"""The two-stage pipeline: routing on known probabilities, exact restore of the
+generalist's weights, and agreement with separately built specialists."""
+
+import numpy as np
+import pytest
+
+from supersub_tf.hierarchy import Hierarchy, Subclass, Superclass
+from supersub_tf.supersub.pipeline import SuperSubPipeline
+
+TOY = Hierarchy([Superclass("a", (Subclass("a0", "a0"), Subclass("a1", "a1"))),
+                 Superclass("b", (Subclass("b0", "b0"), Subclass("b1", "b1"),
+                                  Subclass("b2", "b2")))], name="toy")
+
+# Stage 1 and stage 2 probabilities of three images, chosen so routing modes differ.
+SUPER = np.array([[0.6, 0.4], [0.45, 0.55], [0.1, 0.9]], np.float32)
+SUB = {"a": np.array([[0.55, 0.45], [0.4, 0.6], [0.2, 0.8]], np.float32),
+       "b": np.array([[0.9, 0.05, 0.05], [0.3, 0.3, 0.4], [0.1, 0.1, 0.8]], np.float32)}
+
+
+class KnownProbabilities(SuperSubPipeline):
+    """The pipeline's routing and combination logic over fixed stage outputs."""
+
+    def __init__(self):
+        self.hierarchy = TOY
+
+    def superclass_probs(self, images):
+        return SUPER[np.asarray(images, int).ravel()]
+
+    def subclass_probs(self, images, superclass):
+        return SUB[superclass][np.asarray(images, int).ravel()]
+
+
+def test_routing_modes_on_known_probabilities():
+    pipeline = KnownProbabilities()
+    images = np.arange(3).reshape(3, 1)
+    hard = pipeline.predict(images, "hard")
+    # image 0 -> a (0.6): a0 (0.55); image 1 -> b: b2; image 2 -> b: b2.
+    assert hard.fine.tolist() == [0, 4, 4]
+    assert hard.fine_prob[0] == pytest.approx(0.6 * 0.55)
+    assert hard.subclass_prob[1] == pytest.approx(0.4)
+    top2 = pipeline.predict(images, "topk", k=2)
+    # image 0: a0 0.33 < b0 0.36; image 1: a1 0.27 > b2 0.22 (hard routing sent it to b).
+    assert top2.fine.tolist() == [2, 1, 4]
+    assert top2.fine_probs[0].sum() == pytest.approx(0.6 + 0.4)
+    oracle = pipeline.predict(images, "oracle", true_superclass=np.array([0, 0, 1]))
+    assert oracle.fine.tolist() == [0, 1, 4]
+    assert oracle.superclass.tolist() == [0, 0, 1] and oracle.subclass.tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match="oracle routing needs"):
+        pipeline.predict(images, "oracle")
+    with pytest.raises(ValueError, match="routing must be"):
+        pipeline.predict(images, "soft")
+
+
+@pytest.fixture(scope="module")
+def tiny_system():
+    """A generalist and 4-bit delta specialists, a few steps trained on random data."""
+    import tf_keras as keras
+
+    from supersub_tf.deltas.specialist import build_delta_specialist, extract_delta_set
+    from supersub_tf.models import create_model
+
+    keras.utils.set_random_seed(0)
+    generalist = create_model("resnet8", 2, (16, 16, 3), width=0.25)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 16, 16, 3)).astype(np.float32)
+    generalist.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    generalist.fit(x, rng.integers(0, 2, 32), epochs=1, verbose=0)
+    delta_sets, specialists = {}, {}
+    for s, name in enumerate(TOY.superclass_names):
+        n = TOY.num_subclasses(name)
+        model = build_delta_specialist(generalist, n, bits=4)
+        model.compile(keras.optimizers.SGD(0.05),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(x, rng.integers(0, n, 32), epochs=2, verbose=0)
+        delta_sets[name] = extract_delta_set(model, name, 4)
+        specialists[name] = model
+    return generalist, delta_sets, specialists, x
+
+
+def test_generalist_weights_restored_bit_for_bit(tiny_system):
+    generalist, delta_sets, _, x = tiny_system
+    before = [w.numpy().copy() for w in generalist.weights]
+    pipeline = SuperSubPipeline(generalist, delta_sets, TOY)
+    pipeline.apply("b")
+    assert not pipeline.generalist_weights_equal()
+    pipeline.restore()
+    pipeline.predict(x[:8], "topk", k=2)
+    assert pipeline.generalist_weights_equal()
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, generalist.weights))
+
+
+def test_pipeline_equals_separate_specialists(tiny_system):
+    from supersub_tf.deltas.specialist import materialize
+
+    generalist, delta_sets, specialists, x = tiny_system
+    pipeline = SuperSubPipeline(generalist, delta_sets, TOY)
+    for name in TOY.superclass_names:
+        in_place = pipeline.subclass_probs(x, name)
+        separate = materialize(generalist, delta_sets[name])(x, training=False).numpy()
+        qat = specialists[name](x, training=False).numpy()
+        softmax = lambda z: np.exp(z - z.max(1, keepdims=True)) / np.exp(  # noqa: E731
+            z - z.max(1, keepdims=True)).sum(1, keepdims=True)
+        np.testing.assert_allclose(in_place, softmax(separate), atol=1e-5)
+        np.testing.assert_allclose(in_place, softmax(qat), atol=1e-4)
+    stage1 = pipeline.superclass_probs(x)
+    logits = generalist(x, training=False).numpy()
+    np.testing.assert_allclose(stage1.argmax(1), logits.argmax(1))
+
+
+def test_missing_specialist_is_an_error(tiny_system):
+    generalist, delta_sets, _, _ = tiny_system
+    with pytest.raises(ValueError, match="no specialist deltas for superclass"):
+        SuperSubPipeline(generalist, {"a": delta_sets["a"]}, TOY)
