@@ -242,21 +242,22 @@ class RunConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     networks: list = dataclasses.field(
-        default_factory=lambda: ["vanilla", "generalist", "specialists"])
+        default_factory=lambda: ["vanilla", "generalist", "specialists", "supersub"])
     deltas: DeltaConfig = dataclasses.field(default_factory=DeltaConfig)
     preview: PreviewConfig = dataclasses.field(default_factory=PreviewConfig)
 
     def __post_init__(self) -> None:
-        unknown = set(self.networks) - {"vanilla", "generalist", "specialists"}
+        kinds = ("vanilla", "generalist", "specialists", "supersub")
+        unknown = set(self.networks) - set(kinds)
         if unknown:
             raise ConfigError(f"networks: unknown kind(s) {sorted(unknown)}; choose from "
-                              "vanilla, generalist, specialists")
+                              f"{', '.join(kinds)}")
 
 
 #: Overrides of the ``--quick`` profile: a run small enough for a smoke test (minutes).
 QUICK_PROFILE = ["name=quick", "data.max_per_class=40", "preview.images_per_superclass=6",
                  "train.model=resnet8", "train.width=0.25", "train.epochs=1",
-                 "train.batch_size=64", "train.warmup_epochs=0"]
+                 "train.batch_size=64", "train.warmup_epochs=0", "deltas.bits=[8]"]
 
 
 def config_from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:

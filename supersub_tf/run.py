@@ -3,17 +3,20 @@
 ``python -m supersub_tf run`` calls :func:`run_pipeline`:
 
 1. **data**: build the dataset, write its per-superclass summary and a preview grid;
-2. **networks**: train the vanilla network, the generalist and the specialists
-   (``config.networks`` picks which); a network whose folder says it is finished is
-   loaded instead, and an interrupted one resumes from its backup;
-3. **analysis**: where the vanilla network's mistakes fall, specialists against it,
+2. **networks**: train the vanilla network, the generalist and the independent
+   specialists (``config.networks`` picks which); a network whose folder says it is
+   finished is loaded instead, and an interrupted one resumes from its backup;
+3. **supersub**: delta specialists fine-tuned from the generalist at each bit width,
+   stored compactly, and the two-stage pipeline evaluated under each routing mode;
+4. **analysis**: where the vanilla network's mistakes fall, specialists against it,
    the generalist; figures and JSON;
-4. **report**: ``report.md`` with every number and figure.
+5. **report**: ``report.md`` with every number and figure.
 
 Run directory layout (``<output_dir>/<name>/``)::
 
     config.yaml, data_summary.json, report.md, report.json
     vanilla/, generalist/, specialists/<superclass>/   (see supersub_tf.training.networks)
+    deltas/<bits>/<superclass>/, systems/<bits>/, supersub/<bits>.json
     analysis/*.json, plots/*.png
 """
 
@@ -30,7 +33,7 @@ from supersub_tf.data.preview import write_preview
 from supersub_tf.data.source import ImageSource
 from supersub_tf.data.summary import format_table, split_counts
 
-NETWORK_KINDS = ("vanilla", "generalist", "specialists")
+NETWORK_KINDS = ("vanilla", "generalist", "specialists", "supersub")
 ROUTINGS = ("hard", "topk", "oracle")
 
 
@@ -69,7 +72,7 @@ def train_stage(config: RunConfig, kinds: str | list[str] | None = None,
     kinds = [kinds] if isinstance(kinds, str) else list(kinds or config.networks)
     metrics = {}
     for kind in NETWORK_KINDS:
-        if kind not in kinds:
+        if kind not in kinds or kind == "supersub":
             continue
         if kind == "specialists":
             for name, net in train_specialists(config, source, run_dir, log).items():
@@ -159,6 +162,8 @@ def analyze_run(config: RunConfig, run_dir: str | Path | None = None,
                     else split_counts(source))
     preview = f"preview_{config.preview.split}.png"
     analysis = analyze_networks(run_dir, source.hierarchy, config.data, source, log=log)
+    analysis["supersub"] = {path.stem: json.loads(path.read_text())
+                            for path in sorted((run_dir / "supersub").glob("*.json"))}
     skipped = sum(len(v) for v in source.skipped.values())
     notes = [f"Undecodable files skipped: {skipped}.", ""] if skipped else []
     report = write_report(run_dir, f"Run `{config.name}`", data_summary,
@@ -178,6 +183,8 @@ def run_pipeline(config: RunConfig, log=print) -> Path:
     source, _, _ = data_stage(config, run_dir, log)
     if config.networks:
         train_stage(config, source=source, log=log)
+    if "supersub" in config.networks:
+        supersub_stage(config, source, log)
     analyze_run(config, run_dir, source, log, started=start)
     elapsed = time.time() - start
     log(f"[run] {run_dir} finished in {elapsed:.0f} s")

@@ -109,10 +109,33 @@ def findings_section(analysis: dict[str, Any]) -> list[str]:
                   f"{_pct(generalist['vanilla']['from_top1'])} (from its fine top-1) and "
                   f"{_pct(generalist['vanilla']['from_summed_probs'])} (summed probabilities).",
                   ""]
+    lines += supersub_section(analysis.get("supersub") or {},
+                              (analysis.get("vanilla") or {}).get("top1"))
     for key in ("training_curves", "specialist_curves"):
         if key in figures:
             lines += [f"![{key}](plots/{figures[key]})", ""]
     return lines
+
+
+def supersub_section(results: dict[str, dict], vanilla_top1: float | None) -> list[str]:
+    """Markdown of the Super-Sub pipeline against the vanilla network, per bit width."""
+    if not results:
+        return []
+    rows = [["vanilla network", vanilla_top1, None, None, None, None, None]]
+    for tag, r in results.items():
+        routing, storage = r["routing"], r["storage"]
+        rows.append([f"Super-Sub, {tag} deltas", routing["hard"]["top1"],
+                     routing["topk"]["top1"], routing["oracle"]["top1"],
+                     routing["hard"]["errors_from_stage1"], storage["a"],
+                     storage["a_n_plus_1"]])
+    return ["## The Super-Sub pipeline", "",
+            "A generalist predicts the superclass; that superclass's specialist (the "
+            "generalist's weights plus its deltas, applied in place) predicts the subclass. "
+            "Hard routing takes the top superclass, top-k combines the k most likely, oracle is "
+            "given the true superclass. Storage counts a float32 generalist as 1: a system "
+            "of N specialists costs a*N + 1 networks instead of N + 1.", "",
+            markdown_table(["system", "top-1 hard", "top-1 top-k", "top-1 oracle",
+                            "errors from stage 1", "a", "a*N + 1"], rows), ""]
 
 
 def write_report(run_dir: str | Path, title: str, data_summary: dict[str, Any],
