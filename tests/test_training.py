@@ -149,6 +149,30 @@ def test_main_job_writes_analysis_and_report(tmp_path):
     assert main(["analyze", str(tmp_path)]) == 2   # not a run directory
 
 
+def test_main_job_supersub_stage(tmp_path, capsys):
+    """Delta specialists at two bit widths, stored systems, the pipeline's table."""
+    from supersub_tf.cli import main
+    from supersub_tf.deltas.storage import load_system
+    from supersub_tf.run import run_pipeline
+
+    config = tiny_config(tmp_path, epochs=1)
+    config.deltas.bits = [None, 4]
+    config.networks = ["vanilla", "generalist", "supersub"]
+    run_dir = run_pipeline(config, log=lambda *_: None)
+    for tag in ("float", "4bit"):
+        result = json.loads((run_dir / "supersub" / f"{tag}.json").read_text())
+        assert set(result["routing"]) == {"hard", "topk", "oracle"}
+        assert 0.0 <= result["routing"]["hard"]["top1"] <= 1.0
+        system = load_system(run_dir / "systems" / tag)
+        assert set(system.delta_sets) == {"disc", "square"}
+    four, flt = (json.loads((run_dir / "supersub" / f"{t}.json").read_text())["storage"]["a"]
+                 for t in ("4bit", "float"))
+    assert four < flt
+    assert "## The Super-Sub pipeline" in (run_dir / "report.md").read_text()
+    assert main(["storage", str(run_dir / "systems" / "4bit")]) == 0
+    assert "a*N + 1" in capsys.readouterr().out
+
+
 def test_train_config_validation():
     from supersub_tf.errors import ConfigError
 
