@@ -185,7 +185,10 @@ def run_pipeline(config: RunConfig, log=print) -> Path:
         train_stage(config, source=source, log=log)
     if "supersub" in config.networks:
         supersub_stage(config, source, log)
-    analyze_run(config, run_dir, source, log, started=start)
+    report = analyze_run(config, run_dir, source, log, started=start)
+    table = report.read_text().split("## The Super-Sub pipeline")
+    if len(table) > 1:  # the comparison table, also in the log
+        log("\n".join(line for line in table[1].splitlines() if line.startswith("|")))
     elapsed = time.time() - start
     log(f"[run] {run_dir} finished in {elapsed:.0f} s")
     return run_dir

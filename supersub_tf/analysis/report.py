@@ -109,16 +109,19 @@ def findings_section(analysis: dict[str, Any]) -> list[str]:
                   f"{_pct(generalist['vanilla']['from_top1'])} (from its fine top-1) and "
                   f"{_pct(generalist['vanilla']['from_summed_probs'])} (summed probabilities).",
                   ""]
-    lines += supersub_section(analysis.get("supersub") or {},
-                              (analysis.get("vanilla") or {}).get("top1"))
+    vanilla = analysis.get("vanilla") or {}
+    lines += supersub_section(analysis.get("supersub") or {}, vanilla.get("top1"),
+                              vanilla.get("per_superclass"))
     for key in ("training_curves", "specialist_curves"):
         if key in figures:
             lines += [f"![{key}](plots/{figures[key]})", ""]
     return lines
 
 
-def supersub_section(results: dict[str, dict], vanilla_top1: float | None) -> list[str]:
-    """Markdown of the Super-Sub pipeline against the vanilla network, per bit width."""
+def supersub_section(results: dict[str, dict], vanilla_top1: float | None,
+                     vanilla_per_superclass: list[dict] | None = None) -> list[str]:
+    """Markdown of the Super-Sub pipeline against the vanilla network, per bit width:
+    overall under each routing mode, then per superclass under hard routing."""
     if not results:
         return []
     rows = [["vanilla network", vanilla_top1, None, None, None, None, None]]
@@ -135,7 +138,21 @@ def supersub_section(results: dict[str, dict], vanilla_top1: float | None) -> li
             "given the true superclass. Storage counts a float32 generalist as 1: a system "
             "of N specialists costs a*N + 1 networks instead of N + 1.", "",
             markdown_table(["system", "top-1 hard", "top-1 top-k", "top-1 oracle",
-                            "errors from stage 1", "a", "a*N + 1"], rows), ""]
+                            "errors from stage 1", "a", "a*N + 1"], rows), "",
+            "Per superclass (top-1, hard routing):", "",
+            markdown_table(["superclass", "vanilla", *results],
+                           per_superclass_rows(results, vanilla_per_superclass)), ""]
+
+
+def per_superclass_rows(results: dict[str, dict],
+                        vanilla_per_superclass: list[dict] | None) -> list[list[Any]]:
+    """One row per superclass: the vanilla network's and each system's top-1."""
+    tags = list(results)
+    first = results[tags[0]]["routing"]["hard"]["per_superclass"]
+    vanilla = {r["superclass"]: r["fine_accuracy"] for r in vanilla_per_superclass or []}
+    return [[row["superclass"], vanilla.get(row["superclass"])]
+            + [results[t]["routing"]["hard"]["per_superclass"][i]["top1"] for t in tags]
+            for i, row in enumerate(first)]
 
 
 def write_report(run_dir: str | Path, title: str, data_summary: dict[str, Any],

@@ -1,0 +1,287 @@
+"""The Super-Sub pipeline on the CPU: latency, throughput, the in-place swap, delta training.
+
+Measures, with ``time.perf_counter`` after warm-up calls, as medians over repetitions:
+
+* **inference**: one network (the vanilla-size network over all fine classes, and the
+  generalist alone) against ``SuperSubPipeline.predict`` with hard routing, latency at
+  batch 1 and throughput at batch 256; plus the pipeline with every specialist used in
+  each batch (oracle routing over a balanced batch), hard routing's worst case;
+* **swap**: ``apply`` of one specialist's deltas and ``restore`` of the generalist (ms,
+  mean over many swaps, cycling through the specialists);
+* **training**: images/s of ``train_on_batch`` at batch 128 for the plain network, a
+  float delta specialist and a QAT delta specialist of the same backbone;
+* **weights resident**: bytes of the pipeline (one trunk's variables, plus host copies
+  of the weights specialists change and the delta sets) against the generalist plus N
+  separate specialist networks.
+
+Without ``--system`` it builds an untrained system with the default backbone: a
+``create_model`` generalist over the preset's superclasses and, per superclass, a delta
+specialist (``build_delta_specialist``) whose deltas are set to small random values and
+read out with ``extract_delta_set`` at ``--bits`` bits, so the layer layout is that of a
+trained system. An untrained generalist routes random images unevenly, so the hard
+routing rows say how many specialists a batch used; the balanced oracle row uses them all.
+
+    python benchmarks/supersub_pipeline.py                 # resnet20 x0.5, 32x32, 10 superclasses
+    python benchmarks/supersub_pipeline.py --small         # fewer repetitions (a couple of minutes)
+    python benchmarks/supersub_pipeline.py --system runs/default/systems/8bit
+
+Prints a table and writes JSON (default ``benchmarks/results/supersub_pipeline.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import supersub_tf  # noqa: F401  (selects tf_keras and oneDNN before TensorFlow loads)
+
+
+def timings(fn, reps: int, warmup: int) -> list[float]:
+    """Seconds of ``reps`` calls of ``fn`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def untrained_system(args: argparse.Namespace):
+    """An untrained generalist and random ``args.bits``-bit delta sets of the real layout."""
+    import numpy as np
+    import tf_keras as keras
+
+    from supersub_tf.deltas.specialist import (
+        build_delta_specialist, extract_delta_set, iter_delta_layers)
+    from supersub_tf.models import create_model
+    from supersub_tf.presets import load_preset
+
+    hierarchy = load_preset(args.preset)
+    keras.utils.set_random_seed(args.seed)
+    size = args.image_size
+    generalist = create_model(args.model, hierarchy.num_superclasses, (size, size, 3),
+                              width=args.width)
+    rng = np.random.default_rng(args.seed)
+    delta_sets = {}
+    for name in hierarchy.superclass_names:
+        specialist = build_delta_specialist(generalist, hierarchy.num_subclasses(name),
+                                            bits=None)
+        for _, layer in iter_delta_layers(specialist):
+            base = layer.base_kernel.numpy()
+            layer.delta.assign(rng.normal(0.0, 0.05 * base.std(), base.shape).astype("float32"))
+        delta_sets[name] = extract_delta_set(specialist, name, args.bits)
+    backbone = {"model": args.model, "width": args.width, "image_size": size}
+    settings = {"bits": args.bits, "from_stage": 0, "train_batchnorm": True}
+    return generalist, delta_sets, hierarchy, backbone, settings
+
+
+def nbytes(arrays) -> int:
+    return int(sum(a.nbytes for a in arrays))
+
+
+def resident_bytes(pipeline, generalist, delta_sets) -> dict:
+    """Bytes in memory: the pipeline against the generalist plus N separate specialists."""
+    trunk = nbytes(w.numpy() for w in pipeline.trunk.weights)
+    generalist_head = nbytes(w.numpy() for w in generalist.get_layer("logits").weights)
+    # Layers a specialist changes (deltas, owned batch norms): the pipeline keeps host
+    # copies of their generalist weights to restore them exactly.
+    touched = {name for d in delta_sets.values() for name in [*d.deltas, *d.owned]
+               if name != "logits"}
+    host_copies = nbytes(w.numpy() for name in touched
+                         for w in pipeline.trunk.get_layer(name).weights)
+    deltas = sum(nbytes([q.codes] + ([q.scales] if q.scales is not None else []))
+                 for d in delta_sets.values() for q in d.deltas.values())
+    owned = sum(nbytes(w) for d in delta_sets.values() for w in d.owned.values())
+    heads = [nbytes(d.owned["logits"]) for d in delta_sets.values()]
+    pipeline_total = trunk + generalist_head + host_copies + deltas + owned
+    separate = (trunk + generalist_head) + sum(trunk + h for h in heads)
+    return {"trunk_variables": trunk, "generalist_head": generalist_head,
+            "pipeline_variables": trunk + generalist_head,
+            "pipeline_host_copies": host_copies, "pipeline_delta_sets": deltas + owned,
+            "pipeline_total": pipeline_total,
+            "separate_networks_total": separate, "separate_networks": len(heads) + 1,
+            "separate_over_pipeline": separate / pipeline_total}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--system", help="a saved system directory (else an untrained one)")
+    parser.add_argument("--model", default="resnet20")
+    parser.add_argument("--width", type=float, default=0.5)
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--preset", default="tiny_imagenet_10",
+                        help="hierarchy of the untrained system (superclasses, subclasses)")
+    parser.add_argument("--bits", type=int, default=8,
+                        help="delta bits of the untrained system and of the QAT training row")
+    parser.add_argument("--train-batch", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--small", action="store_true", help="fewer repetitions")
+    parser.add_argument("--output", default="benchmarks/results/supersub_pipeline.json")
+    args = parser.parse_args()
+
+    import numpy as np
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from supersub_tf.atomic import atomic_write_text
+    from supersub_tf.config import TrainConfig
+    from supersub_tf.deltas.specialist import build_delta_specialist
+    from supersub_tf.deltas.storage import load_system
+    from supersub_tf.models import create_model
+    from supersub_tf.supersub.pipeline import SuperSubPipeline
+    from supersub_tf.training.engine import compile_model
+
+    reps = {"latency": 30, "throughput": 4, "swap": 30, "train": 6, "warmup": 2} if args.small \
+        else {"latency": 200, "throughput": 15, "swap": 200, "train": 20, "warmup": 3}
+    start_all = time.perf_counter()
+    if args.system:
+        system = load_system(args.system)
+        generalist, delta_sets, hierarchy = system.generalist, system.delta_sets, system.hierarchy
+        backbone, settings = system.backbone, system.delta_settings
+    else:
+        generalist, delta_sets, hierarchy, backbone, settings = untrained_system(args)
+    size = int(backbone["image_size"])
+    model_name, width = backbone["model"], float(backbone["width"])
+    n_super, n_fine = hierarchy.num_superclasses, hierarchy.num_classes
+    bits = settings.get("bits")
+    label = (f"{model_name} x{width}, {size}x{size}, {n_super} superclasses ({n_fine} classes), "
+             f"{'float' if bits is None else f'{bits}-bit'} deltas, "
+             f"{'system ' + args.system if args.system else 'untrained'}")
+    print(f"Super-Sub pipeline benchmark: {label}", flush=True)
+
+    rng = np.random.default_rng(args.seed)
+    batch_1 = tf.constant(rng.normal(size=(1, size, size, 3)).astype("float32"))
+    batch_256 = tf.constant(rng.normal(size=(256, size, size, 3)).astype("float32"))
+    balanced = np.arange(256) % n_super
+
+    # ------------------------------------------------------------------ inference
+    vanilla = create_model(model_name, n_fine, (size, size, 3), width=width)
+    pipeline = SuperSubPipeline(generalist, delta_sets, hierarchy)
+    inference = []
+
+    def single(name, model):
+        call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        for batch, count in ((batch_1, reps["latency"]), (batch_256, reps["throughput"])):
+            t = timings(lambda b=batch: call(b).numpy(), count, reps["warmup"])
+            inference.append({"network": name, "batch": int(batch.shape[0]), "reps": count,
+                              "median_ms": 1e3 * statistics.median(t),
+                              "images_per_second": batch.shape[0] / statistics.median(t),
+                              "specialists_run": 0})
+
+    def staged(name, routing, true_superclass=None):
+        for batch, count in ((batch_1, reps["latency"]), (batch_256, reps["throughput"])):
+            n = int(batch.shape[0])
+            truth = None if true_superclass is None else true_superclass[:n]
+            run = lambda b=batch, truth=truth: pipeline.predict(  # noqa: E731
+                b, routing, true_superclass=truth)
+            t = timings(run, count, reps["warmup"])
+            used = len(np.unique(truth)) if routing == "oracle" else len(
+                np.unique(run().superclass_probs.argmax(1)))
+            inference.append({"network": name, "batch": n, "reps": len(t),
+                              "median_ms": 1e3 * statistics.median(t),
+                              "images_per_second": n / statistics.median(t),
+                              "specialists_run": used})
+
+    single(f"vanilla-size network ({n_fine} classes), one pass", vanilla)
+    single(f"generalist alone ({n_super} superclasses)", generalist)
+    staged("Super-Sub, hard routing", "hard")
+    staged("Super-Sub, every specialist per batch (balanced oracle)", "oracle", balanced)
+    print("inference done", flush=True)
+
+    # ------------------------------------------------------------------ swap
+    names = hierarchy.superclass_names
+    apply_t, restore_t = [], []
+    for i in range(reps["swap"] + reps["warmup"]):
+        t0 = time.perf_counter()
+        pipeline.apply(names[i % len(names)])
+        t1 = time.perf_counter()
+        pipeline.restore()
+        t2 = time.perf_counter()
+        if i >= reps["warmup"]:
+            apply_t.append(t1 - t0)
+            restore_t.append(t2 - t1)
+    if not pipeline.generalist_weights_equal():
+        raise SystemExit("restore did not bring the generalist's weights back bit for bit")
+    both = [a + r for a, r in zip(apply_t, restore_t)]
+    swap = {"swaps": len(both), **{f"{key}_mean_ms": 1e3 * statistics.fmean(v)
+                                   for key, v in (("apply", apply_t), ("restore", restore_t),
+                                                  ("apply_restore", both))},
+            "apply_restore_median_ms": 1e3 * statistics.median(both)}
+    resident = resident_bytes(pipeline, generalist, delta_sets)
+
+    # ------------------------------------------------------------------ training
+    n_sub = hierarchy.num_subclasses(names[0])
+    train_cfg = TrainConfig(model=model_name, width=width, batch_size=args.train_batch)
+    qat_bits = bits if bits is not None else args.bits
+    x = rng.normal(size=(args.train_batch, size, size, 3)).astype("float32")
+    y = keras.utils.to_categorical(np.arange(args.train_batch) % n_sub, n_sub)
+    training = []
+    for name, build in (
+            ("plain network", lambda: create_model(model_name, n_sub, (size, size, 3),
+                                                   width=width)),
+            ("float delta specialist", lambda: build_delta_specialist(generalist, n_sub,
+                                                                      bits=None)),
+            (f"{qat_bits}-bit QAT delta specialist",
+             lambda: build_delta_specialist(generalist, n_sub, bits=qat_bits))):
+        model = build()
+        compile_model(model, train_cfg, steps_per_epoch=100)
+        t = timings(lambda m=model: m.train_on_batch(x, y), reps["train"], reps["warmup"])
+        training.append({"network": name, "batch": args.train_batch, "steps": len(t),
+                         "median_step_ms": 1e3 * statistics.median(t),
+                         "images_per_second": args.train_batch / statistics.median(t)})
+        print(f"training {name} done", flush=True)
+    for row in training:
+        row["relative_to_plain"] = row["images_per_second"] / training[0]["images_per_second"]
+
+    # ------------------------------------------------------------------ report
+    print()
+    print(f"{'inference':58s} {'batch':>5s} {'median ms':>10s} {'images/s':>10s} "
+          f"{'specialists':>11s}")
+    for r in inference:
+        print(f"{r['network']:58s} {r['batch']:5d} {r['median_ms']:10.2f} "
+              f"{r['images_per_second']:10.1f} {r['specialists_run'] or '-':>11}")
+    print()
+    print(f"swap of one specialist ({swap['swaps']} swaps): apply {swap['apply_mean_ms']:.2f} ms, "
+          f"restore {swap['restore_mean_ms']:.2f} ms, apply + restore "
+          f"{swap['apply_restore_mean_ms']:.2f} ms mean "
+          f"({swap['apply_restore_median_ms']:.2f} ms median)")
+    print()
+    print(f"{'training, train_on_batch':58s} {'batch':>5s} {'step ms':>10s} {'images/s':>10s} "
+          f"{'vs plain':>11s}")
+    for r in training:
+        print(f"{r['network']:58s} {r['batch']:5d} {r['median_step_ms']:10.1f} "
+              f"{r['images_per_second']:10.1f} {r['relative_to_plain']:11.2f}")
+    print()
+    print("weights resident (bytes)")
+    print(f"  pipeline: trunk + generalist head variables {resident['pipeline_variables']:,}, "
+          f"host copies of changed layers {resident['pipeline_host_copies']:,}, "
+          f"delta sets {resident['pipeline_delta_sets']:,}; total {resident['pipeline_total']:,}")
+    print(f"  generalist + {resident['separate_networks'] - 1} separate specialists: "
+          f"{resident['separate_networks_total']:,} "
+          f"({resident['separate_over_pipeline']:.1f}x the pipeline)")
+
+    elapsed = time.perf_counter() - start_all
+    result = {
+        "benchmark": "supersub_pipeline", "system": args.system,
+        "backbone": {"model": model_name, "width": width, "image_size": size},
+        "num_superclasses": n_super, "num_classes": n_fine, "delta_settings": settings,
+        "small": args.small, "repetitions": reps, "seconds": round(elapsed, 1),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "tensorflow": tf.__version__,
+                    "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS")},
+        "inference": inference, "swap": swap, "training": training, "resident_bytes": resident,
+    }
+    atomic_write_text(Path(args.output), json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {args.output} ({elapsed:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
