@@ -186,7 +186,7 @@ class DeltaConfig:
         topk: Superclasses per image for top-k routing.
     """
 
-    bits: list = dataclasses.field(default_factory=lambda: ["float", 8, 4])
+    bits: list = dataclasses.field(default_factory=lambda: [8, 4])
     from_stage: int = 0
     train_batchnorm: bool = True
     epochs: int = 0

@@ -36,6 +36,10 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
+NETWORK_HEADER = ["network", "classes", "parameters", "epochs", "steps", "train images",
+                  "val top-1", "val top-5", "train s"]
+
+
 def network_rows(networks: dict[str, dict]) -> list[list[Any]]:
     """Rows of the networks table from each network's ``metrics.json``."""
     return [[name, m["num_classes"], m["parameters"], m["epochs"], m.get("steps"),
@@ -167,9 +171,7 @@ def write_report(run_dir: str | Path, title: str, data_summary: dict[str, Any],
     if preview:
         lines += [f"![samples](plots/{preview})", ""]
     if networks:
-        lines += ["## Networks", "", markdown_table(
-            ["network", "classes", "parameters", "epochs", "steps", "train images",
-             "val top-1", "val top-5", "train s"], network_rows(networks)), ""]
+        lines += ["## Networks", "", markdown_table(NETWORK_HEADER, network_rows(networks)), ""]
     lines += findings_section(analysis)
     lines += [f"Wall time of this run: {wall_seconds:.0f} s.", ""]
     path = run_dir / "report.md"

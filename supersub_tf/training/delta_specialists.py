@@ -51,6 +51,7 @@ def train_delta_specialist(config: RunConfig, source: ImageSource, run_dir: str 
         config.train.epochs, learning_rate=settings.learning_rate,
         weight_decay=settings.weight_decay)
     seed = config.seed + 1 + h.superclass_index(superclass)
+    keras.backend.clear_session()  # a fresh graph per specialist: no retracing across models
     keras.utils.set_random_seed(seed)
     n = h.num_subclasses(superclass)
     train = load_dataset(config.data, "train", batch_size=train_cfg.batch_size,
@@ -64,6 +65,9 @@ def train_delta_specialist(config: RunConfig, source: ImageSource, run_dir: str 
         f"{train_cfg.epochs} epochs")
     start = time.time()
     steps = steps_for(train.num_examples, train_cfg.batch_size)
+    if bits is not None and steps * train_cfg.epochs < 2:
+        log(f"[{label}] warning: one optimizer step only; the QAT quantizer's range is set "
+            "from the delta before the step (zero), so every code would be zero")
     fit(model, with_targets(train.dataset, "subclass", n),
         with_targets(val.dataset, "subclass", n), train_cfg, out, steps)
     probs, labels = predict(model, val.dataset)
