@@ -145,10 +145,6 @@ class FolderTreeSource(ListSource):
         self._hierarchy, self._all = scan_tree(self.root)
 
     @property
-    def hierarchy(self) -> Hierarchy:
-        return self._hierarchy
-
-    @property
     def description(self) -> str:
         return f"image folder {self.root}"
 

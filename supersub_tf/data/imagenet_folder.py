@@ -196,10 +196,6 @@ class ImageNetFolderSource(ListSource):
         self.val_layout = ""
 
     @property
-    def hierarchy(self) -> Hierarchy:
-        return self._hierarchy
-
-    @property
     def description(self) -> str:
         return f"ImageNet at {self.root}"
 

@@ -29,14 +29,16 @@ class ImageSource(abc.ABC):
         config: The data settings (``config.dataset`` selected this source).
     """
 
+    _hierarchy: Hierarchy  # set by each source's constructor
+
     def __init__(self, config: DataConfig) -> None:
         self.config = config
         self.skipped: dict[str, list[str]] = {}  # split -> files left out (undecodable)
 
     @property
-    @abc.abstractmethod
     def hierarchy(self) -> Hierarchy:
         """The hierarchy whose classes this source yields."""
+        return self._hierarchy
 
     @property
     @abc.abstractmethod

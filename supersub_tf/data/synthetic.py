@@ -291,10 +291,6 @@ class SyntheticSource(ListSource):
         self._hierarchy = synthetic_hierarchy(self.settings)
 
     @property
-    def hierarchy(self) -> Hierarchy:
-        return self._hierarchy
-
-    @property
     def description(self) -> str:
         s = self.settings
         return (f"synthetic images ({s.num_superclasses} shapes x {s.subclasses_per_superclass} "

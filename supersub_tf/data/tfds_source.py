@@ -151,10 +151,6 @@ class TfdsSource(ImageSource):
         self._labels: dict[str, np.ndarray] = {}
 
     @property
-    def hierarchy(self) -> Hierarchy:
-        return self._hierarchy
-
-    @property
     def description(self) -> str:
         return f"tfds {self.name} in {self.data_dir}"
 

@@ -154,10 +154,6 @@ class TinyImageNetSource(ListSource):
                             f"is not in the archive's wnids.txt ({len(missing)} missing)")
 
     @property
-    def hierarchy(self) -> Hierarchy:
-        return self._hierarchy
-
-    @property
     def description(self) -> str:
         return f"Tiny ImageNet at {self.path}"
 
