@@ -34,7 +34,6 @@ from supersub_tf.data.source import ImageSource
 from supersub_tf.data.summary import format_table, split_counts
 
 NETWORK_KINDS = ("vanilla", "generalist", "specialists", "supersub")
-ROUTINGS = ("hard", "topk", "oracle")
 
 
 def run_dir_of(config: RunConfig) -> Path:
@@ -94,7 +93,7 @@ def supersub_stage(config: RunConfig, source: ImageSource | None = None,
     from supersub_tf.data import load_dataset
     from supersub_tf.deltas.storage import save_system, storage_report
     from supersub_tf.supersub.evaluate import collect_predictions, pipeline_metrics
-    from supersub_tf.supersub.pipeline import SuperSubPipeline
+    from supersub_tf.supersub.pipeline import ROUTINGS, SuperSubPipeline
     from supersub_tf.training.delta_specialists import train_delta_specialists
     from supersub_tf.training.networks import load_network
 

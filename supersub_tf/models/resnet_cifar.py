@@ -11,6 +11,7 @@ for ResNet-20 either way).
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from supersub_tf.errors import ConfigError
@@ -67,18 +68,7 @@ def cifar_resnet(depth: int, num_classes: int, input_shape: tuple[int, int, int]
     return keras.Model(inputs, outputs, name=model_name or f"resnet{depth}")
 
 
-def _register(depth: int) -> None:
-    """Registers ``resnet{depth}`` as a builder with the registry's signature."""
-    def build(num_classes: int, input_shape: tuple[int, int, int], width: float, *,
-              model_name: str | None = None,
-              bn_momentum: float = blocks.BN_MOMENTUM) -> keras.Model:
-        return cifar_resnet(depth, num_classes, input_shape, width, model_name=model_name,
-                            bn_momentum=bn_momentum)
-
-    build.__name__ = build.__qualname__ = f"resnet{depth}"
-    build.__doc__ = f"CIFAR ResNet-{depth} ({blocks_per_stage(depth)} basic blocks per stage)."
-    register_model(f"resnet{depth}")(build)
-
-
+# ``resnet{depth}``: the family builder with its depth bound (the registry checks
+# options against the partial's signature).
 for _depth in DEPTHS:
-    _register(_depth)
+    register_model(f"resnet{_depth}")(functools.partial(cifar_resnet, _depth))

@@ -13,6 +13,7 @@ bottom/right instead of PyTorch's symmetric padding; the shapes are identical (2
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from supersub_tf.models import blocks
@@ -64,19 +65,7 @@ def imagenet_resnet(depth: int, num_classes: int,
     return keras.Model(inputs, outputs, name=model_name or f"resnet{depth}")
 
 
-def _register(depth: int) -> None:
-    """Registers ``resnet{depth}`` as a builder with the registry's signature."""
-    def build(num_classes: int, input_shape: tuple[int, int, int], width: float, *,
-              model_name: str | None = None,
-              bn_momentum: float = blocks.BN_MOMENTUM) -> keras.Model:
-        return imagenet_resnet(depth, num_classes, input_shape, width, model_name=model_name,
-                               bn_momentum=bn_momentum)
-
-    kind = "bottleneck" if depth in BOTTLENECK_DEPTHS else "basic"
-    build.__name__ = build.__qualname__ = f"resnet{depth}"
-    build.__doc__ = f"ImageNet ResNet-{depth} ({kind} blocks {STAGE_BLOCKS[depth]})."
-    register_model(f"resnet{depth}")(build)
-
-
+# ``resnet{depth}``: the family builder with its depth bound (the registry checks
+# options against the partial's signature).
 for _depth in sorted(STAGE_BLOCKS):
-    _register(_depth)
+    register_model(f"resnet{_depth}")(functools.partial(imagenet_resnet, _depth))

@@ -7,11 +7,11 @@ from typing import Any
 import numpy as np
 
 from supersub_tf.hierarchy import Hierarchy
-from supersub_tf.supersub.pipeline import SuperSubPipeline
+from supersub_tf.supersub.pipeline import ROUTINGS, SuperSubPipeline
 
 
-def collect_predictions(pipeline: SuperSubPipeline, dataset, routings=("hard", "topk", "oracle"),
-                        k: int = 2) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def collect_predictions(pipeline: SuperSubPipeline, dataset, routings=ROUTINGS, k: int = 2
+                        ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Runs the pipeline over ``(images, labels)`` batches.
 
     Returns:
