@@ -1,4 +1,4 @@
-"""Atomic file writes: write to a temporary file beside the target, then rename.
+"""Atomic writes: write to a temporary file (or folder) beside the target, then rename.
 
 A crash or kill mid-write leaves the previous file intact, never a half-written one.
 """
@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Iterator
+
+from supersub_tf.errors import DataError
 
 
 @contextlib.contextmanager
@@ -44,3 +48,69 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Writes UTF-8 ``text`` to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def check_replaceable_dir(target: str | os.PathLike, marker: str, kind: str) -> None:
+    """Refuses to replace anything but a missing or empty folder or one holding ``marker``.
+
+    Args:
+        target: The folder about to be replaced.
+        marker: A file name that identifies a folder this writer made (``manifest.json``,
+            ``saved_model.pb``).
+        kind: What such a folder is, for the error message ("Super-Sub system").
+
+    Raises:
+        DataError: When ``target`` is a file, or a non-empty folder without ``marker``
+            (replacing it would delete someone's unrelated files).
+    """
+    target = Path(target)
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise DataError(f"{target}: exists and is not a directory; refusing to replace it")
+    if any(target.iterdir()) and not (target / marker).is_file():
+        raise DataError(f"{target}: a non-empty folder without {marker} (not a {kind}); "
+                        "refusing to replace it")
+
+
+def swap_into_place(new: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Renames the complete folder ``new`` onto ``target``, replacing an old one.
+
+    The old folder is first renamed aside, then ``new`` into place, then the old one is
+    deleted; if the second rename fails the old one is renamed back. (POSIX has no
+    atomic swap of two directories, so a crash between the two renames, a window of
+    microseconds, leaves the old folder under its hidden ``.<name>.old-*`` name.)
+    """
+    new, target = Path(new), Path(target)
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:12]}")
+        os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, marker: str, kind: str) -> Iterator[Path]:
+    """Yields an empty temporary folder beside ``path``; swaps it onto ``path`` on success.
+
+    Write the whole folder into the yielded path. If the block raises, the temporary
+    folder is deleted and ``path`` is left as it was; a folder that is neither empty nor
+    marked by ``marker`` is never replaced (see :func:`check_replaceable_dir`).
+    """
+    target = Path(path)
+    check_replaceable_dir(target, marker, kind)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield work
+        swap_into_place(work, target)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)

@@ -45,9 +45,6 @@ import json
 import math
 import os
 import re
-import shutil
-import tempfile
-import uuid
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -55,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from supersub_tf.atomic import atomic_directory
 from supersub_tf.deltas.delta_set import DeltaSet, QuantizedTensor
 from supersub_tf.errors import DataError, SuperSubError
 from supersub_tf.hierarchy import Hierarchy
@@ -363,44 +361,6 @@ def _write_contents(root: Path, generalist: keras.Model, delta_sets: Mapping[str
                                  encoding="utf-8")
 
 
-def _check_replaceable(target: Path) -> None:
-    """Refuses to replace anything but an empty folder or an existing system.
-
-    Raises:
-        DataError: When ``target`` is a file, or a non-empty folder without a manifest
-            (replacing it would delete someone's unrelated files).
-    """
-    if not target.exists():
-        return
-    if not target.is_dir():
-        raise DataError(f"{target}: exists and is not a directory; refusing to replace it")
-    if any(target.iterdir()) and not (target / MANIFEST).is_file():
-        raise DataError(f"{target}: a non-empty folder without {MANIFEST} (not a Super-Sub "
-                        "system); refusing to replace it")
-
-
-def _swap_into_place(new: Path, target: Path) -> None:
-    """Renames the complete folder ``new`` onto ``target``, replacing an old system.
-
-    The old system is first renamed aside, then ``new`` into place, then the old one is
-    deleted; if the second rename fails the old one is renamed back. (POSIX has no
-    atomic swap of two directories, so a crash between the two renames, a window of
-    microseconds, leaves the old system under its hidden ``.<name>.old-*`` name.)
-    """
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:12]}")
-        os.replace(target, old)
-    try:
-        os.replace(new, target)
-    except BaseException:
-        if old is not None:
-            os.replace(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def save_system(path: str | os.PathLike, generalist: keras.Model,
                 delta_sets: Mapping[str, DeltaSet], hierarchy: Hierarchy,
                 backbone: Mapping[str, Any], delta_settings: Mapping[str, Any]) -> Path:
@@ -425,18 +385,10 @@ def save_system(path: str | os.PathLike, generalist: keras.Model,
         DataError: When the inputs are inconsistent (see :func:`_check_inputs`) or
             ``path`` is something other than an empty folder or a previous system.
     """
-    target = Path(path)
     _check_inputs(generalist, delta_sets, hierarchy, backbone, delta_settings)
-    _check_replaceable(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
+    with atomic_directory(path, MANIFEST, "Super-Sub system") as work:
         _write_contents(work, generalist, delta_sets, hierarchy, backbone, delta_settings)
-        _swap_into_place(work, target)
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
-    return target
+    return Path(path)
 
 
 # --------------------------------------------------------------------------- load: checks
