@@ -228,6 +228,48 @@ class PreviewConfig:
     split: str = "train"
 
 
+EXPORT_QUANTIZATIONS = ("int8", "float16", "dynamic")
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    """What the main job exports at its end (see :mod:`supersub_tf.export`).
+
+    The exported system is the one of the first bit width in ``deltas.bits``.
+
+    Attributes:
+        enabled: Export after the Super-Sub stage (needs ``supersub`` in ``networks``).
+        output_dir: Folder of the exports: ``<output_dir>/<run name>`` (SavedModel) and
+            ``<output_dir>/<run name>_tflite`` (LiteRT models and their manifest).
+        savedmodel: Write the SavedModel (both stages in one graph).
+        tflite: Write the LiteRT models.
+        tflite_quantization: ``int8`` (full integer, calibrated on training images),
+            ``float16`` or ``dynamic`` (int8 weights, float activations).
+        calibration_images: Training images per model for the int8 calibration.
+        compare_images: Validation images on which the LiteRT pipeline is checked
+            against the Keras pipeline (0: the whole split).
+    """
+
+    enabled: bool = True
+    output_dir: str = "saved_models"
+    savedmodel: bool = True
+    tflite: bool = True
+    tflite_quantization: str = "int8"
+    calibration_images: int = 256
+    compare_images: int = 0
+
+    def __post_init__(self) -> None:
+        if self.tflite_quantization not in EXPORT_QUANTIZATIONS:
+            raise ConfigError(f"export.tflite_quantization must be one of "
+                              f"{', '.join(EXPORT_QUANTIZATIONS)}, got "
+                              f"{self.tflite_quantization!r}")
+        if self.calibration_images < 1:
+            raise ConfigError(f"export.calibration_images must be >= 1, got "
+                              f"{self.calibration_images}")
+        if self.compare_images < 0:
+            raise ConfigError(f"export.compare_images must be >= 0, got {self.compare_images}")
+
+
 @dataclasses.dataclass
 class RunConfig:
     """Everything one run of the main job needs.
@@ -245,6 +287,7 @@ class RunConfig:
         default_factory=lambda: ["vanilla", "generalist", "specialists", "supersub"])
     deltas: DeltaConfig = dataclasses.field(default_factory=DeltaConfig)
     preview: PreviewConfig = dataclasses.field(default_factory=PreviewConfig)
+    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
 
     def __post_init__(self) -> None:
         kinds = ("vanilla", "generalist", "specialists", "supersub")
@@ -257,7 +300,8 @@ class RunConfig:
 #: Overrides of the ``--quick`` profile: a run small enough for a smoke test (minutes).
 QUICK_PROFILE = ["name=quick", "data.max_per_class=40", "preview.images_per_superclass=6",
                  "train.model=resnet8", "train.width=0.25", "train.epochs=1",
-                 "train.batch_size=64", "train.warmup_epochs=0", "deltas.bits=[8]"]
+                 "train.batch_size=64", "train.warmup_epochs=0", "deltas.bits=[8]",
+                 "export.calibration_images=64"]
 
 
 def config_from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:

@@ -71,7 +71,8 @@ def test_main_job_quick(shared_data, tmp_path):
     env = {"SUPERSUB_DATA_DIR": str(shared_data), "SUPERSUB_CACHE_DIR": str(tmp_path / "c"),
            "PATH": "/usr/bin:/bin"}
     result = subprocess.run([sys.executable, "-m", "supersub_tf", "run", "--quick",
-                             "--set", f"output_dir={tmp_path}/runs"],
+                             "--set", f"output_dir={tmp_path}/runs",
+                             "--set", f"export.output_dir={tmp_path}/saved_models"],
                             capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     run_dir = tmp_path / "runs" / "quick"
