@@ -116,6 +116,7 @@ def findings_section(analysis: dict[str, Any]) -> list[str]:
     vanilla = analysis.get("vanilla") or {}
     lines += supersub_section(analysis.get("supersub") or {}, vanilla.get("top1"),
                               vanilla.get("per_superclass"))
+    lines += export_section(analysis.get("export") or {})
     for key in ("training_curves", "specialist_curves"):
         if key in figures:
             lines += [f"![{key}](plots/{figures[key]})", ""]
@@ -146,6 +147,30 @@ def supersub_section(results: dict[str, dict], vanilla_top1: float | None,
             "Per superclass (top-1, hard routing):", "",
             markdown_table(["superclass", "vanilla", *results],
                            per_superclass_rows(results, vanilla_per_superclass)), ""]
+
+
+def export_section(export: dict[str, Any]) -> list[str]:
+    """Markdown of the exported system: sizes, agreement with Keras, accuracy and speed."""
+    if not export:
+        return []
+    rows = [["Keras pipeline (reference)", None, export.get("keras_accuracy"), None, None]]
+    saved = export.get("savedmodel")
+    if saved:
+        rows.append([f"SavedModel `{saved['path']}`", saved["sizes"]["savedmodel_bytes"],
+                     saved["accuracy"], saved["fine_agreement"],
+                     round(saved["images_per_second"])])
+    lite = export.get("tflite")
+    if lite:
+        c = lite["comparison"]
+        rows.append([f"LiteRT {c['quantization']} `{c['export']}`", lite["sizes"]["total_bytes"],
+                     c.get("litert_accuracy"), c["fine_agreement"],
+                     round(lite["speed"]["images_per_second"])])
+    return ["## Export", "",
+            f"The {export['bits']} system, exported and run on {export['images']:,} validation "
+            "images with hard routing; agreement is the share of fine labels identical to the "
+            "Keras pipeline's.", "",
+            markdown_table(["form", "bytes", "top-1", "agreement with Keras", "images/s"], rows),
+            ""]
 
 
 def per_superclass_rows(results: dict[str, dict],

@@ -1,0 +1,556 @@
+"""The whole Super-Sub system as one TensorFlow SavedModel: both stages in its graph.
+
+:func:`export_savedmodel` writes a SavedModel whose ``serving_default`` signature takes
+``images`` (``uint8 [N, H, W, 3]``, any ``N`` including 0) and returns, per image, the
+superclass, the subclass (local index and global fine label), their probabilities and
+their names. Inside the graph:
+
+1. the images are normalised as the training pipeline does (the system's
+   ``normalization`` mode, :func:`supersub_tf.data.pipeline.normalize`);
+2. the generalist gives ``p(superclass)``; each image goes to its most likely
+   superclass (hard routing, as ``SuperSubPipeline.predict(routing="hard")``);
+3. a ``tf.while_loop`` over the superclasses takes, for each one that got images, its
+   specialist's weights as tensors (``W + codes * scales`` for delta layers, its own
+   head and batch norms), runs its images through the same layer graph and scatters
+   the results back in order.
+
+Why this design:
+
+* **Small on disk.** The deltas travel in their stored form: each specialist's k-bit
+  codes packed densely into bytes as in the system's ``.npz`` files
+  (:func:`~supersub_tf.deltas.storage.pack_codes`, all its delta layers in one
+  stream), unpacked in the graph with bitwise ops, plus float32 per-channel scales.
+  The variables hold the float32 generalist once and per specialist only its codes,
+  scales and owned weights, so the SavedModel is about the size of the system folder,
+  not ``N + 1`` networks.
+* **A graph that does not grow with N.** The weights are four variables, each
+  specialist one row of the per-specialist ones, and stage 2 is one copy of the
+  network inside a loop that picks row ``s``: the graph holds two copies of the
+  network (stages 1 and 2) whatever the number of superclasses, and exporting takes
+  seconds. (One copy per specialist, or one variable per weight, made the graph of a
+  10-superclass ResNet-20 five times larger than its weights.)
+* **Thread-safe serving.** Nothing is assigned: every weight a specialist uses is a
+  tensor computed per call, and the layers are replayed by
+  :class:`~supersub_tf.export.functional.FunctionalForward` (pure ``tf.nn`` ops), so
+  concurrent requests never interfere.
+* **Self-contained.** The graph needs only TensorFlow: ``tf.saved_model.load(path)
+  .signatures["serving_default"]`` works where this package is not installed. Wrong
+  dtypes are refused by the signature, wrong shapes by an in-graph check, both with
+  an ``InvalidArgumentError`` that names the expected type or shape. A
+  ``supersub_export.json`` in the SavedModel folder says what it is (hierarchy, image
+  size, normalization, bits, variable layout, source system and the sha256 of its
+  manifest, versions).
+* **Atomic.** The folder is written beside the target, loaded back and run once, then
+  swapped into place (:func:`~supersub_tf.atomic.atomic_directory`): a failed export
+  leaves the previous one untouched, and an unrelated folder is never replaced.
+
+Preprocessing is the training pipeline's evaluation preprocessing for images already at
+the system's size; resizing is the caller's job (the signature takes only that size).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from supersub_tf.atomic import atomic_directory
+from supersub_tf.deltas.delta_set import DeltaSet
+from supersub_tf.deltas.storage import (
+    MANIFEST, SuperSubSystem, load_system, pack_codes, packed_size, sha256_file, storage_report)
+from supersub_tf.errors import DataError
+from supersub_tf.export.functional import FunctionalForward
+from supersub_tf.models import blocks
+
+FORMAT_NAME = "supersub-savedmodel"
+FORMAT_VERSION = 1
+MARKER = "saved_model.pb"
+METADATA_FILE = "supersub_export.json"
+SIGNATURE = "serving_default"
+INPUT_NAME = "images"
+NORMALIZATIONS = ("imagenet", "unit", "none")
+# Output name -> (dtype, shape) for a batch of N images and S superclasses.
+OUTPUTS = {
+    "superclass": ("int32", ["N"]),
+    "subclass": ("int32", ["N"]),
+    "fine": ("int32", ["N"]),
+    "superclass_prob": ("float32", ["N"]),
+    "subclass_prob": ("float32", ["N"]),
+    "fine_prob": ("float32", ["N"]),
+    "superclass_probs": ("float32", ["N", "S"]),
+    "superclass_name": ("string", ["N"]),
+    "fine_name": ("string", ["N"]),
+    "fine_id": ("string", ["N"]),
+}
+_CHECK_BATCH = 8
+
+
+# --------------------------------------------------------------------------- bit unpacking
+def unpack_codes_tf(packed: tf.Tensor, bits: int, shape: tuple[int, ...]) -> tf.Tensor:
+    """In-graph inverse of :func:`~supersub_tf.deltas.storage.pack_codes`: int32 codes.
+
+    The stream is little-endian, value ``i`` in bits ``i*k .. i*k + k - 1``; values
+    come in whole-byte groups (``8 / gcd(k, 8)`` values in ``k / gcd(k, 8)`` bytes), so
+    each group is read as one integer and every value is a shift and a mask away.
+
+    Args:
+        packed: ``uint8`` bytes, ``ceil(prod(shape) * bits / 8)`` of them.
+        bits: Bits per code, 2 to 8.
+        shape: The shape of the codes (static).
+
+    Returns:
+        ``int32`` codes of ``shape`` in ``[-(2^(k-1) - 1), 2^(k-1) - 1]``.
+    """
+    per_group = 8 // math.gcd(bits, 8)
+    group_bytes = per_group * bits // 8
+    count = int(np.prod(shape, dtype=np.int64))
+    groups = -(-count // per_group)
+    # Up to 3 bytes per group (k = 2, 4, 6, 8 and 3) fit int32; 5 and 7 bits need int64.
+    dtype = tf.int32 if group_bytes <= 3 else tf.int64
+    data = tf.cast(packed, dtype)
+    data = tf.pad(data, [[0, groups * group_bytes - packed_size(count, bits)]])
+    data = tf.reshape(data, [groups, group_bytes])
+    byte_shifts = tf.constant([8 * j for j in range(group_bytes)], dtype)
+    # The bytes' bits do not overlap, so their sum is their bitwise or.
+    words = tf.reduce_sum(tf.bitwise.left_shift(data, byte_shifts), axis=1, keepdims=True)
+    value_shifts = tf.constant([bits * i for i in range(per_group)], dtype)
+    unsigned = tf.bitwise.bitwise_and(tf.bitwise.right_shift(words, value_shifts),
+                                      tf.constant(2 ** bits - 1, dtype))
+    unsigned = tf.reshape(unsigned, [-1])[:count]
+    return tf.reshape(tf.cast(unsigned, tf.int32) - (2 ** (bits - 1) - 1), shape)
+
+
+# --------------------------------------------------------------------------- flat layouts
+Shapes = dict[str, list[tuple[int, ...]]]  # name -> shapes of its arrays, in flat order
+
+
+def flatten(arrays: Mapping[str, list[np.ndarray]],
+            dtype: Any = np.float32) -> tuple[np.ndarray, Shapes]:
+    """Concatenates ``name -> [arrays]`` into one flat vector, and their shapes to undo it."""
+    shapes = {name: [tuple(int(d) for d in np.shape(v)) for v in values]
+              for name, values in arrays.items()}
+    parts = [np.asarray(v).astype(dtype).reshape(-1) for values in arrays.values() for v in values]
+    return (np.concatenate(parts) if parts else np.zeros(0, dtype)), shapes
+
+
+def unflatten(flat: tf.Tensor, shapes: Shapes) -> dict[str, list[tf.Tensor]]:
+    """Inverts :func:`flatten` in the graph (one split, then a reshape per array)."""
+    flat_shapes = [shape for values in shapes.values() for shape in values]
+    if not flat_shapes:
+        return {name: [] for name in shapes}
+    pieces = iter(tf.split(flat, [int(np.prod(shape, dtype=np.int64)) for shape in flat_shapes]))
+    return {name: [tf.reshape(next(pieces), shape) for shape in values]
+            for name, values in shapes.items()}
+
+
+# --------------------------------------------------------------------------- the module
+class SuperSubModule(tf.Module):
+    """Both stages of a Super-Sub system as one ``tf.Module`` with a serving function.
+
+    ``serve(images)`` is the ``serving_default`` signature of the exported SavedModel
+    (see the module docstring); it can also be called directly, before exporting.
+
+    The weights are four variables, so that the graph and the variable count do not grow
+    with the number of superclasses ``S``:
+
+    * ``generalist_weights``: float32 ``[P]``, every generalist weight, flattened;
+    * ``delta_codes``: uint8 ``[S, B]``, each specialist's delta codes of all its delta
+      layers, concatenated and packed (float32 ``[S, D]`` values for float deltas);
+    * ``delta_scales``: float32 ``[S, C]``, their per-output-channel scales, concatenated
+      (absent for float deltas);
+    * ``owned_weights``: float32 ``[S, O]``, each specialist's owned layers (head columns
+      padded to the largest superclass; the padding is masked out of the softmax).
+
+    Stage 2 is one ``tf.while_loop`` over the superclasses with one copy of the network
+    in its body, which picks row ``s`` of each variable.
+
+    Args:
+        system: A loaded system (its generalist is read, not modified).
+
+    Raises:
+        DataError: When a specialist's deltas or owned weights do not fit the generalist,
+            the specialists' delta layers or bit widths differ, a head does not match
+            the hierarchy, or the normalization is unknown.
+        ConfigError: When the generalist has a layer the functional pass cannot replay.
+    """
+
+    def __init__(self, system: SuperSubSystem) -> None:
+        super().__init__(name="supersub")
+        hierarchy = system.hierarchy
+        names = hierarchy.superclass_names
+        delta_sets = [system.delta_sets[name] for name in names]
+        self.image_size = int(system.backbone["image_size"])
+        self.normalization = normalization_of(system)
+        self._forward = FunctionalForward(system.generalist)
+        for s, delta_set in enumerate(delta_sets):
+            _check_delta_set(self._forward, delta_set, hierarchy.num_subclasses(s))
+        self.bits, self.delta_layers = _delta_layout(delta_sets)
+        base = self._forward.model_weights(system.generalist)
+        flat, self._generalist_shapes = flatten(base)
+        self.generalist_weights = tf.Variable(flat, trainable=False, name="generalist_weights")
+        self._init_deltas(delta_sets)
+        self._init_owned(delta_sets, base, [hierarchy.num_subclasses(s) for s in range(len(names))])
+        self._num_superclasses = len(names)
+        self._fine_offsets = [int(hierarchy.fine_labels_of(s)[0]) for s in range(len(names))]
+        self._superclass_names = list(names)
+        self._class_names = list(hierarchy.class_names)
+        self._class_ids = list(hierarchy.class_ids)
+        spec = tf.TensorSpec([None, self.image_size, self.image_size, 3], tf.uint8,
+                             name=INPUT_NAME)
+        self.serve = tf.function(self._serve, input_signature=[spec])
+
+    # ------------------------------------------------------------------ weights
+    def _init_deltas(self, delta_sets: list[DeltaSet]) -> None:
+        """The ``delta_codes`` (and ``delta_scales``) variables and their layout."""
+        values = [{layer: [d.deltas[layer].codes] for layer in self.delta_layers}
+                  for d in delta_sets]
+        if self.bits is None:
+            rows = [flatten(v)[0] for v in values]
+        else:
+            rows = [pack_codes(flatten(v, np.int8)[0], self.bits) for v in values]
+            scales = [flatten({layer: [d.deltas[layer].scales] for layer in self.delta_layers})
+                      for d in delta_sets]
+            self._scale_shapes = scales[0][1]
+            self.delta_scales = tf.Variable(np.stack([flat for flat, _ in scales]),
+                                            trainable=False, name="delta_scales")
+        self._delta_shapes = flatten(values[0])[1]
+        self._delta_count = int(sum(np.prod(shape) for [shape] in self._delta_shapes.values()))
+        self.delta_codes = tf.Variable(np.stack(rows), trainable=False, name="delta_codes")
+
+    def _init_owned(self, delta_sets: list[DeltaSet], base: Mapping[str, list[np.ndarray]],
+                    subclasses: list[int]) -> None:
+        """The ``owned_weights`` variable (heads padded to ``max(subclasses)``), its layout
+        and the mask of each head's real columns."""
+        order = list(base)
+        layers = sorted({layer for d in delta_sets for layer in d.owned}, key=order.index)
+        widest = max(subclasses)
+        rows = []
+        for delta_set in delta_sets:
+            owned = {layer: delta_set.owned.get(layer, base[layer]) for layer in layers}
+            kernel, *bias = owned[blocks.LOGITS_LAYER]
+            pad = widest - kernel.shape[1]
+            owned[blocks.LOGITS_LAYER] = [np.pad(kernel, [(0, 0), (0, pad)]),
+                                          *[np.pad(b, [(0, pad)]) for b in bias]]
+            flat, self._owned_shapes = flatten(owned)
+            rows.append(flat)
+        self.owned_weights = tf.Variable(np.stack(rows), trainable=False, name="owned_weights")
+        self._head_mask = np.arange(widest)[None, :] < np.array(subclasses)[:, None]
+
+    def _generalist(self) -> dict[str, list[tf.Tensor]]:
+        """The generalist's weights by layer, sliced out of ``generalist_weights``."""
+        return unflatten(self.generalist_weights, self._generalist_shapes)
+
+    def _specialist(self, s: tf.Tensor, base: Mapping[str, list[tf.Tensor]]
+                    ) -> dict[str, list[tf.Tensor]]:
+        """Specialist ``s``'s weights: ``W + codes * scales`` kernels, its owned layers."""
+        codes = tf.gather(self.delta_codes, s)
+        if self.bits is not None:
+            codes = tf.cast(unpack_codes_tf(codes, self.bits, (self._delta_count,)), tf.float32)
+            scales = unflatten(tf.gather(self.delta_scales, s), self._scale_shapes)
+        deltas = unflatten(codes, self._delta_shapes)
+        weights = dict(base)
+        for layer in self.delta_layers:
+            delta = deltas[layer][0] if self.bits is None else deltas[layer][0] * scales[layer][0]
+            weights[layer] = [base[layer][0] + delta, *base[layer][1:]]
+        weights.update(unflatten(tf.gather(self.owned_weights, s), self._owned_shapes))
+        return weights
+
+    # ------------------------------------------------------------------ serving
+    def _serve(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        from supersub_tf.data.pipeline import normalize
+
+        # A loaded signature checks dtypes but not shapes: check them here, by name.
+        images = tf.ensure_shape(images, [None, self.image_size, self.image_size, 3],
+                                 name="check_images_shape")
+        x = normalize(images, self.normalization)
+        n, count = tf.shape(x)[0], self._num_superclasses
+        base = self._generalist()
+        # An empty batch skips the networks: some CPU convolution kernels mishandle N = 0.
+        superclass_probs = tf.cond(n > 0, lambda: tf.nn.softmax(self._forward(x, base)),
+                                   lambda: tf.zeros([0, count], tf.float32))
+        superclass = tf.argmax(superclass_probs, axis=1, output_type=tf.int32)
+        superclass_prob = tf.reduce_max(superclass_probs, axis=1)
+
+        def stage2(s, subclass, subclass_prob):
+            rows = tf.where(tf.equal(superclass, s))
+            sub, prob = tf.cond(tf.shape(rows)[0] > 0,
+                                lambda: self._stage2(s, tf.gather_nd(x, rows), base),
+                                lambda: (tf.zeros([0], tf.int32), tf.zeros([0], tf.float32)))
+            return (s + 1, tf.tensor_scatter_nd_update(subclass, rows, sub),
+                    tf.tensor_scatter_nd_update(subclass_prob, rows, prob))
+
+        _, subclass, subclass_prob = tf.while_loop(
+            lambda s, *_: s < count, stage2,
+            (tf.constant(0), tf.zeros([n], tf.int32), tf.zeros([n], tf.float32)))
+        fine = tf.gather(tf.constant(self._fine_offsets, tf.int32), superclass) + subclass
+        return {
+            "superclass": superclass,
+            "subclass": subclass,
+            "fine": fine,
+            "superclass_prob": superclass_prob,
+            "subclass_prob": subclass_prob,
+            "fine_prob": superclass_prob * subclass_prob,
+            "superclass_probs": superclass_probs,
+            "superclass_name": tf.gather(tf.constant(self._superclass_names), superclass),
+            "fine_name": tf.gather(tf.constant(self._class_names), fine),
+            "fine_id": tf.gather(tf.constant(self._class_ids), fine),
+        }
+
+    def _stage2(self, s: tf.Tensor, x: tf.Tensor, base: Mapping[str, list[tf.Tensor]]):
+        """``(local subclass, p(subclass | superclass))`` of specialist ``s`` on ``x``."""
+        logits = self._forward(x, self._specialist(s, base))
+        mask = tf.gather(tf.constant(self._head_mask), s)
+        probs = tf.nn.softmax(tf.where(mask, logits, -np.inf))
+        return tf.argmax(probs, axis=1, output_type=tf.int32), tf.reduce_max(probs, axis=1)
+
+    def layout(self) -> dict[str, Any]:
+        """The variables and which layers they hold (for ``supersub_export.json``)."""
+        variables = {v.name.split(":")[0]: {"dtype": v.dtype.name, "shape": v.shape.as_list()}
+                     for v in self.variables}
+        return {"variables": variables, "delta_layers": list(self.delta_layers),
+                "owned_layers": list(self._owned_shapes)}
+
+
+def normalization_of(system: SuperSubSystem) -> str:
+    """The system's input normalization (``imagenet`` for systems saved without one).
+
+    Raises:
+        DataError: When the backbone names an unknown mode.
+    """
+    mode = system.backbone.get("normalization", "imagenet")
+    if mode not in NORMALIZATIONS:
+        raise DataError(f"{system.path}: unknown normalization {mode!r} (expected one of "
+                        f"{NORMALIZATIONS})")
+    return mode
+
+
+def _delta_layout(delta_sets: list[DeltaSet]) -> tuple[int | None, list[str]]:
+    """``(bits, delta layers)`` all specialists share; DataError when they differ."""
+    first = delta_sets[0]
+    layout = {layer: (q.bits, q.shape) for layer, q in first.deltas.items()}
+    for delta_set in delta_sets:
+        other = {layer: (q.bits, q.shape) for layer, q in delta_set.deltas.items()}
+        if other != layout:
+            raise DataError(f"specialists {first.superclass!r} and {delta_set.superclass!r} "
+                            "differ in their delta layers, shapes or bits; all must share them")
+    bits = {q.bits for q in first.deltas.values()}
+    if len(bits) > 1:
+        raise DataError(f"specialist {first.superclass!r} mixes delta bit widths {bits}")
+    return (bits.pop() if bits else first.bits), list(layout)
+
+
+def _check_delta_set(forward: FunctionalForward, delta_set: DeltaSet, subclasses: int) -> None:
+    """DataError unless every delta and owned weight fits the generalist's layers."""
+    shapes, who = forward.weight_shapes, f"specialist {delta_set.superclass!r}"
+    for layer, q in delta_set.deltas.items():
+        if layer not in shapes or shapes[layer][0] != q.shape:
+            raise DataError(f"{who}: delta of layer {layer!r} has shape {q.shape}, the "
+                            f"generalist's kernel {shapes.get(layer, [None])[0]}")
+        if q.bits is not None and (q.scales is None or np.shape(q.scales) != q.shape[-1:]):
+            raise DataError(f"{who}: delta of layer {layer!r} needs {q.shape[-1]} scales")
+    if blocks.LOGITS_LAYER not in delta_set.owned:
+        raise DataError(f"{who}: has no {blocks.LOGITS_LAYER!r} head")
+    for layer, weights in delta_set.owned.items():
+        expected = list(shapes.get(layer, []))
+        if layer == blocks.LOGITS_LAYER and expected:
+            expected = [(expected[0][0], subclasses), (subclasses,)][:len(expected)]
+        if [tuple(np.shape(w)) for w in weights] != expected:
+            raise DataError(f"{who}: owned layer {layer!r} has shapes "
+                            f"{[np.shape(w) for w in weights]}, expected {expected}")
+
+
+# --------------------------------------------------------------------------- export
+def export_savedmodel(system: str | os.PathLike | SuperSubSystem, out_dir: str | os.PathLike,
+                      *, check: bool = True) -> Path:
+    """Writes a Super-Sub system as one SavedModel running both stages (atomically).
+
+    Args:
+        system: A system directory (loaded and verified with
+            :func:`~supersub_tf.deltas.storage.load_system`) or a loaded system.
+        out_dir: The SavedModel folder to create, or to replace when it holds a
+            previous SavedModel; a non-empty folder without ``saved_model.pb`` is refused.
+        check: Before the folder is put in place, load it back and run a batch of
+            random images through its signature, comparing with the in-memory module.
+
+    Returns:
+        ``out_dir``. Load it with ``tf.saved_model.load(out_dir)`` and call
+        ``.signatures["serving_default"](images=uint8 [N, H, W, 3])``; the outputs are
+        described by :data:`OUTPUTS` and the module docstring.
+
+    Raises:
+        DataError: When the system is invalid (see :func:`load_system` and
+            :class:`SuperSubModule`) or ``out_dir`` is an unrelated folder or a file.
+        ConfigError: When the generalist has a layer type the export cannot replay.
+        RuntimeError: When ``check`` finds the reloaded SavedModel disagreeing.
+    """
+    if not isinstance(system, SuperSubSystem):
+        system = load_system(system)
+    module = SuperSubModule(system)
+    with atomic_directory(out_dir, MARKER, "SavedModel") as work:
+        tf.saved_model.save(module, str(work), signatures={SIGNATURE: module.serve})
+        metadata = export_metadata(system, module)
+        (work / METADATA_FILE).write_text(json.dumps(metadata, indent=2, ensure_ascii=False)
+                                          + "\n", encoding="utf-8")
+        if check:
+            check_export(work, module)
+    return Path(out_dir)
+
+
+def export_metadata(system: SuperSubSystem, module: SuperSubModule) -> dict[str, Any]:
+    """The ``supersub_export.json`` record: what the SavedModel is and where it came from."""
+    from supersub_tf import __version__
+
+    manifest = Path(system.path) / MANIFEST
+    size = module.image_size
+    bits = module.bits
+    return {
+        "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+        "signature": {
+            "name": SIGNATURE,
+            "inputs": {INPUT_NAME: {"dtype": "uint8", "shape": ["N", size, size, 3]}},
+            "outputs": {name: {"dtype": dtype, "shape": shape}
+                        for name, (dtype, shape) in OUTPUTS.items()},
+        },
+        "routing": "hard",
+        "image_size": size,
+        "normalization": module.normalization,
+        "delta_bits": bits,
+        "delta_storage": "float32 values" if bits is None else
+                         "packed little-endian k-bit codes (code + 2^(k-1) - 1), float32 scales",
+        "backbone": system.backbone,
+        "delta_settings": system.delta_settings,
+        "hierarchy": system.hierarchy.to_dict(),
+        **module.layout(),
+        "source": {"path": str(Path(system.path).resolve()),
+                   "manifest_sha256": sha256_file(manifest) if manifest.is_file() else None},
+        "tensorflow_version": tf.__version__,
+        "supersub_tf_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def check_export(path: str | os.PathLike, module: SuperSubModule) -> None:
+    """Loads a SavedModel and compares its signature with ``module`` on random images.
+
+    Raises:
+        RuntimeError: When an output is missing or differs (labels exactly, probabilities
+            beyond 1e-5).
+    """
+    rng = np.random.default_rng(0)
+    size = module.image_size
+    images = tf.constant(rng.integers(0, 256, (_CHECK_BATCH, size, size, 3), np.uint8))
+    loaded = tf.saved_model.load(str(path))
+    got = loaded.signatures[SIGNATURE](**{INPUT_NAME: images})
+    expected = module.serve(images)
+    for name in OUTPUTS:
+        a, b = got.get(name), expected[name]
+        if a is None:
+            raise RuntimeError(f"{path}: the reloaded SavedModel has no output {name!r}")
+        a, b = a.numpy(), b.numpy()
+        same = (np.allclose(a, b, rtol=0, atol=1e-5) if a.dtype.kind == "f"
+                else np.array_equal(a, b))
+        if not same:
+            raise RuntimeError(f"{path}: the reloaded SavedModel's {name!r} differs from the "
+                               f"exported module's ({a} vs {b})")
+
+
+def savedmodel_predict(export_dir: str | os.PathLike, images: np.ndarray,
+                       batch_size: int = 256) -> dict[str, np.ndarray]:
+    """Runs an exported SavedModel's signature over uint8 images, batch by batch.
+
+    It loads the folder with plain ``tf.saved_model.load``, as a serving stack would.
+
+    Returns:
+        Every numeric output of :data:`OUTPUTS`, concatenated over the batches, plus
+        ``seconds``: the wall time of the calls (loading excluded).
+    """
+    serve = tf.saved_model.load(str(export_dir)).signatures[SIGNATURE]
+    numeric = [name for name, (dtype, _) in OUTPUTS.items() if dtype != "string"]
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in numeric}
+    start = time.perf_counter()
+    for first in range(0, len(images), batch_size):
+        outputs = serve(**{INPUT_NAME: tf.constant(images[first:first + batch_size])})
+        for name in numeric:
+            parts[name].append(outputs[name].numpy())
+    seconds = time.perf_counter() - start
+    result = {name: (np.concatenate(values) if values else np.zeros(0))
+              for name, values in parts.items()}
+    result["seconds"] = seconds
+    return result
+
+
+# --------------------------------------------------------------------------- sizes
+def _folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def export_size_report(export_dir: str | os.PathLike,
+                       system: str | os.PathLike | None = None) -> dict[str, Any]:
+    """On-disk bytes of an exported SavedModel, next to its source system's storage.
+
+    Args:
+        export_dir: A folder written by :func:`export_savedmodel`.
+        system: The system directory to compare with; defaults to the source recorded in
+            ``supersub_export.json`` when it still exists.
+
+    Returns:
+        ``savedmodel_bytes`` (every file), ``variables_bytes`` (the weights),
+        ``graph_bytes`` (``saved_model.pb``), and when a system is found its
+        ``system_bytes`` (:func:`~supersub_tf.deltas.storage.storage_report`'s total),
+        ``float32_network_bytes`` (one float32 generalist), ``num_specialists``,
+        ``savedmodel_units`` and ``system_units`` (sizes in float32 networks, against
+        ``separate_networks = N + 1``) and ``savedmodel_to_system`` (their ratio).
+
+    Raises:
+        DataError: When ``export_dir`` is not an exported SavedModel.
+    """
+    root = Path(export_dir)
+    if not (root / MARKER).is_file():
+        raise DataError(f"{root}: no {MARKER} (not a SavedModel)")
+    report: dict[str, Any] = {
+        "path": str(root), "savedmodel_bytes": _folder_bytes(root),
+        "variables_bytes": _folder_bytes(root / "variables"),
+        "graph_bytes": (root / MARKER).stat().st_size,
+    }
+    if system is None:
+        try:
+            metadata = json.loads((root / METADATA_FILE).read_text(encoding="utf-8"))
+            source = metadata["source"]["path"]
+        except (OSError, ValueError, KeyError, TypeError):
+            source = None
+        system = source if source and (Path(source) / MANIFEST).is_file() else None
+    if system is not None:
+        storage = storage_report(system)
+        unit = storage["float32_network_bytes"]
+        report.update({
+            "system": storage["path"], "system_bytes": storage["total_bytes"],
+            "float32_network_bytes": unit, "num_specialists": storage["num_specialists"],
+            "savedmodel_units": report["savedmodel_bytes"] / unit,
+            "system_units": storage["total_units"],
+            "separate_networks": storage["separate_networks"],
+            "savedmodel_to_system": report["savedmodel_bytes"] / storage["total_bytes"],
+        })
+    return report
+
+
+def format_export_size_report(report: Mapping[str, Any]) -> str:
+    """A few readable lines of :func:`export_size_report`'s numbers."""
+    lines = [f"SavedModel {report['path']}: {report['savedmodel_bytes']:,} bytes "
+             f"(variables {report['variables_bytes']:,}, graph {report['graph_bytes']:,})"]
+    if "system_bytes" in report:
+        lines += [
+            f"system {report['system']}: {report['system_bytes']:,} bytes",
+            f"in float32 networks ({report['float32_network_bytes']:,} bytes): SavedModel "
+            f"{report['savedmodel_units']:.3f}, system {report['system_units']:.3f}, "
+            f"N + 1 separate networks {report['separate_networks']}",
+            f"SavedModel / system = {report['savedmodel_to_system']:.3f}",
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,400 @@
+"""The SavedModel export: the functional forward pass, in-graph unpacking, agreement with
+the Keras pipeline (in process and in a clean process without this package), input
+checks, atomic writes and sizes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import site
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from supersub_tf.deltas.delta_set import DeltaSet, QuantizedTensor
+from supersub_tf.deltas.storage import SuperSubSystem, load_system, pack_codes, save_system
+from supersub_tf.errors import ConfigError, DataError
+from supersub_tf.hierarchy import Hierarchy, Subclass, Superclass
+
+SIZES = {"cat": 2, "dog": 3, "bird": 4}
+IMAGE_SIZE = 16
+BN_LAYERS = ("stage3_block1_1_bn", "stage3_block1_2_bn")
+
+
+def make_hierarchy() -> Hierarchy:
+    return Hierarchy([Superclass(name, tuple(Subclass(f"n{name}{i}", f"{name} {i}")
+                                             for i in range(n)))
+                      for name, n in SIZES.items()], name="toy")
+
+
+def randomize_batch_norms(model, rng) -> None:
+    """Random gamma, beta and moving statistics, so the weight order is exercised."""
+    import tf_keras as keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, variance = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
+                               rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 2, variance.shape)])
+
+
+def spread_head(model, images, mode: str) -> None:
+    """A generalist head whose argmax varies across ``images`` (random weights route
+    nearly everything to one superclass): random kernel, logits centred and scaled."""
+    from supersub_tf.data.pipeline import normalize
+    from supersub_tf.models import trunk
+
+    features = trunk(model)(normalize(images, mode), training=False).numpy()
+    rng = np.random.default_rng(1)
+    kernel = rng.normal(size=(features.shape[1], len(SIZES))).astype(np.float32)
+    logits = features @ kernel
+    kernel /= logits.std(0).mean()
+    model.get_layer("logits").set_weights([kernel, -(logits / logits.std(0).mean()).mean(0)])
+
+
+def make_delta_sets(generalist, bits: int | None, seed: int) -> dict[str, DeltaSet]:
+    """Random non-zero deltas on every convolution, a random head and two batch norms."""
+    import tf_keras as keras
+
+    rng = np.random.default_rng(seed)
+    convs = [layer for layer in generalist.layers if type(layer) is keras.layers.Conv2D]
+    features = generalist.get_layer("logits").get_weights()[0].shape[0]
+    sets = {}
+    for name, n in SIZES.items():
+        deltas = {layer.name: QuantizedTensor.quantize(
+            rng.normal(0, 0.05, layer.kernel.shape), bits) for layer in convs}
+        owned = {"logits": [rng.normal(size=(features, n)).astype(np.float32),
+                            rng.normal(size=n).astype(np.float32)]}
+        for layer in BN_LAYERS:
+            gamma, beta, mean, variance = generalist.get_layer(layer).get_weights()
+            owned[layer] = [gamma * 1.2, beta + 0.1, mean - 0.05, variance * 0.8]
+        sets[name] = DeltaSet(name, bits, deltas, owned)
+    return sets
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (48, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+
+
+@pytest.fixture(scope="module")
+def generalist(images):
+    import tf_keras as keras
+
+    from supersub_tf.models import create_model
+
+    keras.utils.set_random_seed(0)
+    model = create_model("resnet8", len(SIZES), (IMAGE_SIZE, IMAGE_SIZE, 3), width=0.5)
+    randomize_batch_norms(model, np.random.default_rng(0))
+    spread_head(model, images, "imagenet")
+    return model
+
+
+def in_memory_system(generalist, bits, normalization="imagenet", seed=0) -> SuperSubSystem:
+    backbone = {"model": "resnet8", "width": 0.5, "image_size": IMAGE_SIZE,
+                "normalization": normalization}
+    return SuperSubSystem(Path("in-memory"), make_hierarchy(), backbone, {"bits": bits},
+                          generalist, make_delta_sets(generalist, bits, seed))
+
+
+@pytest.fixture(scope="module")
+def system_dir(tmp_path_factory, generalist) -> Path:
+    """A saved 4-bit system."""
+    system = in_memory_system(generalist, 4)
+    return save_system(tmp_path_factory.mktemp("system") / "system", generalist,
+                       system.delta_sets, system.hierarchy, system.backbone,
+                       system.delta_settings)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, system_dir) -> Path:
+    from supersub_tf.export.savedmodel import export_savedmodel
+
+    return export_savedmodel(system_dir, tmp_path_factory.mktemp("export") / "savedmodel")
+
+
+def keras_prediction(system: SuperSubSystem, images: np.ndarray):
+    """The reference: ``SuperSubPipeline.predict(..., "hard")`` on the same preprocessing."""
+    from supersub_tf.data.pipeline import normalize
+    from supersub_tf.supersub.pipeline import SuperSubPipeline
+
+    mode = system.backbone.get("normalization", "imagenet")
+    pipeline = SuperSubPipeline(system.generalist, system.delta_sets, system.hierarchy)
+    return pipeline.predict(normalize(images, mode).numpy(), "hard")
+
+
+def assert_matches_pipeline(outputs: dict[str, np.ndarray], prediction, hierarchy) -> None:
+    n = len(prediction.fine)
+    assert len(set(prediction.superclass.tolist())) >= 2, "routing used one superclass only"
+    for name in ("superclass", "subclass", "fine"):
+        assert outputs[name].dtype == np.int32
+        np.testing.assert_array_equal(outputs[name], getattr(prediction, name), err_msg=name)
+    np.testing.assert_allclose(outputs["superclass_probs"], prediction.superclass_probs,
+                               atol=1e-5)
+    np.testing.assert_allclose(outputs["superclass_prob"],
+                               prediction.superclass_probs[np.arange(n), prediction.superclass],
+                               atol=1e-5)
+    np.testing.assert_allclose(outputs["subclass_prob"], prediction.subclass_prob, atol=1e-5)
+    np.testing.assert_allclose(outputs["fine_prob"], prediction.fine_prob, atol=1e-5)
+    names = {"superclass_name": np.array(hierarchy.superclass_names)[prediction.superclass],
+             "fine_name": np.array(hierarchy.class_names)[prediction.fine],
+             "fine_id": np.array(hierarchy.class_ids)[prediction.fine]}
+    for key, expected in names.items():
+        assert [s.decode() for s in outputs[key]] == expected.tolist(), key
+
+
+# ---------------------------------------------------------------------- building blocks
+@pytest.mark.parametrize("bits", [2, 3, 4, 5, 6, 7, 8])
+def test_unpack_codes_tf_inverts_pack_codes(bits):
+    from supersub_tf.export.savedmodel import unpack_codes_tf
+
+    levels = 2 ** (bits - 1) - 1
+    rng = np.random.default_rng(bits)
+    for shape in [(3, 3, 5, 7), (1,), (2, 9)]:
+        codes = rng.integers(-levels, levels + 1, shape).astype(np.int8)
+        codes.reshape(-1)[:2] = [-levels, levels][:codes.size]
+        unpacked = unpack_codes_tf(pack_codes(codes, bits), bits, shape).numpy()
+        np.testing.assert_array_equal(unpacked, codes)
+
+
+def small_model_with_every_layer_type():
+    """A small functional model using every supported layer type and option the
+    registered architectures do not (conv bias and activation, average pooling)."""
+    import tf_keras as keras
+
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.ZeroPadding2D(((0, 1), (1, 0)), name="pad")(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="valid", activation="relu",
+                            name="conv_bias")(x)
+    y = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="depthwise")(x)
+    y = keras.layers.BatchNormalization(epsilon=1e-3, name="bn")(y)
+    y = keras.layers.ReLU(6.0, name="relu6")(y)
+    x = keras.layers.Add(name="add")([x, y])
+    x = keras.layers.MaxPooling2D(2, strides=1, padding="same", name="max_pool")(x)
+    x = keras.layers.AveragePooling2D(2, name="avg_pool")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="features")(x)
+    return keras.Model(inputs, keras.layers.Dense(5, name="logits")(x))
+
+
+@pytest.mark.parametrize("name", ["small", "resnet18"])
+def test_functional_forward_equals_keras(name):
+    """Every supported layer type; resnet18 adds the ImageNet stem's max-pooling.
+    (MobileNetV2 passes too; it is left out as slow to build.)"""
+    import tf_keras as keras
+
+    from supersub_tf.export.functional import FunctionalForward
+    from supersub_tf.models import create_model
+
+    keras.utils.set_random_seed(1)
+    model = (small_model_with_every_layer_type() if name == "small"
+             else create_model(name, 5, (32, 32, 3), width=0.25))
+    randomize_batch_norms(model, np.random.default_rng(1))
+    size = model.input_shape[1]
+    x = np.random.default_rng(2).normal(size=(4, size, size, 3)).astype(np.float32)
+    forward = FunctionalForward(model)
+    got = forward(x, forward.model_weights(model)).numpy()
+    np.testing.assert_allclose(got, model(x, training=False).numpy(), atol=1e-5, rtol=1e-5)
+
+
+def test_unsupported_layer_is_named():
+    import tf_keras as keras
+
+    from supersub_tf.export.functional import FunctionalForward
+
+    inputs = keras.Input((4, 4, 3))
+    x = keras.layers.Conv2D(2, 3, name="conv")(inputs)
+    x = keras.layers.Flatten(name="flat")(x)
+    with pytest.raises(ConfigError, match="'flat'.*Flatten"):
+        FunctionalForward(keras.Model(inputs, keras.layers.Dense(2)(x)))
+
+
+def test_inconsistent_delta_sets_are_rejected(generalist):
+    from supersub_tf.export.savedmodel import SuperSubModule
+
+    system = in_memory_system(generalist, 4)
+    delta = system.delta_sets["dog"].deltas["stem_conv"]
+    system.delta_sets["dog"].deltas["stem_conv"] = QuantizedTensor(
+        delta.codes[..., :1], delta.scales[:1], 4)
+    with pytest.raises(DataError, match="'dog'.*'stem_conv'"):
+        SuperSubModule(system)
+    system = in_memory_system(generalist, 4)
+    del system.delta_sets["bird"].deltas["stem_conv"]
+    with pytest.raises(DataError, match="'cat' and 'bird' differ in their delta layers"):
+        SuperSubModule(system)
+
+
+# ---------------------------------------------------------------------- agreement
+@pytest.mark.parametrize("bits,normalization", [(8, "unit"), (None, "imagenet")])
+def test_module_equals_keras_pipeline(generalist, images, bits, normalization):
+    """The serving graph in process (8-bit and float deltas, unit normalization), unsaved."""
+    from supersub_tf.export.savedmodel import SuperSubModule
+    from supersub_tf.models import copy_model
+
+    if normalization != "imagenet":
+        generalist = copy_model(generalist)
+        spread_head(generalist, images, normalization)
+    system = in_memory_system(generalist, bits, normalization, seed=3)
+    # A specialist may own fewer layers than another: it keeps the generalist's there.
+    del system.delta_sets["dog"].owned[BN_LAYERS[0]]
+    module = SuperSubModule(system)
+    outputs = {k: v.numpy() for k, v in module.serve(images).items()}
+    assert_matches_pipeline(outputs, keras_prediction(system, images), system.hierarchy)
+
+
+# Runs in a Python without this project: -I ignores PYTHON* variables and the script's
+# folder, -S skips site (so the editable install's finder is never installed); only the
+# venv's site-packages (TensorFlow, numpy) are put back on the path. It runs the
+# signature on the images, on one and on none, and records what bad inputs raise.
+CLEAN_PROCESS = r"""
+import importlib.util, json, sys
+sys.path.extend(json.loads(sys.argv[1]))
+assert importlib.util.find_spec("supersub_tf") is None, "supersub_tf is importable"
+import numpy as np
+import tensorflow as tf
+serve = tf.saved_model.load(sys.argv[2]).signatures["serving_default"]
+images = np.load(sys.argv[3])
+results = {}
+for n in (len(images), 1, 0):
+    for key, value in serve(images=tf.constant(images[:n])).items():
+        value = value.numpy()
+        results[f"{key}/{n}"] = value.astype(bytes) if value.dtype == object else value
+size = images.shape[1]
+errors = {}
+for case, bad in {"float32": tf.zeros([1, size, size, 3], tf.float32),
+                  "small": tf.zeros([1, 8, 8, 3], tf.uint8),
+                  "channels": tf.zeros([1, size, size, 4], tf.uint8),
+                  "unbatched": tf.zeros([size, size, 3], tf.uint8)}.items():
+    try:
+        serve(images=bad)
+    except Exception as err:
+        errors[case] = f"{type(err).__name__}: {err}"
+assert "supersub_tf" not in sys.modules
+np.savez(sys.argv[4], errors=json.dumps(errors), **results)
+"""
+
+
+def test_savedmodel_in_clean_process_equals_keras_pipeline(exported, system_dir, images,
+                                                           tmp_path):
+    site_dirs = sorted({*site.getsitepackages(), sysconfig.get_paths()["purelib"],
+                        sysconfig.get_paths()["platlib"]})
+    if any((Path(d) / "supersub_tf").exists() for d in site_dirs):
+        pytest.skip("supersub_tf is installed into site-packages (not editable): cannot hide it")
+    np.save(tmp_path / "images.npy", images)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", CLEAN_PROCESS, json.dumps(site_dirs), str(exported),
+         str(tmp_path / "images.npy"), str(tmp_path / "out.npz")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with np.load(tmp_path / "out.npz") as data:
+        results = {key: data[key] for key in data.files}
+    errors = json.loads(str(results.pop("errors")))
+    system = load_system(system_dir)
+    n = len(images)
+    outputs = {key[:-len(f"/{n}")]: value for key, value in results.items()
+               if key.endswith(f"/{n}")}
+    assert_matches_pipeline(outputs, keras_prediction(system, images), system.hierarchy)
+    for key, value in outputs.items():  # batch of one: the first image's; empty: empty
+        if value.dtype.kind == "f":
+            np.testing.assert_allclose(results[f"{key}/1"], value[:1], atol=1e-6)
+        else:
+            np.testing.assert_array_equal(results[f"{key}/1"], value[:1])
+        assert results[f"{key}/0"].shape == (0, len(SIZES))[:value.ndim]
+    # Bad inputs: the signature names the dtype, the in-graph check the shape.
+    assert sorted(errors) == ["channels", "float32", "small", "unbatched"]
+    assert errors["float32"].startswith("InvalidArgumentError")
+    assert "expected to be a uint8 tensor but is a float tensor" in errors["float32"]
+    for case in ("small", "channels", "unbatched"):
+        assert errors[case].startswith("InvalidArgumentError")
+        assert "not compatible with expected shape [?,16,16,3]" in errors[case], errors[case]
+
+
+def test_concurrent_requests_do_not_interfere(exported, images):
+    """Nothing is assigned while serving: parallel calls equal sequential ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(exported)).signatures["serving_default"]
+    batches = [images[i::4] for i in range(4)]
+    sequential = [serve(images=tf.constant(b))["fine_prob"].numpy() for b in batches]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(lambda b: serve(images=tf.constant(b))["fine_prob"].numpy(),
+                                 batches * 3))
+    for i, result in enumerate(parallel):
+        np.testing.assert_array_equal(result, sequential[i % 4])
+
+
+def test_metadata_describes_the_export(exported, system_dir):
+    from supersub_tf.export.savedmodel import METADATA_FILE, OUTPUTS
+
+    metadata = json.loads((exported / METADATA_FILE).read_text())
+    assert metadata["format"] == "supersub-savedmodel"
+    assert metadata["image_size"] == IMAGE_SIZE and metadata["normalization"] == "imagenet"
+    assert metadata["delta_bits"] == 4 and metadata["routing"] == "hard"
+    assert Hierarchy.from_dict(metadata["hierarchy"]).superclass_names == list(SIZES)
+    assert sorted(metadata["signature"]["outputs"]) == sorted(OUTPUTS)
+    assert metadata["source"]["path"] == str(system_dir.resolve())
+    assert metadata["source"]["manifest_sha256"] == hashlib.sha256(
+        (system_dir / "manifest.json").read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------------- atomicity, sizes
+def tree(path: Path) -> dict[str, str]:
+    return {str(f.relative_to(path)): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(path.rglob("*")) if f.is_file()}
+
+
+def test_failed_export_leaves_previous_one(exported, system_dir, tmp_path, monkeypatch):
+    import shutil
+
+    import tensorflow as tf
+
+    from supersub_tf.export.savedmodel import export_savedmodel
+
+    target = tmp_path / "savedmodel"
+    shutil.copytree(exported, target)
+    before = tree(target)
+
+    def failing_save(obj, export_dir, signatures=None, **kwargs):
+        (Path(export_dir) / "saved_model.pb").write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(tf.saved_model, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        export_savedmodel(system_dir, target)
+    assert tree(target) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["savedmodel"]
+
+
+def test_refuses_to_replace_an_unrelated_folder(system_dir, tmp_path):
+    from supersub_tf.export.savedmodel import export_savedmodel
+
+    target = tmp_path / "photos"
+    target.mkdir()
+    (target / "holiday.jpg").write_bytes(b"precious")
+    with pytest.raises(DataError, match="refusing to replace"):
+        export_savedmodel(system_dir, target)
+    assert (target / "holiday.jpg").read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
+
+
+def test_size_stays_near_storage_not_n_plus_1_networks(exported, system_dir):
+    from supersub_tf.export.savedmodel import export_size_report, format_export_size_report
+
+    report = export_size_report(exported)  # finds the system from the metadata
+    n, unit = report["num_specialists"], report["float32_network_bytes"]
+    assert n == len(SIZES) and report["system"] == str(system_dir.resolve())
+    # 4-bit deltas: each specialist is about an eighth of a network, plus a small head.
+    assert report["variables_bytes"] < unit * (1 + 0.5 * n)
+    assert report["variables_bytes"] < report["system_bytes"] * 1.2
+    assert report["savedmodel_bytes"] == (report["variables_bytes"] + report["graph_bytes"]
+                                          + sum(f.stat().st_size for f in exported.iterdir()
+                                                if f.is_file() and f.name != "saved_model.pb"))
+    assert "SavedModel / system" in format_export_size_report(report)
