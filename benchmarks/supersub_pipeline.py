@@ -12,33 +12,46 @@ Measures, with ``time.perf_counter`` after warm-up calls, as medians over repeti
   float delta specialist and a QAT delta specialist of the same backbone;
 * **weights resident**: bytes of the pipeline (one trunk's variables, plus host copies
   of the weights specialists change and the delta sets) against the generalist plus N
-  separate specialist networks.
+  separate specialist networks; of those, the variables a device holds (the trunk's:
+  the heads run on the host) as a fraction of one network.
 
-Without ``--system`` it builds an untrained system with the default backbone: a
-``create_model`` generalist over the preset's superclasses and, per superclass, a delta
-specialist (``build_delta_specialist``) whose deltas are set to small random values and
-read out with ``extract_delta_set`` at ``--bits`` bits, so the layer layout is that of a
-trained system. An untrained generalist routes random images unevenly, so the hard
-routing rows say how many specialists a batch used; the balanced oracle row uses them all.
+Which system (as the other question benchmarks, see ``benchmarks/common.py``):
 
-    python benchmarks/supersub_pipeline.py                 # resnet20 x0.5, 32x32, 10 superclasses
-    python benchmarks/supersub_pipeline.py --small         # fewer repetitions (a couple of minutes)
-    python benchmarks/supersub_pipeline.py --system runs/default/systems/8bit
+* full mode (default): the trained ``--bits`` system of the default run,
+  ``runs/default/systems/8bit``, training or resuming the run when it lacks it;
+* ``--small``: fewer repetitions, on the quick-profile run ``bench_small``'s system
+  (trained in minutes when absent; its backbone is the quick profile's resnet8 x0.25);
+* ``--run DIR``: ``DIR/systems/<bits>`` of an existing run (never trains);
+  ``--system DIR``: a saved system directory;
+* ``--untrained``: no run at all: a ``create_model`` generalist of ``--model``,
+  ``--width``, ``--image-size`` over ``--preset``'s superclasses and, per superclass, a
+  delta specialist (``build_delta_specialist``) whose deltas are set to small random
+  values and read out with ``extract_delta_set`` at ``--bits`` bits, so the layer layout
+  is that of a trained system. An untrained generalist routes random images unevenly.
 
-Prints a table and writes JSON (default ``benchmarks/results/supersub_pipeline.json``).
+The hard routing rows say how many specialists a batch used; the balanced oracle row
+uses them all.
+
+    python benchmarks/supersub_pipeline.py                 # runs/default/systems/8bit
+    python benchmarks/supersub_pipeline.py --small         # bench_small's system, fewer repetitions
+    python benchmarks/supersub_pipeline.py --system runs/default/systems/4bit
+    python benchmarks/supersub_pipeline.py --untrained     # resnet20 x0.5, 32x32, random deltas
+
+Prints a table and writes JSON to ``benchmarks/results/supersub_pipeline_<mode>.json``
+(mode ``full`` or ``small``, with ``_untrained`` for an untrained system).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import time
-from pathlib import Path
 
-import supersub_tf  # noqa: F401  (selects tf_keras and oneDNN before TensorFlow loads)
+import common  # also selects tf_keras and oneDNN before TensorFlow loads
+from supersub_tf.config import bits_tag, parse_bits
+from supersub_tf.errors import ConfigError
+
+SCRIPT = "supersub_pipeline"
 
 
 def timings(fn, reps: int, warmup: int) -> list[float]:
@@ -102,7 +115,10 @@ def resident_bytes(pipeline, generalist, delta_sets) -> dict:
     heads = [nbytes(d.owned["logits"]) for d in delta_sets.values()]
     pipeline_total = trunk + generalist_head + host_copies + deltas + owned
     separate = (trunk + generalist_head) + sum(trunk + h for h in heads)
+    # On a device only the trunk's variables live (the heads run on the host in NumPy).
     return {"trunk_variables": trunk, "generalist_head": generalist_head,
+            "device_variables": trunk, "one_network": trunk + generalist_head,
+            "device_variables_in_networks": trunk / (trunk + generalist_head),
             "pipeline_variables": trunk + generalist_head,
             "pipeline_host_copies": host_copies, "pipeline_delta_sets": deltas + owned,
             "pipeline_total": pipeline_total,
@@ -110,28 +126,49 @@ def resident_bytes(pipeline, generalist, delta_sets) -> dict:
             "separate_over_pipeline": separate / pipeline_total}
 
 
+def bits_arg(value: str) -> int | None:
+    try:
+        return parse_bits(value)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--system", help="a saved system directory (else an untrained one)")
-    parser.add_argument("--model", default="resnet20")
-    parser.add_argument("--width", type=float, default=0.5)
-    parser.add_argument("--image-size", type=int, default=32)
+    common.add_run_arguments(parser, "fewer repetitions, on the system of the run")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--system", help="a saved system directory")
+    source.add_argument("--untrained", action="store_true",
+                        help="an untrained system of --model, --width, --image-size, --preset")
+    parser.add_argument("--model", default="resnet20", help="backbone of --untrained")
+    parser.add_argument("--width", type=float, default=0.5, help="width of --untrained")
+    parser.add_argument("--image-size", type=int, default=32, help="image side of --untrained")
     parser.add_argument("--preset", default="tiny_imagenet_10",
-                        help="hierarchy of the untrained system (superclasses, subclasses)")
-    parser.add_argument("--bits", type=int, default=8,
-                        help="delta bits of the untrained system and of the QAT training row")
+                        help="hierarchy of --untrained (superclasses, subclasses)")
+    parser.add_argument("--bits", type=bits_arg, default=8,
+                        help="which system of the run (8: systems/8bit; float allowed), the "
+                             "delta bits of --untrained, and of the QAT training row")
     parser.add_argument("--train-batch", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--small", action="store_true", help="fewer repetitions")
-    parser.add_argument("--output", default="benchmarks/results/supersub_pipeline.json")
     args = parser.parse_args()
+    if args.system and args.run:
+        parser.error("--system names the system; it goes without --run")
+    if args.untrained and args.run:
+        parser.error("--untrained builds its own system; it goes without --run")
+    start_all = time.perf_counter()
+    run = None
+    if not (args.system or args.untrained):
+        info = common.ensure_run(common.run_overrides(args.small, [
+            f"deltas.bits=[{'float' if args.bits is None else args.bits}]"]),
+            run=args.run, wait=args.wait)
+        run = common.run_summary(info)
+        args.system = str(info["run_dir"] / "systems" / bits_tag(args.bits))
 
     import numpy as np
     import tensorflow as tf
     import tf_keras as keras
 
-    from supersub_tf.atomic import atomic_write_text
     from supersub_tf.config import TrainConfig
     from supersub_tf.deltas.specialist import build_delta_specialist
     from supersub_tf.deltas.storage import load_system
@@ -141,7 +178,6 @@ def main() -> None:
 
     reps = {"latency": 30, "throughput": 4, "swap": 30, "train": 6, "warmup": 2} if args.small \
         else {"latency": 200, "throughput": 15, "swap": 200, "train": 20, "warmup": 3}
-    start_all = time.perf_counter()
     if args.system:
         system = load_system(args.system)
         generalist, delta_sets, hierarchy = system.generalist, system.delta_sets, system.hierarchy
@@ -220,7 +256,7 @@ def main() -> None:
     # ------------------------------------------------------------------ training
     n_sub = hierarchy.num_subclasses(names[0])
     train_cfg = TrainConfig(model=model_name, width=width, batch_size=args.train_batch)
-    qat_bits = bits if bits is not None else args.bits
+    qat_bits = next(b for b in (bits, args.bits, 8) if b is not None)
     x = rng.normal(size=(args.train_batch, size, size, 3)).astype("float32")
     y = keras.utils.to_categorical(np.arange(args.train_batch) % n_sub, n_sub)
     training = []
@@ -267,20 +303,21 @@ def main() -> None:
     print(f"  generalist + {resident['separate_networks'] - 1} separate specialists: "
           f"{resident['separate_networks_total']:,} "
           f"({resident['separate_over_pipeline']:.1f}x the pipeline)")
+    print(f"  device-resident variables of the pipeline: the trunk's, "
+          f"{resident['device_variables']:,} bytes = "
+          f"{resident['device_variables_in_networks']:.2f} of one network "
+          f"({resident['one_network']:,}); heads, host copies and deltas stay in host memory")
 
-    elapsed = time.perf_counter() - start_all
     result = {
-        "benchmark": "supersub_pipeline", "system": args.system,
+        "system": args.system, "trained": not args.untrained, "run": run,
         "backbone": {"model": model_name, "width": width, "image_size": size},
         "num_superclasses": n_super, "num_classes": n_fine, "delta_settings": settings,
-        "small": args.small, "repetitions": reps, "seconds": round(elapsed, 1),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "tensorflow": tf.__version__,
-                    "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS")},
+        "small": args.small, "repetitions": reps,
         "inference": inference, "swap": swap, "training": training, "resident_bytes": resident,
     }
-    atomic_write_text(Path(args.output), json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {args.output} ({elapsed:.0f} s)")
+    mode = common.mode_name(args.small, "untrained" if args.untrained else "")
+    path = common.write_result(SCRIPT, mode, result, start_all, args.output)
+    print(f"\nwrote {path} ({time.perf_counter() - start_all:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,519 @@
+"""Shared helpers of the benchmarks that answer the paper's questions from a run.
+
+Every question benchmark (``within_vs_across_errors``, ``specialists_vs_vanilla``,
+``supersub_vs_vanilla``, ``storage_vs_accuracy``, ``supersub_pipeline``) works the same
+way:
+
+* **full mode** (default) reads the main job's run of the default config
+  (``runs/default``), training or resuming what is missing with
+  :func:`supersub_tf.run.run_pipeline` (finished networks and delta sets are reused);
+* **small mode** (``--small``) does the same on a quick-profile run
+  (``QUICK_PROFILE``, named ``bench_small``) that all the scripts share, so the first
+  one trains it (minutes) and the others only read it;
+* ``--run DIR`` reads an existing run directory and never trains.
+
+Training needs the data where the main job finds it (``SUPERSUB_DATA_DIR``, e.g.
+``SUPERSUB_DATA_DIR=/work/shared/data``); run the scripts from the repository root.
+
+Each prints its tables and writes ``benchmarks/results/<script>_<mode>.json``
+atomically, with the machine (CPUs, platform, TensorFlow, date, git commit), the wall
+time and the exact command line.
+
+The scripts import this module as ``common`` (``python benchmarks/<script>.py`` puts
+``benchmarks/`` on ``sys.path``). Nothing here imports TensorFlow at import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import supersub_tf  # noqa: F401  (selects tf_keras and oneDNN before TensorFlow loads)
+from supersub_tf.atomic import atomic_write_text
+from supersub_tf.config import QUICK_PROFILE, RunConfig, bits_tag, config_to_dict, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO / "benchmarks" / "results"
+DEFAULT_CONFIG = REPO / "configs" / "default.yaml"
+#: The quick-profile run every ``--small`` benchmark shares.
+SMALL_RUN = "bench_small"
+#: Settings that do not change a run's numbers, so a saved config may differ in them.
+IGNORED_SETTINGS = {"train.verbose", "train.eval_batch_size", "train.backup_every_steps",
+                    "data.verify_images", "data.download", "data.path", "deltas.bits"}
+
+
+# ----------------------------------------------------------------------------- modes
+def mode_name(small: bool, suffix: str = "") -> str:
+    """``small`` or ``full``, plus ``_<suffix>`` when given."""
+    return ("small" if small else "full") + (f"_{suffix}" if suffix else "")
+
+
+def run_overrides(small: bool, extra: Sequence[str] = ()) -> list[str]:
+    """Config overrides of a benchmark's run: the quick profile (renamed ``bench_small``)
+    in small mode, nothing in full mode; then ``extra`` (later overrides win)."""
+    base = []
+    if small:
+        base = [o for o in QUICK_PROFILE if not o.startswith("name=")] + [f"name={SMALL_RUN}"]
+    return base + list(extra)
+
+
+def load_run_config(overrides: Sequence[str] = ()) -> RunConfig:
+    """The main job's config: ``configs/default.yaml`` (as ``python -m supersub_tf run``
+    reads it; the built-in defaults without it) with ``overrides``."""
+    path = DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+    return load_config(path, list(overrides))
+
+
+def add_run_arguments(parser, what: str = "the run") -> None:
+    """The options every question benchmark has: ``--small``, ``--run``, ``--wait``,
+    ``--output``."""
+    parser.add_argument("--small", action="store_true",
+                        help=f"{what} of the quick profile (run {SMALL_RUN!r}, minutes)")
+    parser.add_argument("--run", metavar="DIR",
+                        help="read this finished run directory; never trains")
+    parser.add_argument("--wait", action="store_true",
+                        help="when another job is writing the run, wait for it to finish "
+                             "instead of stopping")
+    parser.add_argument("--output", help="JSON path (default benchmarks/results/"
+                                         "<script>_<mode>.json)")
+
+
+# ----------------------------------------------------------------------------- machine
+def _package_version(*names: str) -> str | None:
+    from importlib import metadata
+
+    for name in names:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def git_commit(repo: Path = REPO) -> dict[str, Any] | None:
+    """HEAD's commit and whether the tree has uncommitted changes (None outside git).
+
+    Uses ``--no-optional-locks`` so it never takes the index lock of a repository that
+    others are committing to.
+    """
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "--no-optional-locks", "-C", str(repo), *args],
+                              capture_output=True, text=True, timeout=20,
+                              check=True).stdout.strip()
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": dirty}
+
+
+def machine_info() -> dict[str, Any]:
+    """CPUs, platform, library versions, date, load and git commit of this run."""
+    tf = sys.modules.get("tensorflow")
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = None
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
+    return {
+        "cpus": os.cpu_count(), "usable_cpus": usable, "platform": platform.platform(),
+        "python": platform.python_version(),
+        "tensorflow": getattr(tf, "__version__", None) or _package_version(
+            "tensorflow", "tensorflow-cpu", "tf-nightly"),
+        "tf_keras": _package_version("tf_keras", "tf-keras"),
+        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+        "load_average_1_5_15min": load,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "git": git_commit(),
+    }
+
+
+def command_line() -> str:
+    """The exact command line of this process, quoted for a shell."""
+    return shlex.join([sys.executable, *sys.argv])
+
+
+def result_path(script: str, mode: str, output: str | os.PathLike | None = None) -> Path:
+    """``--output`` when given, else ``benchmarks/results/<script>_<mode>.json``."""
+    return Path(output) if output else RESULTS_DIR / f"{script}_{mode}.json"
+
+
+def write_result(script: str, mode: str, payload: dict[str, Any], started: float,
+                 output: str | os.PathLike | None = None) -> Path:
+    """Writes ``payload`` with the benchmark's name, mode, command line, working folder,
+    machine and wall time (since ``started``, a ``time.perf_counter()`` value)
+    atomically to :func:`result_path`; returns the path."""
+    result = {"benchmark": script, "mode": mode, "command": command_line(),
+              "cwd": os.getcwd(), "machine": machine_info(),
+              "wall_seconds": round(time.perf_counter() - started, 1), **payload}
+    path = result_path(script, mode, output)
+    atomic_write_text(path, json.dumps(result, indent=2, default=_jsonable) + "\n")
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+# ----------------------------------------------------------------------------- tables
+def pct(value: float | None, digits: int = 1) -> str:
+    """``0.259`` -> ``25.9%``; None -> ``-``."""
+    return "-" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def points(value: float | None, digits: int = 1) -> str:
+    """A difference of two accuracies in percentage points, signed: ``+3.3``."""
+    return "-" if value is None else f"{100 * value:+.{digits}f}"
+
+
+def cell(value: Any) -> str:
+    """A table cell: None -> ``-``, floats with 3 decimals, ints with separators."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]],
+                 align: str | None = None) -> str:
+    """A plain-text table of :func:`cell` values.
+
+    Args:
+        header: Column names.
+        rows: One sequence of values per row, as many as ``header``.
+        align: One letter per column, ``l`` or ``r``; by default the first column is
+            left-aligned and the others right-aligned.
+    """
+    align = align or "l" + "r" * (len(header) - 1)
+    if len(align) != len(header):
+        raise ValueError(f"align {align!r} needs one letter per column ({len(header)})")
+    cells = [[str(h) for h in header]] + [[cell(v) for v in row] for row in rows]
+    for row in cells:
+        if len(row) != len(header):
+            raise ValueError(f"row {row} has {len(row)} cells, the header {len(header)}")
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+
+    def line(row: list[str]) -> str:
+        return "  ".join(v.ljust(w) if a == "l" else v.rjust(w)
+                         for v, w, a in zip(row, widths, align)).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(cells[0]), rule] + [line(row) for row in cells[1:]])
+
+
+def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]],
+                align: str | None = None) -> None:
+    """Prints a title line, the table (see :func:`format_table`) and a blank line."""
+    print(title)
+    print(format_table(header, rows, align))
+    print(flush=True)
+
+
+# ----------------------------------------------------------------------------- runs
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def resolve_run_dir(config: RunConfig) -> Path:
+    """``<output_dir>/<name>``, a relative ``output_dir`` taken from the repository root."""
+    out = Path(config.output_dir)
+    return (out if out.is_absolute() else REPO / out) / config.name
+
+
+def superclass_names(run_dir: Path) -> list[str] | None:
+    """The run's superclasses, in hierarchy order, from its ``data_summary.json``."""
+    path = run_dir / "data_summary.json"
+    if not path.is_file():
+        return None
+    return [row["superclass"] for row in read_json(path)["rows"]]
+
+
+def supersub_results(run_dir: Path) -> dict[str, dict]:
+    """``supersub/<tag>.json`` of a run by tag, in the order float, 8bit, 7bit, ..., 2bit."""
+    found = {p.stem: read_json(p) for p in (run_dir / "supersub").glob("*.json")}
+    return dict(sorted(found.items(), key=lambda kv: tag_order(kv[0])))
+
+
+def tag_order(tag: str) -> int:
+    """Sort key of bit-width tags: ``float`` first, then more bits before fewer."""
+    if tag == "float":
+        return 0
+    try:
+        return 100 - int(tag.removesuffix("bit"))
+    except ValueError:
+        return 1000
+
+
+def tag_bits(tag: str) -> int:
+    """Bits per delta value of a tag: 32 for ``float``."""
+    return 32 if tag == "float" else int(tag.removesuffix("bit"))
+
+
+def missing_parts(run_dir: Path, config: RunConfig) -> list[str]:
+    """What a finished run of ``config`` has that ``run_dir`` lacks (empty: complete).
+
+    Complete means: ``report.json`` lists every network of ``config.networks`` (each
+    superclass's specialist), and for ``supersub`` a ``supersub/<tag>.json`` for every
+    bit width in ``config.deltas.bits`` is present and in the report.
+    """
+    report_path = run_dir / "report.json"
+    if not report_path.is_file():
+        return ["report.json"]
+    report = read_json(report_path)
+    networks = report.get("networks") or {}
+    missing = []
+    for kind in ("vanilla", "generalist"):
+        if kind in config.networks and kind not in networks:
+            missing.append(kind)
+    if "specialists" in config.networks:
+        names = superclass_names(run_dir)
+        if names is None:
+            missing.append("data_summary.json")
+        else:
+            missing += [f"specialists/{n}" for n in names if f"specialist/{n}" not in networks]
+    if "supersub" in config.networks:
+        in_report = (report.get("analysis") or {}).get("supersub") or {}
+        for bits in config.deltas.bits:
+            tag = bits_tag(bits)
+            if not (run_dir / "supersub" / f"{tag}.json").is_file() or tag not in in_report:
+                missing.append(f"supersub/{tag}")
+    return missing
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_differences(saved: RunConfig, wanted: RunConfig) -> list[str]:
+    """Settings of ``data``, ``train``, ``deltas`` and ``seed`` in which a run's saved
+    config and the wanted one differ (``IGNORED_SETTINGS`` and the bit widths aside)."""
+    a, b = _flatten(config_to_dict(saved)), _flatten(config_to_dict(wanted))
+    keys = [k for k in sorted(set(a) | set(b))
+            if k.split(".")[0] in ("data", "train", "deltas", "seed") and
+            k not in IGNORED_SETTINGS]
+    return [f"{k}: run has {a.get(k)!r}, wanted {b.get(k)!r}" for k in keys
+            if a.get(k) != b.get(k)]
+
+
+# -- other jobs writing a run
+def _job_target(argv: list[str], cwd: Path) -> Path | None:
+    """The run directory a ``python -m supersub_tf run|train ...`` command line writes."""
+    try:
+        i = argv.index("supersub_tf")
+    except ValueError:
+        return None
+    if i == 0 or argv[i - 1] != "-m" or len(argv) <= i + 1 or argv[i + 1] not in ("run", "train"):
+        return None
+    args = argv[i + 2:]
+    sets: list[str] = []
+    name = output_dir = config_path = None
+    quick = False
+    j = 0
+    while j < len(args):
+        arg = args[j]
+        value = args[j + 1] if j + 1 < len(args) else ""
+        if arg in ("--set", "--name", "--config"):
+            j += 1
+        elif "=" in arg and arg.split("=", 1)[0] in ("--set", "--name", "--config"):
+            arg, value = arg.split("=", 1)
+        else:
+            quick = quick or arg == "--quick"
+            j += 1
+            continue
+        if arg == "--set":
+            sets.append(value)
+        elif arg == "--name":
+            name = value
+        else:
+            config_path = value
+        j += 1
+    config_name, config_out = "default", "runs"
+    path = Path(config_path) if config_path else cwd / "configs" / "default.yaml"
+    path = path if path.is_absolute() else cwd / path
+    with contextlib.suppress(Exception):
+        import yaml
+
+        data = yaml.safe_load(path.read_text()) or {}
+        config_name = str(data.get("name", config_name))
+        config_out = str(data.get("output_dir", config_out))
+    if quick:
+        config_name = "quick"
+    for item in sets:
+        key, _, value = item.partition("=")
+        if key == "name":
+            config_name = value
+        elif key == "output_dir":
+            output_dir = value
+    out = Path(output_dir or config_out)
+    return (out if out.is_absolute() else cwd / out) / (name or config_name)
+
+
+def other_jobs_on(run_dir: Path) -> list[str]:
+    """``pid: command`` of every other process running the main job (``python -m
+    supersub_tf run`` or ``train``) into ``run_dir``."""
+    target = run_dir.resolve()
+    jobs = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        if int(proc.name) == os.getpid():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+            cwd = Path(os.readlink(proc / "cwd"))
+        except OSError:
+            continue
+        where = _job_target(argv, cwd)
+        if where is not None and where.resolve() == target:
+            jobs.append(f"{proc.name}: {shlex.join(argv)}")
+    return jobs
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Serialises the benchmarks that ensure the same run (a lock file in the temp dir)."""
+    key = str(run_dir.resolve()).strip("/").replace("/", "_")
+    path = Path(tempfile.gettempdir()) / f"supersub_bench_{key}.lock"
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_run(overrides: Sequence[str] = (), run: str | os.PathLike | None = None,
+               wait: bool = False, log: Callable[[str], None] = print,
+               poll_seconds: float = 30.0) -> dict[str, Any]:
+    """The finished run a benchmark reads: ``run`` as it is, or the run of the main job's
+    config with ``overrides``, trained or resumed first when parts are missing.
+
+    A run whose bit widths are all there but some are missing gets only the missing
+    delta specialists (``supersub_stage``) and a fresh report; anything else missing
+    goes through ``run_pipeline``, which reuses every finished network and delta set.
+    It never writes into a run another main-job process is writing: it stops, or with
+    ``wait`` waits for that process to end and looks again.
+
+    Returns:
+        ``run_dir`` (Path), ``config`` (RunConfig), ``report`` (report.json),
+        ``trained`` (whether this call trained or evaluated anything), ``missing``
+        (what was missing before), ``report_mtime`` (ISO date of report.json).
+
+    Raises:
+        SystemExit: For a ``run`` without ``report.json``, a run directory made with
+            different settings, or a run another job is writing (without ``wait``).
+    """
+    if run is not None:
+        run_dir = Path(run).resolve()
+        if not (run_dir / "report.json").is_file():
+            raise SystemExit(f"{run_dir}: no report.json; not a finished run of the main job")
+        config = (load_config(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file()
+                  else load_run_config())
+        return _run_info(run_dir, config, trained=False, missing=[])
+    config = load_run_config(overrides)
+    run_dir = resolve_run_dir(config)
+    with run_lock(run_dir):
+        if (run_dir / "config.yaml").is_file():
+            differences = config_differences(load_config(run_dir / "config.yaml"), config)
+            if differences:
+                raise SystemExit(f"{run_dir} was made with other settings; remove it or pass "
+                                 "--run to read it as it is:\n  " + "\n  ".join(differences))
+        missing = missing_parts(run_dir, config)
+        if not missing:
+            return _run_info(run_dir, config, trained=False, missing=[])
+        announced = False
+        while jobs := other_jobs_on(run_dir):
+            if not wait:
+                raise SystemExit(f"{run_dir} lacks {', '.join(missing)} and another job is "
+                                 "writing it:\n  " + "\n  ".join(jobs) +
+                                 "\nwait for it (--wait), or read the run as it is (--run).")
+            if not announced:
+                log(f"[bench] waiting for the job writing {run_dir}: {'; '.join(jobs)}")
+                announced = True
+            time.sleep(poll_seconds)
+        missing = missing_parts(run_dir, config)
+        if missing:
+            log(f"[bench] {run_dir} lacks {', '.join(missing)}: running the main job "
+                "(finished parts are reused)")
+            _complete(run_dir, config, missing, log)
+        return _run_info(run_dir, config, trained=bool(missing), missing=missing)
+
+
+def _complete(run_dir: Path, config: RunConfig, missing: list[str],
+              log: Callable[[str], None]) -> None:
+    import copy
+
+    from supersub_tf.config import save_config
+    from supersub_tf.run import analyze_run, run_pipeline, supersub_stage
+
+    with contextlib.chdir(REPO):
+        if all(m.startswith("supersub/") for m in missing):
+            tags = {m.split("/", 1)[1] for m in missing}
+            partial = copy.deepcopy(config)
+            partial.deltas.bits = [b for b in config.deltas.bits if bits_tag(b) in tags]
+            saved = load_config(run_dir / "config.yaml")
+            union = copy.deepcopy(config)
+            union.deltas.bits = list(saved.deltas.bits) + [
+                b for b in config.deltas.bits if b not in saved.deltas.bits]
+            save_config(union, run_dir / "config.yaml")
+            supersub_stage(partial, log=log)
+            analyze_run(union, run_dir, log=log)
+        else:
+            run_pipeline(config, log=log)
+
+
+def _run_info(run_dir: Path, config: RunConfig, trained: bool,
+              missing: list[str]) -> dict[str, Any]:
+    report_path = run_dir / "report.json"
+    mtime = datetime.datetime.fromtimestamp(report_path.stat().st_mtime, datetime.timezone.utc)
+    return {"run_dir": run_dir, "config": config, "report": read_json(report_path),
+            "trained": trained, "missing": missing,
+            "report_mtime": mtime.isoformat(timespec="seconds")}
+
+
+def run_summary(info: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-able description of a run for a result file."""
+    config = info["config"]
+    try:
+        shown = info["run_dir"].relative_to(REPO)
+    except ValueError:
+        shown = info["run_dir"]
+    return {"run_dir": str(shown), "name": config.name, "trained_now": info["trained"],
+            "missing_before": info["missing"], "report_mtime": info["report_mtime"],
+            "run_wall_seconds": info["report"].get("wall_seconds"),
+            "backbone": {"model": config.train.model, "width": config.train.width,
+                         "image_size": config.data.image_size},
+            "epochs": config.train.epochs,
+            "specialist_epochs": config.train.specialist_epochs or config.train.epochs,
+            "max_per_class": config.data.max_per_class, "preset": config.data.preset,
+            "dataset": info["report"].get("data", {}).get("dataset")}

@@ -1,0 +1,232 @@
+"""The question benchmarks' helpers and logic on hand-made run directories (no training)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from supersub_tf.config import save_config
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture()
+def bench(monkeypatch):
+    """The ``benchmarks/`` folder importable (its scripts import ``common``)."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import common
+
+    return common
+
+
+def supersub_result(tag: str, hard: float, topk: float, oracle: float, a: float) -> dict:
+    """A ``supersub/<tag>.json`` of two specialists (superclasses a and b)."""
+    unit = 1000
+    specialist = {"bytes": int(a * unit), "code_bytes": int(a * unit) - 100, "scale_bytes": 20,
+                  "owned_bytes": 50, "overhead_bytes": 30}
+
+    def routing(top1: float) -> dict:
+        return {"top1": top1, "stage1_superclass_accuracy": 0.8, "errors": round(10 * (1 - top1)),
+                "errors_from_stage1": 0.5,
+                "per_superclass": [{"superclass": "a", "images": 4, "top1": top1},
+                                   {"superclass": "b", "images": 6, "top1": top1}]}
+
+    return {"bits": None if tag == "float" else int(tag[:-3]), "system": f"systems/{tag}",
+            "storage": {"float32_network_bytes": unit, "specialists": [specialist, specialist],
+                        "specialist_bytes": 2 * int(a * unit), "generalist_bytes": 1500,
+                        "manifest_bytes": 200, "total_bytes": 1700 + 2 * int(a * unit),
+                        "total_units": (1700 + 2 * int(a * unit)) / unit, "a": a,
+                        "a_n_plus_1": 2 * a + 1, "separate_networks": 3},
+            "routing": {"hard": routing(hard), "topk": routing(topk), "oracle": routing(oracle)}}
+
+
+SUPERSUB = {"8bit": supersub_result("8bit", 0.6, 0.7, 0.9, 0.4),
+            "float": supersub_result("float", 0.5, 0.6, 0.9, 1.1)}
+
+
+def make_report() -> dict:
+    """A ``report.json`` of a run with 2 superclasses (2 and 3 subclasses), 10 images."""
+    return {
+        "data": {"dataset": "hand-made", "rows": [
+            {"superclass": "a", "subclasses": 2, "train": 40, "val": 4},
+            {"superclass": "b", "subclasses": 3, "train": 60, "val": 6}]},
+        "networks": {
+            "vanilla": {"top1": 0.5, "epochs": 2, "steps": 14, "train_images": 100},
+            "generalist": {"top1": 0.8, "epochs": 2, "steps": 14, "train_images": 100},
+            "specialist/a": {"epochs": 2, "train_images": 40},  # no steps: estimated
+            "specialist/b": {"epochs": 2, "steps": 8, "train_images": 60}},
+        "analysis": {
+            "vanilla": {
+                "images": 10, "top1": 0.5,
+                "superclass_accuracy": {"from_top1": 0.8, "from_summed_probs": 0.7},
+                "errors": {"images": 10, "errors": 5, "within": 3, "across": 2,
+                           "within_share": 0.6, "across_share": 0.4,
+                           "chance_within_share": 0.4},
+                "per_superclass": [
+                    {"superclass": "a", "images": 4, "fine_accuracy": 0.5,
+                     "superclass_accuracy": 0.75, "within_errors": 1, "across_errors": 1},
+                    {"superclass": "b", "images": 6, "fine_accuracy": 0.5,
+                     "superclass_accuracy": 5 / 6, "within_errors": 2, "across_errors": 1}],
+                "most_confused_pairs": [
+                    {"true_name": "a1", "predicted_name": "a2", "true_superclass": "a",
+                     "predicted_superclass": "a", "count": 2, "share": 0.5,
+                     "same_superclass": True},
+                    {"true_name": "b1", "predicted_name": "a1", "true_superclass": "b",
+                     "predicted_superclass": "a", "count": 1, "share": 0.5,
+                     "same_superclass": False}],
+                "severity": {"mean_wordnet_height": None}},
+            "specialists_vs_vanilla": [
+                {"superclass": "a", "images": 4, "specialist": 0.75, "vanilla_restricted": 0.5,
+                 "vanilla": 0.5},
+                {"superclass": "b", "images": 6, "specialist": 0.5, "vanilla_restricted": 2 / 3,
+                 "vanilla": 0.5}],
+            "generalist_vs_vanilla": {"generalist": 0.8, "vanilla": {"from_top1": 0.8}},
+            "supersub": SUPERSUB},
+        "wall_seconds": 12.0,
+    }
+
+
+def make_run(bench, root: Path, name: str = "tiny", report: bool = True) -> Path:
+    """A finished run directory ``root/name`` of the default config (8-bit deltas)."""
+    config = bench.load_run_config([f"name={name}", f"output_dir={root}", "deltas.bits=[8]"])
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    save_config(config, run_dir / "config.yaml")
+    content = make_report()
+    (run_dir / "data_summary.json").write_text(json.dumps(content["data"]))
+    (run_dir / "supersub").mkdir()
+    for tag, result in SUPERSUB.items():
+        (run_dir / "supersub" / f"{tag}.json").write_text(json.dumps(result))
+    if report:
+        (run_dir / "report.json").write_text(json.dumps(content))
+    return run_dir
+
+
+def test_table_and_number_formatting(bench):
+    table = bench.format_table(["name", "value", "note"],
+                               [["a", 1.5, None], ["longer", 12345, True]], align="lrl")
+    lines = table.splitlines()
+    assert lines[0].split() == ["name", "value", "note"]
+    assert set(lines[1]) == {"-", " "}
+    assert lines[2].split() == ["a", "1.500", "-"] and lines[3].split() == ["longer", "12,345",
+                                                                            "yes"]
+    assert lines[2].index("1.500") + len("1.500") == lines[3].index("12,345") + len("12,345")
+    with pytest.raises(ValueError):
+        bench.format_table(["a", "b"], [[1]])
+    assert (bench.pct(0.2594), bench.pct(None), bench.points(0.033), bench.points(-0.029)) == (
+        "25.9%", "-", "+3.3", "-2.9")
+    assert [t for t in sorted(["4bit", "float", "2bit", "8bit"], key=bench.tag_order)] == [
+        "float", "8bit", "4bit", "2bit"]
+    assert bench.tag_bits("float") == 32 and bench.tag_bits("6bit") == 6
+
+
+def test_write_result_is_named_by_mode_and_records_the_machine(bench, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["benchmarks/x.py", "--small"])
+    path = bench.write_result("x", bench.mode_name(True), {"where": tmp_path, "n": 3}, 0.0)
+    assert path == tmp_path / "x_small.json"
+    result = json.loads(path.read_text())
+    assert result["benchmark"] == "x" and result["mode"] == "small" and result["n"] == 3
+    assert result["where"] == str(tmp_path) and result["command"].endswith("x.py --small")
+    assert {"cpus", "platform", "tensorflow", "date", "git"} <= set(result["machine"])
+    assert result["wall_seconds"] > 0
+    assert [p.name for p in tmp_path.iterdir()] == ["x_small.json"]  # atomic: no leftovers
+    assert bench.mode_name(False, "untrained") == "full_untrained"
+
+
+def test_small_mode_is_the_quick_profile_under_its_own_name(bench):
+    config = bench.load_run_config(bench.run_overrides(True, ["deltas.bits=[float,4]"]))
+    assert config.name == bench.SMALL_RUN and config.data.max_per_class == 40
+    assert config.deltas.bits == [None, 4]
+    full = bench.load_run_config(bench.run_overrides(False))
+    assert full.name == "default" and full.data.max_per_class == 0
+
+
+def test_missing_parts_and_config_differences(bench, tmp_path):
+    run_dir = make_run(bench, tmp_path)
+    config = bench.load_run_config(["name=tiny", f"output_dir={tmp_path}", "deltas.bits=[8]"])
+    assert bench.resolve_run_dir(config) == run_dir
+    assert bench.missing_parts(run_dir, config) == []
+    config.deltas.bits = [8, 4]
+    assert bench.missing_parts(run_dir, config) == ["supersub/4bit"]
+    (run_dir / "report.json").unlink()
+    assert bench.missing_parts(run_dir, config) == ["report.json"]
+    other = bench.load_run_config(["train.epochs=9", "deltas.bits=[2]"])
+    assert bench.config_differences(config, other) == [
+        "train.epochs: run has 4, wanted 9"]
+
+
+def test_ensure_run_reads_a_finished_run_without_training(bench, tmp_path, monkeypatch):
+    run_dir = make_run(bench, tmp_path)
+    import supersub_tf.run as run_module
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run must not be trained")
+
+    monkeypatch.setattr(run_module, "run_pipeline", no_training)
+    info = bench.ensure_run(["name=tiny", f"output_dir={tmp_path}", "deltas.bits=[8]"])
+    assert info["run_dir"] == run_dir and not info["trained"] and info["missing"] == []
+    assert bench.run_summary(info)["name"] == "tiny"
+    assert bench.ensure_run(run=run_dir)["report"]["wall_seconds"] == 12.0
+    with pytest.raises(SystemExit, match="other settings"):
+        bench.ensure_run(["name=tiny", f"output_dir={tmp_path}", "train.epochs=9"])
+    with pytest.raises(SystemExit, match="no report.json"):
+        bench.ensure_run(run=make_run(bench, tmp_path, "unfinished", report=False))
+
+
+def test_jobs_writing_a_run_are_recognised_by_their_command_line(bench, tmp_path):
+    def target(*args: str):
+        return bench._job_target(["/venv/bin/python", "-m", "supersub_tf", *args], tmp_path)
+
+    assert target("run", "--set", "deltas.bits=[float,8]") == tmp_path / "runs" / "default"
+    assert target("run", "--quick") == tmp_path / "runs" / "quick"
+    assert target("run", "--quick", "--set", "name=x") == tmp_path / "runs" / "x"
+    assert target("train", "vanilla", "--name", "y") == tmp_path / "runs" / "y"
+    assert target("run", "--set=output_dir=/o", "--set=name=z") == Path("/o/z")
+    assert target("analyze", "runs/default") is None
+    assert bench._job_target(["python", "benchmarks/x.py"], tmp_path) is None
+    assert bench.other_jobs_on(tmp_path / "runs" / "nobody_writes_this") == []
+
+
+def test_question_scripts_on_a_hand_made_report(bench, tmp_path, monkeypatch, capsys):
+    import specialists_vs_vanilla
+    import storage_vs_accuracy
+    import supersub_vs_vanilla
+    import within_vs_across_errors
+
+    report = make_report()
+    errors = within_vs_across_errors.summarize(report)
+    a, b = errors["per_superclass"]
+    assert a["within_share"] == 0.5 and a["chance_within_share"] == 0.25
+    assert b["within_share"] == pytest.approx(2 / 3) and b["chance_within_share"] == 0.5
+    assert errors["overall"]["times_chance"] == pytest.approx(1.5)
+    assert errors["superclasses_above_chance"] == 2 and errors["top_pairs_within"] == 1
+
+    specialists = specialists_vs_vanilla.comparison(report, batch_size=16)
+    assert specialists["wins_restricted"] == 1 and specialists["wins_unrestricted"] == 1
+    assert [r["steps"] for r in specialists["rows"]] == [6, 8] and specialists["steps_estimated"]
+    assert specialists["mean_specialist"] == pytest.approx((4 * 0.75 + 6 * 0.5) / 10)
+
+    supersub = supersub_vs_vanilla.compare(report, bench.supersub_results(
+        make_run(bench, tmp_path)), topk=2)
+    assert [s["tag"] for s in supersub["systems"]] == ["float", "8bit"]
+    assert supersub["best_hard"] == {"tag": "8bit", "top1": 0.6,
+                                     "minus_vanilla": pytest.approx(0.1)}
+    assert supersub["systems"][1]["stage2_accuracy_when_routed_right"] == pytest.approx(0.75)
+
+    rows = storage_vs_accuracy.storage_rows(SUPERSUB, vanilla_top1=0.5)
+    eight = next(r for r in rows if r["tag"] == "8bit")
+    assert eight["bits"] == 8 and eight["a"] == 0.4 and eight["codes_units"] == 0.3
+    assert eight["hard_minus_float"] == pytest.approx(0.1)
+
+    # A whole script: read the run, print, write the JSON.
+    output = tmp_path / "q1.json"
+    monkeypatch.setattr(sys, "argv", ["within_vs_across_errors.py", "--run",
+                                      str(tmp_path / "tiny"), "--output", str(output)])
+    within_vs_across_errors.main()
+    assert "60.0% of the vanilla network's 5 errors" in capsys.readouterr().out
+    written = json.loads(output.read_text())
+    assert written["overall"]["within_share"] == 0.6 and written["run"]["name"] == "tiny"
