@@ -5,6 +5,9 @@ Commands:
     train KIND               train vanilla | generalist | specialists into runs/<name>
     analyze RUN_DIR          misclassification analysis and report of a run's networks
     storage SYSTEM_DIR       bytes per part of a saved Super-Sub system (a*N + 1 vs N + 1)
+    export savedmodel SYSTEM OUT   the system as one SavedModel (both stages in the graph)
+    export tflite SYSTEM OUT       LiteRT int8 models, manifest and a numpy-only runtime
+    scale                    the scaling study: bigger vanilla networks vs Super-Sub
     data summary             images per superclass and split
     data preview             PNG grid of sample images per superclass
     data build-preset        regenerate a preset's JSON (or build one from a spec file)
@@ -21,6 +24,7 @@ import json
 import sys
 from pathlib import Path
 
+from supersub_tf.config import EXPORT_QUANTIZATIONS
 from supersub_tf.errors import SuperSubError
 
 DEFAULT_CONFIG = Path("configs") / "default.yaml"
@@ -84,6 +88,60 @@ def _cmd_storage(args: argparse.Namespace) -> None:
 
     report = storage_report(args.system)
     print(json.dumps(report, indent=2) if args.json else format_storage_report(report))
+
+
+def _system_config(args: argparse.Namespace):
+    """The data settings for a system's export: ``--config``, else the config of the run
+    the system was saved in (``<run>/systems/<bits>/``), else the defaults."""
+    from supersub_tf.config import load_config
+
+    run_config = Path(args.system).resolve().parent.parent / "config.yaml"
+    if args.config is None and run_config.is_file():
+        return load_config(run_config, args.overrides)
+    return _load_config(args)
+
+
+def _cmd_export_savedmodel(args: argparse.Namespace) -> None:
+    from supersub_tf.export.savedmodel import (
+        export_savedmodel, export_size_report, format_export_size_report)
+
+    path = export_savedmodel(args.system, args.output)
+    print(format_export_size_report(export_size_report(path, args.system)))
+
+
+def _cmd_export_tflite(args: argparse.Namespace) -> None:
+    from supersub_tf.data import create_source
+    from supersub_tf.deltas.storage import load_system
+    from supersub_tf.errors import ConfigError
+    from supersub_tf.export.tflite import (
+        CALIBRATED, calibration_images, export_sizes, export_tflite, format_measurement,
+        load_images, measure_export)
+
+    config = _system_config(args)
+    system = load_system(args.system)
+    if int(system.backbone["image_size"]) != config.data.image_size:
+        raise ConfigError(f"{args.system} takes {system.backbone['image_size']}px images but "
+                          f"the data config gives {config.data.image_size}px; pass the run's "
+                          "--config or --set data.image_size=...")
+    source = create_source(config.data)
+    images, fine = (calibration_images(config.data, source=source,
+                                       per_superclass=args.calibration_images, seed=config.seed)
+                    if args.quantization in CALIBRATED else (None, None))
+    path = export_tflite(system, args.output, images, fine, quantization=args.quantization,
+                         calibration_size=args.calibration_images, seed=config.seed)
+    if args.compare:
+        val, val_fine = load_images(config.data, "val", source=source)
+        print(format_measurement(measure_export(path, system, val, val_fine)))
+    else:
+        sizes = export_sizes(path, system)
+        print(f"wrote {path}: {len(sizes['models'])} models, {sizes['total_bytes']:,} bytes")
+
+
+def _cmd_scale(args: argparse.Namespace) -> None:
+    from supersub_tf.scaling import SCALING_QUICK_PROFILE, load_scaling_config, run_scaling
+
+    quick = list(SCALING_QUICK_PROFILE) if args.quick else []
+    run_scaling(load_scaling_config(args.config, quick + args.overrides))
 
 
 def _cmd_summary(args: argparse.Namespace) -> None:
@@ -159,6 +217,33 @@ def build_parser() -> argparse.ArgumentParser:
     storage.add_argument("system", help="a system directory, e.g. runs/default/systems/8bit")
     storage.add_argument("--json", action="store_true", help="print JSON instead of a table")
     storage.set_defaults(func=_cmd_storage)
+
+    export = commands.add_parser("export", help="deploy a Super-Sub system").add_subparsers(
+        dest="export_command", required=True)
+    saved = export.add_parser("savedmodel", help="one SavedModel running both stages")
+    saved.add_argument("system", help="a system directory, e.g. runs/default/systems/8bit")
+    saved.add_argument("output", help="the SavedModel folder, e.g. saved_models/default")
+    saved.set_defaults(func=_cmd_export_savedmodel)
+    lite = export.add_parser("tflite", help="LiteRT models, manifest and numpy-only runtime")
+    lite.add_argument("system", help="a system directory, e.g. runs/default/systems/8bit")
+    lite.add_argument("output", help="the export folder, e.g. saved_models/default_tflite")
+    _add_config_args(lite)
+    lite.add_argument("--quantization", default="int8", choices=EXPORT_QUANTIZATIONS,
+                      help="int8: full integer, calibrated on training images (default)")
+    lite.add_argument("--calibration-images", type=int, default=256,
+                      help="training images per model for the calibration (default 256)")
+    lite.add_argument("--compare", action="store_true",
+                      help="check against the Keras pipeline on the validation split")
+    lite.set_defaults(func=_cmd_export_tflite)
+
+    scale = commands.add_parser("scale", help="the scaling study: bigger vanilla networks "
+                                              "against Super-Sub systems")
+    scale.add_argument("--config", default="configs/scaling.yaml",
+                       help="scaling YAML (default configs/scaling.yaml)")
+    scale.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="KEY=VALUE", help="override a setting, e.g. base.train.epochs=2")
+    scale.add_argument("--quick", action="store_true", help="smoke-test profile (minutes)")
+    scale.set_defaults(func=_cmd_scale)
 
     data = commands.add_parser("data", help="dataset tools").add_subparsers(dest="data_command",
                                                                            required=True)

@@ -228,7 +228,8 @@ class PreviewConfig:
     split: str = "train"
 
 
-EXPORT_QUANTIZATIONS = ("int8", "float16", "dynamic")
+#: LiteRT conversion modes (the same as supersub_tf.export.tflite.QUANTIZATIONS).
+EXPORT_QUANTIZATIONS = ("int8", "int16x8", "dynamic", "float16", "float32")
 
 
 @dataclasses.dataclass
@@ -244,7 +245,8 @@ class ExportConfig:
         savedmodel: Write the SavedModel (both stages in one graph).
         tflite: Write the LiteRT models.
         tflite_quantization: ``int8`` (full integer, calibrated on training images),
-            ``float16`` or ``dynamic`` (int8 weights, float activations).
+            ``int16x8`` (int16 activations), ``dynamic`` (int8 weights, float
+            activations), ``float16`` or ``float32``.
         calibration_images: Training images per model for the int8 calibration.
         compare_images: Validation images on which the LiteRT pipeline is checked
             against the Keras pipeline (0: the whole split).

@@ -8,15 +8,18 @@
    finished is loaded instead, and an interrupted one resumes from its backup;
 3. **supersub**: delta specialists fine-tuned from the generalist at each bit width,
    stored compactly, and the two-stage pipeline evaluated under each routing mode;
-4. **analysis**: where the vanilla network's mistakes fall, specialists against it,
+4. **export**: the first bit width's system as one SavedModel and as LiteRT models
+   (``export.output_dir``), each checked against the Keras pipeline on the validation
+   split (agreement, accuracy, bytes, images/s);
+5. **analysis**: where the vanilla network's mistakes fall, specialists against it,
    the generalist; figures and JSON;
-5. **report**: ``report.md`` with every number and figure.
+6. **report**: ``report.md`` with every number and figure.
 
 Run directory layout (``<output_dir>/<name>/``)::
 
     config.yaml, data_summary.json, report.md, report.json
     vanilla/, generalist/, specialists/<superclass>/   (see supersub_tf.training.networks)
-    deltas/<bits>/<superclass>/, systems/<bits>/, supersub/<bits>.json
+    deltas/<bits>/<superclass>/, systems/<bits>/, supersub/<bits>.json, export.json
     analysis/*.json, plots/*.png
 """
 
@@ -131,6 +134,77 @@ def supersub_stage(config: RunConfig, source: ImageSource | None = None,
     return results
 
 
+def export_stage(config: RunConfig, source: ImageSource | None = None,
+                 log=print) -> dict:
+    """Exports the system of the first bit width in ``config.deltas.bits``.
+
+    Writes ``<export.output_dir>/<name>`` (one SavedModel running both stages) and
+    ``<export.output_dir>/<name>_tflite`` (LiteRT models, manifest and runtime), runs
+    both and the Keras pipeline over the validation split (or ``export.compare_images``
+    of it), and records sizes, agreement, accuracy and speed in ``export.json``.
+
+    Raises:
+        ConfigError: When the run has no stored system of that bit width yet.
+    """
+    import numpy as np
+
+    from supersub_tf.config import bits_tag
+    from supersub_tf.deltas.storage import MANIFEST, load_system
+    from supersub_tf.errors import ConfigError
+    from supersub_tf.export.savedmodel import (
+        export_savedmodel, export_size_report, format_export_size_report, savedmodel_predict)
+    from supersub_tf.export.tflite import (
+        CALIBRATED, calibration_images, export_tflite, format_measurement, keras_predict,
+        load_images, measure_export)
+
+    settings = config.export
+    run_dir = run_dir_of(config)
+    tag = bits_tag(config.deltas.bits[0])
+    system_dir = run_dir / "systems" / tag
+    if not (system_dir / MANIFEST).is_file():
+        raise ConfigError(f"{system_dir}: no stored Super-Sub system to export; run the "
+                          "supersub stage first (networks must include supersub)")
+    source = source or create_source(config.data)
+    system = load_system(system_dir)
+    images, fine = load_images(config.data, "val", source=source)
+    if settings.compare_images and settings.compare_images < len(images):
+        keep = np.sort(np.random.default_rng(config.seed).choice(
+            len(images), settings.compare_images, replace=False))
+        images, fine = images[keep], fine[keep]
+    reference = keras_predict(system, images)
+    result = {"system": str(system_dir), "bits": tag, "images": int(len(images)),
+              "keras_accuracy": float((reference["fine"] == fine).mean())}
+    out_root = Path(settings.output_dir)
+    if settings.savedmodel:
+        started = time.time()
+        path = export_savedmodel(system, out_root / config.name)
+        sizes = export_size_report(path, system_dir)
+        served = savedmodel_predict(path, images)
+        result["savedmodel"] = {
+            "path": str(path), "sizes": sizes,
+            "fine_agreement": float((served["fine"] == reference["fine"]).mean()),
+            "accuracy": float((served["fine"] == fine).mean()),
+            "images_per_second": len(images) / served["seconds"] if served["seconds"] else 0.0}
+        log(f"[export] {format_export_size_report(sizes)} (exported in "
+            f"{time.time() - started:.0f} s)")
+        log(f"[export] SavedModel: {result['savedmodel']['fine_agreement']:.2%} identical fine "
+            f"labels vs Keras, top-1 {result['savedmodel']['accuracy']:.3f}")
+    if settings.tflite:
+        started = time.time()
+        calibration, calibration_fine = (
+            calibration_images(config.data, source=source,
+                               per_superclass=settings.calibration_images, seed=config.seed)
+            if settings.tflite_quantization in CALIBRATED else (None, None))
+        path = export_tflite(system, out_root / f"{config.name}_tflite", calibration,
+                             calibration_fine, quantization=settings.tflite_quantization,
+                             calibration_size=settings.calibration_images, seed=config.seed)
+        log(f"[export] LiteRT models in {path} (exported in {time.time() - started:.0f} s)")
+        result["tflite"] = measure_export(path, system, images, fine, reference=reference)
+        log("[export] " + format_measurement(result["tflite"]).replace("\n", "\n[export] "))
+    atomic_write_text(run_dir / "export.json", json.dumps(result, indent=2) + "\n")
+    return result
+
+
 def finished_networks(run_dir: Path) -> dict[str, dict]:
     """Metrics of every finished network in a run directory."""
     found = {}
@@ -163,6 +237,8 @@ def analyze_run(config: RunConfig, run_dir: str | Path | None = None,
     analysis = analyze_networks(run_dir, source.hierarchy, config.data, source, log=log)
     analysis["supersub"] = {path.stem: json.loads(path.read_text())
                             for path in sorted((run_dir / "supersub").glob("*.json"))}
+    if (run_dir / "export.json").is_file():
+        analysis["export"] = json.loads((run_dir / "export.json").read_text())
     skipped = sum(len(v) for v in source.skipped.values())
     notes = [f"Undecodable files skipped: {skipped}.", ""] if skipped else []
     report = write_report(run_dir, f"Run `{config.name}`", data_summary,
@@ -184,6 +260,8 @@ def run_pipeline(config: RunConfig, log=print) -> Path:
         train_stage(config, source=source, log=log)
     if "supersub" in config.networks:
         supersub_stage(config, source, log)
+        if config.export.enabled:
+            export_stage(config, source, log)
     report = analyze_run(config, run_dir, source, log, started=start)
     table = report.read_text().split("## The Super-Sub pipeline")
     if len(table) > 1:  # the comparison table, also in the log

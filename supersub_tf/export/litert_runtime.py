@@ -1,0 +1,461 @@
+"""Two-stage Super-Sub inference over a LiteRT export, with only numpy and ai_edge_litert.
+
+This file is copied into every export folder written by
+:func:`supersub_tf.export.tflite.export_tflite`, so the folder runs on its own::
+
+    import numpy as np
+    from litert_runtime import LiteRTSuperSub      # run from inside the export folder
+
+    model = LiteRTSuperSub("path/to/export", num_threads=2)
+    result = model.predict(images)                 # uint8 [N, H, W, 3] RGB pixels
+    print(result["class_name"][0], result["fine_prob"][0])
+
+It imports neither TensorFlow nor ``supersub_tf`` (not even indirectly), so it needs
+only ``pip install ai-edge-litert numpy``.
+
+The export folder holds ``manifest.json``, ``generalist.tflite`` (image -> superclass
+logits) and one ``specialists/*.tflite`` per superclass (image -> logits over that
+superclass's subclasses). The runtime takes uint8 pixels already resized to the
+manifest's size, normalises them as in training (``(pixel / divisor - mean) / std``,
+float32), quantizes them with each model's input quantization (for integer models) and
+dequantizes the logits before the softmax. Stage 1 gives ``p(superclass)``; stage 2
+runs each specialist once on the group of images routed to it (the interpreter's batch
+is resized to the group), and the fine probability is ``p(superclass) *
+p(subclass | superclass)``, exactly as ``supersub_tf.supersub.SuperSubPipeline``.
+
+Opening an export checks everything before any image is run, and raises
+:class:`ExportError` naming the file at fault: a missing or unreadable manifest, an
+unknown format or version, a missing model file, a size or sha256 mismatch, a
+hierarchy that disagrees with the models listed or with their output sizes, or a
+model whose input does not match the manifest's image size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_NAME = "supersub-litert"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+ROUTINGS = ("hard", "topk", "oracle")
+_HASH_CHUNK = 1 << 20
+_INTEGER_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
+
+
+class ExportError(ValueError):
+    """An export folder that cannot be used: the message names the file and the problem."""
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_manifest(export_dir: str | os.PathLike) -> dict[str, Any]:
+    """Reads an export's manifest and checks its format, version and required keys.
+
+    Raises:
+        ExportError: On a missing or unreadable manifest, another format, an unknown
+            version or a missing key.
+    """
+    path = Path(export_dir) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ExportError(f"{path}: not found ({export_dir} is not a Super-Sub LiteRT "
+                          "export)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ExportError(f"{path}: unreadable ({err})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise ExportError(f"{path}: not a {FORMAT_NAME} manifest (format {found!r})")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ExportError(f"{path}: unknown format version {manifest.get('format_version')!r} "
+                          f"(this runtime reads {FORMAT_VERSION})")
+    missing = [k for k in ("hierarchy", "input", "generalist", "specialists") if k not in manifest]
+    if missing:
+        raise ExportError(f"{path}: missing {missing}")
+    return manifest
+
+
+def verify_file(root: Path, entry: Any) -> Path:
+    """Checks that a listed file exists with the manifest's size and sha256.
+
+    Raises:
+        ExportError: Naming the file when it is missing, lies outside the export, or
+            its size or sha256 differs from the manifest's.
+    """
+    try:
+        relative = str(entry["file"])
+        size, digest = int(entry["bytes"]), str(entry["sha256"])
+    except (KeyError, TypeError, ValueError):
+        raise ExportError(f"{root / MANIFEST}: malformed file entry {entry!r}") from None
+    if Path(relative).is_absolute() or ".." in Path(relative).parts:
+        raise ExportError(f"{root / MANIFEST}: file {relative!r} lies outside the export")
+    path = root / relative
+    if not path.is_file():
+        raise ExportError(f"{path}: missing (listed in {MANIFEST})")
+    actual = path.stat().st_size
+    if actual != size:
+        raise ExportError(f"{path}: size {actual} bytes, the manifest says {size}")
+    if sha256_file(path) != digest:
+        raise ExportError(f"{path}: sha256 mismatch (the file is corrupted or was replaced)")
+    return path
+
+
+class _Hierarchy:
+    """The parts of the manifest's hierarchy the runtime needs (names, ids, label maps)."""
+
+    def __init__(self, data: Any, source: str) -> None:
+        try:
+            supers = [(str(s["name"]), [(str(c["id"]), str(c["name"])) for c in s["subclasses"]])
+                      for s in data["superclasses"]]
+        except (KeyError, TypeError):
+            raise ExportError(f"{source}: malformed hierarchy; expected superclasses: "
+                              "[{name, subclasses: [{id, name}]}]") from None
+        if not supers:
+            raise ExportError(f"{source}: the hierarchy has no superclasses")
+        names = [name for name, _ in supers]
+        if len(set(names)) != len(names):
+            raise ExportError(f"{source}: the hierarchy repeats a superclass name ({names})")
+        empty = [name for name, subs in supers if not subs]
+        if empty:
+            raise ExportError(f"{source}: superclass(es) {empty} have no subclasses")
+        self.name = str(data.get("name", ""))
+        self.superclass_names = names
+        self.sizes = [len(subs) for _, subs in supers]
+        self.class_ids = [i for _, subs in supers for i, _ in subs]
+        self.class_names = [n for _, subs in supers for _, n in subs]
+        self.offsets = np.cumsum([0] + self.sizes)
+        self.fine_to_superclass = np.repeat(np.arange(len(supers)), self.sizes).astype(np.int32)
+        self.fine_to_subclass = np.concatenate([np.arange(n) for n in self.sizes]).astype(np.int32)
+
+    @property
+    def num_superclasses(self) -> int:
+        return len(self.sizes)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.offsets[-1])
+
+    def block(self, k: int) -> np.ndarray:
+        """Global fine labels of superclass ``k``'s subclasses."""
+        return np.arange(self.offsets[k], self.offsets[k + 1])
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _round_half_away(x: np.ndarray) -> np.ndarray:
+    """Rounds as TFLite's quantize kernels do (half away from zero)."""
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+class _Model:
+    """One ``.tflite`` model: quantizes inputs, resizes its batch, dequantizes outputs."""
+
+    def __init__(self, path: Path, entry: dict[str, Any], num_outputs: int, what: str,
+                 image_size: int, num_threads: int | None, interpreter_class) -> None:
+        self.path = path
+        try:
+            self.interpreter = interpreter_class(model_path=str(path), num_threads=num_threads)
+        except (ValueError, RuntimeError) as err:
+            raise ExportError(f"{path}: not a loadable LiteRT model ({err})") from None
+        inputs = self.interpreter.get_input_details()
+        outputs = self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ExportError(f"{path}: expected one input and one output, the model has "
+                              f"{len(inputs)} and {len(outputs)}")
+        self.input, self.output = inputs[0], outputs[0]
+        shape = [int(d) for d in self.input["shape_signature"]]
+        if len(shape) != 4 or shape[1:] != [image_size, image_size, 3]:
+            raise ExportError(f"{path}: model input shape {shape}, the manifest's images are "
+                              f"[N, {image_size}, {image_size}, 3]")
+        out_shape = [int(d) for d in self.output["shape_signature"]]
+        if len(out_shape) != 2 or out_shape[1] != num_outputs:
+            raise ExportError(f"{path}: the model has {out_shape[-1] if out_shape else 0} "
+                              f"outputs, but {what} needs {num_outputs} (the manifest's "
+                              "hierarchy and the models disagree)")
+        self.input_dtype = np.dtype(self.input["dtype"])
+        spec = entry.get("input") if isinstance(entry.get("input"), dict) else {}
+        expected = spec.get("dtype")
+        if expected is not None and str(expected) != self.input_dtype.name:
+            raise ExportError(f"{path}: model input dtype {self.input_dtype.name}, the manifest "
+                              f"says {expected}")
+        self.batch = int(self.input["shape"][0])
+        self.in_scale, self.in_zero = self.input["quantization"]
+        self.out_scale, self.out_zero = self.output["quantization"]
+        for name, detail, scale in (("input", self.input, self.in_scale),
+                                    ("output", self.output, self.out_scale)):
+            if np.dtype(detail["dtype"]).name in _INTEGER_RANGES and not scale:
+                raise ExportError(f"{path}: integer {name} without quantization parameters")
+        self.allocated = False
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        """Normalised float32 images -> what the model's input takes."""
+        if self.input_dtype.name not in _INTEGER_RANGES:
+            return x.astype(self.input_dtype, copy=False)
+        low, high = _INTEGER_RANGES[self.input_dtype.name]
+        q = _round_half_away(x / np.float32(self.in_scale)) + self.in_zero
+        return np.clip(q, low, high).astype(self.input_dtype)
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Float32 logits ``[N, outputs]`` of normalised float32 images ``[N, H, W, 3]``."""
+        n = x.shape[0]
+        if n != self.batch or not self.allocated:
+            self.interpreter.resize_tensor_input(self.input["index"], [n, *x.shape[1:]],
+                                                 strict=True)
+            self.interpreter.allocate_tensors()
+            self.batch, self.allocated = n, True
+        self.interpreter.set_tensor(self.input["index"], self.quantize(x))
+        self.interpreter.invoke()
+        out = self.interpreter.get_tensor(self.output["index"])
+        if self.out_scale:
+            return (out.astype(np.float32) - np.float32(self.out_zero)) * np.float32(self.out_scale)
+        return out.astype(np.float32)
+
+
+class LiteRTSuperSub:
+    """The Super-Sub two-stage pipeline over a LiteRT export folder.
+
+    Args:
+        export_dir: The folder with ``manifest.json`` and the ``.tflite`` models.
+        num_threads: Threads per interpreter (None: LiteRT's default).
+        verify: Check every model's size and sha256 against the manifest (cheap).
+
+    Attributes:
+        manifest: The parsed manifest.
+        image_size: Side of the square images :meth:`predict` takes.
+        superclass_names, class_ids, class_names: Labels in model order.
+
+    Raises:
+        ExportError: When the folder fails a check (see the module docstring).
+    """
+
+    def __init__(self, export_dir: str | os.PathLike, num_threads: int | None = 2,
+                 verify: bool = True) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.root = Path(export_dir)
+        manifest = read_manifest(self.root)
+        source = str(self.root / MANIFEST)
+        self.manifest = manifest
+        self.hierarchy = _Hierarchy(manifest["hierarchy"], source)
+        spec = manifest["input"]
+        try:
+            self.image_size = int(spec["size"])
+            self._divisor = np.float32(spec["pixel_divisor"])
+            self._mean = np.asarray(spec["mean"], np.float32).reshape(3)
+            self._std = np.asarray(spec["std"], np.float32).reshape(3)
+        except (KeyError, TypeError, ValueError):
+            raise ExportError(f"{source}: malformed input spec {spec!r}; expected size, "
+                              "pixel_divisor, mean[3], std[3]") from None
+        if spec.get("dtype", "uint8") != "uint8":
+            raise ExportError(f"{source}: input dtype {spec.get('dtype')!r}; this runtime takes "
+                              "uint8 images")
+        h = self.hierarchy
+        entries = manifest["specialists"]
+        listed = ([(e.get("superclass"), e.get("num_subclasses")) for e in entries]
+                  if isinstance(entries, list) and all(isinstance(e, dict) for e in entries)
+                  else entries)
+        expected = list(zip(h.superclass_names, h.sizes))
+        if listed != [tuple(x) for x in expected]:
+            raise ExportError(f"{source}: the hierarchy's superclasses {expected} do not match "
+                              f"the specialists listed {listed}")
+        paths = [self._check(manifest["generalist"], verify)]
+        paths += [self._check(entry, verify) for entry in entries]
+
+        def load(path: Path, entry: dict, outputs: int, what: str) -> _Model:
+            return _Model(path, entry, outputs, what, self.image_size, num_threads, Interpreter)
+
+        self.generalist = load(paths[0], manifest["generalist"], h.num_superclasses,
+                               f"the generalist of {h.num_superclasses} superclasses")
+        self.specialists = [
+            load(path, entry, n, f"superclass {name!r} with {n} subclasses")
+            for path, entry, name, n in zip(paths[1:], entries, h.superclass_names, h.sizes)]
+
+    def _check(self, entry: Any, verify: bool) -> Path:
+        if verify:
+            return verify_file(self.root, entry)
+        try:
+            path = self.root / str(entry["file"])
+        except (KeyError, TypeError):
+            raise ExportError(f"{self.root / MANIFEST}: malformed file entry {entry!r}") from None
+        if not path.is_file():
+            raise ExportError(f"{path}: missing (listed in {MANIFEST})")
+        return path
+
+    # ---------------------------------------------------------------- labels
+    @property
+    def superclass_names(self) -> list[str]:
+        return list(self.hierarchy.superclass_names)
+
+    @property
+    def class_ids(self) -> list[str]:
+        return list(self.hierarchy.class_ids)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.hierarchy.class_names)
+
+    # ---------------------------------------------------------------- inference
+    def check_images(self, images: np.ndarray) -> np.ndarray:
+        """``images`` as a numpy array if they are uint8 ``[N, H, W, 3]`` at the right size.
+
+        Raises:
+            ExportError: For another dtype or shape (the message says what is needed).
+        """
+        images = np.asarray(images)
+        size = self.image_size
+        if images.dtype != np.uint8:
+            raise ExportError(f"images must be uint8 RGB pixels, got {images.dtype} (give the "
+                              f"pixels as uint8 [N, {size}, {size}, 3]; the runtime normalises)")
+        if images.ndim != 4 or images.shape[1:] != (size, size, 3):
+            raise ExportError(f"images must be uint8 [N, {size}, {size}, 3] (resized to the "
+                              f"models' {size}x{size}), got shape {list(images.shape)}")
+        return images
+
+    def normalize(self, images: np.ndarray) -> np.ndarray:
+        """Checks uint8 ``[N, H, W, 3]`` pixels and normalises them to float32, with the
+        training pipeline's arithmetic: ``(pixel / divisor - mean) / std``."""
+        x = self.check_images(images).astype(np.float32) / self._divisor
+        return (x - self._mean) / self._std
+
+    def superclass_probs(self, images: np.ndarray) -> np.ndarray:
+        """Stage 1: ``p(superclass)`` ``[N, S]`` of uint8 images."""
+        return _softmax(self.generalist.logits(self.normalize(images)))
+
+    def subclass_probs(self, images: np.ndarray, superclass: int | str) -> np.ndarray:
+        """Stage 2 for one superclass (index or name): ``p(subclass | superclass)``."""
+        k = self._superclass_index(superclass)
+        return _softmax(self.specialists[k].logits(self.normalize(images)))
+
+    def _superclass_index(self, superclass: int | str) -> int:
+        names = self.hierarchy.superclass_names
+        if isinstance(superclass, (int, np.integer)) and 0 <= superclass < len(names):
+            return int(superclass)
+        if isinstance(superclass, str) and superclass in names:
+            return names.index(superclass)
+        raise ExportError(f"unknown superclass {superclass!r}; this export has {names}")
+
+    def predict(self, images: np.ndarray, routing: str = "hard", k: int = 2,
+                true_superclass: np.ndarray | None = None,
+                batch_size: int = 256) -> dict[str, Any]:
+        """Runs both stages on uint8 images, ``batch_size`` images at a time.
+
+        Args:
+            images: ``uint8 [N, H, W, 3]`` RGB pixels at the manifest's size.
+            routing: ``hard`` (the most likely superclass), ``topk`` (the ``k`` most
+                likely) or ``oracle`` (``true_superclass``), as in SuperSubPipeline.
+            k: Superclasses per image for ``topk``.
+            true_superclass: ``[N]`` superclass indices, for ``oracle``.
+            batch_size: Images per stage-1 batch (bounds memory).
+
+        Returns:
+            A dict of numpy arrays: ``superclass_probs`` ``[N, S]``, ``fine_probs``
+            ``[N, C]`` (zero outside the routed blocks), and per image ``superclass``,
+            ``subclass``, ``fine``, ``fine_prob``, ``subclass_prob``, plus the lists
+            ``superclass_name``, ``class_id`` and ``class_name``.
+        """
+        if routing not in ROUTINGS:
+            raise ValueError(f"routing must be one of {ROUTINGS}, got {routing!r}")
+        images = self.check_images(images)
+        n = images.shape[0]
+        if routing == "oracle":
+            if true_superclass is None:
+                raise ValueError("oracle routing needs true_superclass")
+            true_superclass = np.asarray(true_superclass).reshape(-1)
+            if true_superclass.shape[0] != n:
+                raise ValueError(f"true_superclass has {true_superclass.shape[0]} entries for "
+                                 f"{n} images")
+        parts = []
+        for start in range(0, n, max(1, int(batch_size))):
+            stop = min(n, start + max(1, int(batch_size)))
+            truth = None if true_superclass is None else true_superclass[start:stop]
+            parts.append(self._predict_batch(self.normalize(images[start:stop]), routing, k,
+                                             truth))
+        if not parts:
+            parts.append(self._empty())
+        result = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        h = self.hierarchy
+        result["superclass_name"] = [h.superclass_names[s] for s in result["superclass"]]
+        result["class_id"] = [h.class_ids[f] for f in result["fine"]]
+        result["class_name"] = [h.class_names[f] for f in result["fine"]]
+        return result
+
+    def _empty(self) -> dict[str, np.ndarray]:
+        h = self.hierarchy
+        ints, floats = np.zeros(0, np.int64), np.zeros(0, np.float32)
+        return {"superclass_probs": np.zeros((0, h.num_superclasses), np.float32),
+                "fine_probs": np.zeros((0, h.num_classes), np.float32),
+                "superclass": ints, "subclass": ints, "fine": ints, "fine_prob": floats,
+                "subclass_prob": floats}
+
+    def _predict_batch(self, x: np.ndarray, routing: str, k: int,
+                       true_superclass: np.ndarray | None) -> dict[str, np.ndarray]:
+        h = self.hierarchy
+        sup_probs = _softmax(self.generalist.logits(x))
+        n = x.shape[0]
+        if routing == "oracle":
+            routes = true_superclass.reshape(n, 1)
+        elif routing == "topk":
+            routes = np.argsort(-sup_probs, axis=1, kind="stable")[
+                :, :max(1, min(int(k), h.num_superclasses))]
+        else:
+            routes = sup_probs.argmax(1)[:, None]
+        fine_probs = np.zeros((n, h.num_classes), np.float32)
+        sub_given = np.zeros((n, h.num_classes), np.float32)
+        for s in range(h.num_superclasses):
+            rows = np.flatnonzero((routes == s).any(1))
+            if not len(rows):
+                continue
+            sub = _softmax(self.specialists[s].logits(x[rows]))
+            block = h.block(s)
+            weight = 1.0 if routing == "oracle" else sup_probs[rows, s:s + 1]
+            fine_probs[np.ix_(rows, block)] = weight * sub
+            sub_given[np.ix_(rows, block)] = sub
+        fine = fine_probs.argmax(1)
+        index = np.arange(n)
+        return {"superclass_probs": sup_probs, "fine_probs": fine_probs,
+                "superclass": h.fine_to_superclass[fine].astype(np.int64),
+                "subclass": h.fine_to_subclass[fine].astype(np.int64),
+                "fine": fine.astype(np.int64), "fine_prob": fine_probs[index, fine],
+                "subclass_prob": sub_given[index, fine]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python litert_runtime.py EXPORT_DIR images.npy``: prints one line per image."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("export_dir")
+    parser.add_argument("images", help=".npy file of uint8 [N, H, W, 3] images")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    try:
+        model = LiteRTSuperSub(args.export_dir, num_threads=args.threads)
+        result = model.predict(np.load(args.images, allow_pickle=False))
+    except (ExportError, OSError, ValueError) as err:
+        print(f"error: {err}")
+        return 1
+    for i, (name, sup, p) in enumerate(zip(result["class_name"], result["superclass_name"],
+                                           result["fine_prob"])):
+        print(f"{i}\t{name}\t{sup}\t{p:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
