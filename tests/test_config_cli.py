@@ -81,6 +81,27 @@ def test_main_job_quick(shared_data, tmp_path):
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["max_per_class"] == 40
     report = (run_dir / "report.md").read_text()
     assert "| bird | 4 |" in report and "preview_train.png" in report
+    # The main job ends by exporting both forms, checked against the Keras pipeline.
+    exported = json.loads((run_dir / "export.json").read_text())
+    assert exported["savedmodel"]["fine_agreement"] == 1.0
+    assert exported["tflite"]["comparison"]["images"] == exported["images"] > 0
+    assert (tmp_path / "saved_models" / "quick" / "saved_model.pb").is_file()
+    assert (tmp_path / "saved_models" / "quick_tflite" / "litert_runtime.py").is_file()
+    assert "## Export" in report
+
+    # The export commands, as the README names them, on the run's stored system.
+    system = run_dir / "systems" / "8bit"
+    env_main = {**env, "PATH": "/usr/bin:/bin"}
+    for command in (["savedmodel", str(system), str(tmp_path / "cli_saved")],
+                    ["tflite", str(system), str(tmp_path / "cli_lite"),
+                     "--quantization", "float32"]):
+        result = subprocess.run([sys.executable, "-m", "supersub_tf", "export", *command],
+                                capture_output=True, text=True, env=env_main, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert "SavedModel" in subprocess.run(
+        [sys.executable, "-m", "supersub_tf", "export", "savedmodel", str(system),
+         str(run_dir)], capture_output=True, text=True, env=env_main).stderr
+    assert (tmp_path / "cli_lite" / "manifest.json").is_file()
 
 
 def test_default_yaml_spells_out_the_defaults():
@@ -93,3 +114,13 @@ def test_default_yaml_spells_out_the_defaults():
 def test_unknown_backbone_is_named():
     with pytest.raises(ConfigError, match="train.model 'resnet9'"):
         load_config(None, ["train.model=resnet9"])
+
+
+def test_scale_command_names_a_missing_config(tmp_path, capsys):
+    assert main(["scale", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml" in capsys.readouterr().err
+
+
+def test_export_of_a_folder_that_is_no_system(tmp_path, capsys):
+    assert main(["export", "savedmodel", str(tmp_path), str(tmp_path / "out")]) == 2
+    assert str(tmp_path) in capsys.readouterr().err
