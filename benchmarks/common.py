@@ -41,7 +41,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import supersub_tf  # noqa: F401  (selects tf_keras and oneDNN before TensorFlow loads)
 from supersub_tf.atomic import atomic_write_text
-from supersub_tf.config import QUICK_PROFILE, RunConfig, bits_tag, config_to_dict, load_config
+from supersub_tf.config import (
+    QUICK_PROFILE, RunConfig, bits_tag, config_to_dict, flatten_settings, load_config)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "benchmarks" / "results"
@@ -306,20 +307,10 @@ def missing_parts(run_dir: Path, config: RunConfig) -> list[str]:
     return missing
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def config_differences(saved: RunConfig, wanted: RunConfig) -> list[str]:
     """Settings of ``data``, ``train``, ``deltas`` and ``seed`` in which a run's saved
     config and the wanted one differ (``IGNORED_SETTINGS`` and the bit widths aside)."""
-    a, b = _flatten(config_to_dict(saved)), _flatten(config_to_dict(wanted))
+    a, b = flatten_settings(config_to_dict(saved)), flatten_settings(config_to_dict(wanted))
     keys = [k for k in sorted(set(a) | set(b))
             if k.split(".")[0] in ("data", "train", "deltas", "seed") and
             k not in IGNORED_SETTINGS]

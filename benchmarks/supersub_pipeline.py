@@ -50,20 +50,9 @@ import time
 import common  # also selects tf_keras and oneDNN before TensorFlow loads
 from supersub_tf.config import bits_tag, parse_bits
 from supersub_tf.errors import ConfigError
+from supersub_tf.scaling import timed_calls
 
 SCRIPT = "supersub_pipeline"
-
-
-def timings(fn, reps: int, warmup: int) -> list[float]:
-    """Seconds of ``reps`` calls of ``fn`` after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def untrained_system(args: argparse.Namespace):
@@ -206,7 +195,7 @@ def main() -> None:
     def single(name, model):
         call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
         for batch, count in ((batch_1, reps["latency"]), (batch_256, reps["throughput"])):
-            t = timings(lambda b=batch: call(b).numpy(), count, reps["warmup"])
+            t = timed_calls(lambda b=batch: call(b).numpy(), count, reps["warmup"])
             inference.append({"network": name, "batch": int(batch.shape[0]), "reps": count,
                               "median_ms": 1e3 * statistics.median(t),
                               "images_per_second": batch.shape[0] / statistics.median(t),
@@ -218,7 +207,7 @@ def main() -> None:
             truth = None if true_superclass is None else true_superclass[:n]
             run = lambda b=batch, truth=truth: pipeline.predict(  # noqa: E731
                 b, routing, true_superclass=truth)
-            t = timings(run, count, reps["warmup"])
+            t = timed_calls(run, count, reps["warmup"])
             used = len(np.unique(truth)) if routing == "oracle" else len(
                 np.unique(run().superclass_probs.argmax(1)))
             inference.append({"network": name, "batch": n, "reps": len(t),
@@ -269,7 +258,7 @@ def main() -> None:
              lambda: build_delta_specialist(generalist, n_sub, bits=qat_bits))):
         model = build()
         compile_model(model, train_cfg, steps_per_epoch=100)
-        t = timings(lambda m=model: m.train_on_batch(x, y), reps["train"], reps["warmup"])
+        t = timed_calls(lambda m=model: m.train_on_batch(x, y), reps["train"], reps["warmup"])
         training.append({"network": name, "batch": args.train_batch, "steps": len(t),
                          "median_step_ms": 1e3 * statistics.median(t),
                          "images_per_second": args.train_batch / statistics.median(t)})

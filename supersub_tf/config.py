@@ -361,6 +361,17 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     raise ConfigError(f"setting {key} expects {hint.__name__}, got {value!r}")
 
 
+def flatten_settings(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested settings dict as ``{"section.key": value}`` (for comparing configs)."""
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(flatten_settings(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
     """A plain nested dict of a config dataclass."""
     return dataclasses.asdict(config)

@@ -60,8 +60,8 @@ import yaml
 
 from supersub_tf.atomic import atomic_write_text
 from supersub_tf.config import (
-    RunConfig, apply_overrides, bits_tag, config_from_dict, config_to_dict, load_config,
-    parse_bits, save_config)
+    RunConfig, apply_overrides, bits_tag, config_from_dict, config_to_dict, flatten_settings,
+    load_config, parse_bits, save_config)
 from supersub_tf.errors import ConfigError
 
 #: The config file of the study; ``base`` paths in it are relative to its folder.
@@ -298,16 +298,6 @@ def point_config(config: ScalingConfig, size: dict[str, Any]) -> RunConfig:
         else base.deltas)
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
-
-
 def stale_settings(run_dir: str | Path, wanted: RunConfig) -> list[str]:
     """Settings in which a point's saved ``config.yaml`` differs from ``wanted``.
 
@@ -318,7 +308,7 @@ def stale_settings(run_dir: str | Path, wanted: RunConfig) -> list[str]:
     if not path.is_file():
         return []
     try:
-        saved = _flatten(config_to_dict(load_config(path)))
+        saved = flatten_settings(config_to_dict(load_config(path)))
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
     sections = ["seed", "data", "train"]
@@ -326,7 +316,7 @@ def stale_settings(run_dir: str | Path, wanted: RunConfig) -> list[str]:
         sections.append("deltas")
     want = config_to_dict(wanted)
     diffs = []
-    for key, value in _flatten({k: want[k] for k in sections}).items():
+    for key, value in flatten_settings({k: want[k] for k in sections}).items():
         if key not in IGNORED_SETTINGS and saved.get(key) != value:
             diffs.append(f"{key}: {saved.get(key)!r} -> {value!r}")
     return diffs
@@ -413,7 +403,8 @@ def model_macs(model) -> dict[str, int]:
     return {"macs": int(conv + dense), "conv_macs": int(conv), "dense_macs": int(dense)}
 
 
-def _timed(fn, repetitions: int, warmup: int) -> list[float]:
+def timed_calls(fn, repetitions: int, warmup: int) -> list[float]:
+    """Seconds of ``repetitions`` calls of ``fn`` after ``warmup`` untimed calls."""
     for _ in range(warmup):
         fn()
     times = []
@@ -431,8 +422,8 @@ def time_inference(predict, images, timing: TimingConfig) -> dict[str, Any]:
 
     small = tf.constant(images[:timing.latency_batch])
     large = tf.constant(images[:timing.throughput_batch])
-    t_small = _timed(lambda: predict(small), timing.latency_repetitions, timing.warmup)
-    t_large = _timed(lambda: predict(large), timing.throughput_repetitions, timing.warmup)
+    t_small = timed_calls(lambda: predict(small), timing.latency_repetitions, timing.warmup)
+    t_large = timed_calls(lambda: predict(large), timing.throughput_repetitions, timing.warmup)
     return {"latency_batch": int(small.shape[0]), "latency_ms": 1e3 * statistics.median(t_small),
             "latency_ms_min": 1e3 * min(t_small), "latency_repetitions": len(t_small),
             "throughput_batch": int(large.shape[0]),
