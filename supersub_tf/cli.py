@@ -117,18 +117,23 @@ def _cmd_export_tflite(args: argparse.Namespace) -> None:
         CALIBRATED, calibration_images, export_sizes, export_tflite, format_measurement,
         load_images, measure_export)
 
-    config = _system_config(args)
     system = load_system(args.system)
-    if int(system.backbone["image_size"]) != config.data.image_size:
-        raise ConfigError(f"{args.system} takes {system.backbone['image_size']}px images but "
-                          f"the data config gives {config.data.image_size}px; pass the run's "
-                          "--config or --set data.image_size=...")
-    source = create_source(config.data)
-    images, fine = (calibration_images(config.data, source=source,
-                                       per_superclass=args.calibration_images, seed=config.seed)
-                    if args.quantization in CALIBRATED else (None, None))
+    config = source = None
+    if args.quantization in CALIBRATED or args.compare:  # these read the dataset
+        config = _system_config(args)
+        if int(system.backbone["image_size"]) != config.data.image_size:
+            raise ConfigError(f"{args.system} takes {system.backbone['image_size']}px images "
+                              f"but the data config gives {config.data.image_size}px; pass the "
+                              "run's --config or --set data.image_size=...")
+        source = create_source(config.data)
+    images = fine = None
+    if args.quantization in CALIBRATED:
+        images, fine = calibration_images(config.data, source=source,
+                                          per_superclass=args.calibration_images,
+                                          seed=config.seed)
     path = export_tflite(system, args.output, images, fine, quantization=args.quantization,
-                         calibration_size=args.calibration_images, seed=config.seed)
+                         calibration_size=args.calibration_images,
+                         seed=config.seed if config else 0)
     if args.compare:
         val, val_fine = load_images(config.data, "val", source=source)
         print(format_measurement(measure_export(path, system, val, val_fine)))

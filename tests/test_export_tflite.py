@@ -376,3 +376,23 @@ def test_calibration_selection_is_balanced():
     assert np.bincount(to_super[fine[picked]], minlength=3).tolist() == [13, 13, 4]
     only = tflite._balanced(to_super, fine, [1], 500, rng)  # fewer images than asked
     assert sorted(only.tolist()) == list(range(50, 110))
+
+
+def test_export_commands(trained, tmp_path, capsys):
+    """`python -m supersub_tf export savedmodel|tflite SYSTEM OUT`, as the README names them."""
+    from supersub_tf.cli import main
+
+    system = str(trained["system"].path)
+    assert main(["export", "savedmodel", system, str(tmp_path / "saved")]) == 0
+    assert "SavedModel" in capsys.readouterr().out
+    assert (tmp_path / "saved" / "saved_model.pb").is_file()
+    assert main(["export", "tflite", system, str(tmp_path / "lite"),
+                 "--quantization", "float32"]) == 0
+    assert "4 models" in capsys.readouterr().out
+    runtime = tflite.open_export(tmp_path / "lite")
+    val_x, _ = trained["val"]
+    reference = tflite.keras_predict(trained["system"], val_x)
+    assert (runtime.predict(val_x)["fine"] == reference["fine"]).all()
+    # An unrelated folder is never replaced.
+    assert main(["export", "savedmodel", system, str(trained["root"])]) == 2
+    assert "not a SavedModel" in capsys.readouterr().err
