@@ -146,16 +146,14 @@ def export_stage(config: RunConfig, source: ImageSource | None = None,
     Raises:
         ConfigError: When the run has no stored system of that bit width yet.
     """
-    import numpy as np
-
     from supersub_tf.config import bits_tag
     from supersub_tf.deltas.storage import MANIFEST, load_system
     from supersub_tf.errors import ConfigError
     from supersub_tf.export.savedmodel import (
         export_savedmodel, export_size_report, format_export_size_report, savedmodel_predict)
     from supersub_tf.export.tflite import (
-        CALIBRATED, calibration_images, export_tflite, format_measurement, keras_predict,
-        load_images, measure_export)
+        CALIBRATED, calibration_images, evaluation_images, export_tflite, format_measurement,
+        keras_predict, measure_export)
 
     settings = config.export
     run_dir = run_dir_of(config)
@@ -166,11 +164,8 @@ def export_stage(config: RunConfig, source: ImageSource | None = None,
                           "supersub stage first (networks must include supersub)")
     source = source or create_source(config.data)
     system = load_system(system_dir)
-    images, fine = load_images(config.data, "val", source=source)
-    if settings.compare_images and settings.compare_images < len(images):
-        keep = np.sort(np.random.default_rng(config.seed).choice(
-            len(images), settings.compare_images, replace=False))
-        images, fine = images[keep], fine[keep]
+    images, fine = evaluation_images(config.data, source=source,
+                                     count=settings.compare_images, seed=config.seed)
     reference = keras_predict(system, images)
     result = {"system": str(system_dir), "bits": tag, "images": int(len(images)),
               "keras_accuracy": float((reference["fine"] == fine).mean())}

@@ -171,6 +171,17 @@ def calibration_images(data_config: DataConfig, *, source: ImageSource | None = 
                        seed=seed)
 
 
+def evaluation_images(data_config: DataConfig, *, source: ImageSource | None = None,
+                      count: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Validation images (uint8) and fine labels for comparing an export with Keras:
+    the whole split, or a seeded random subset of ``count`` images in split order."""
+    images, fine = load_images(data_config, "val", source=source)
+    if count and count < len(images):
+        keep = np.sort(np.random.default_rng(seed).choice(len(images), count, replace=False))
+        images, fine = images[keep], fine[keep]
+    return images, fine
+
+
 def _balanced(fine_to_superclass: np.ndarray, fine: np.ndarray, superclasses: list[int],
               count: int, rng: np.random.Generator) -> np.ndarray:
     """Indices of up to ``count`` images, an equal share (as far as there are images)
