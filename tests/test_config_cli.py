@@ -72,7 +72,8 @@ def test_main_job_quick(shared_data, tmp_path):
            "PATH": "/usr/bin:/bin"}
     result = subprocess.run([sys.executable, "-m", "supersub_tf", "run", "--quick",
                              "--set", f"output_dir={tmp_path}/runs",
-                             "--set", f"export.output_dir={tmp_path}/saved_models"],
+                             "--set", f"export.output_dir={tmp_path}/saved_models",
+                             "--set", "export.compare_images=400"],
                             capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     run_dir = tmp_path / "runs" / "quick"
@@ -84,7 +85,7 @@ def test_main_job_quick(shared_data, tmp_path):
     # The main job ends by exporting both forms, checked against the Keras pipeline.
     exported = json.loads((run_dir / "export.json").read_text())
     assert exported["savedmodel"]["fine_agreement"] == 1.0
-    assert exported["tflite"]["comparison"]["images"] == exported["images"] > 0
+    assert exported["tflite"]["comparison"]["images"] == exported["images"] == 400
     assert (tmp_path / "saved_models" / "quick" / "saved_model.pb").is_file()
     assert (tmp_path / "saved_models" / "quick_tflite" / "litert_runtime.py").is_file()
     assert "## Export" in report

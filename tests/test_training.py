@@ -31,6 +31,7 @@ def tiny_config(tmp_path: Path, **train) -> RunConfig:
     data = json.loads(json.dumps(TINY))
     data["train"].update(train)
     data["output_dir"] = str(tmp_path / "runs")
+    data["export"] = {"output_dir": str(tmp_path / "saved_models")}
     data["name"] = "tiny"
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -169,6 +170,9 @@ def test_main_job_supersub_stage(tmp_path, capsys):
                  for t in ("4bit", "float"))
     assert four < flt
     assert "## The Super-Sub pipeline" in (run_dir / "report.md").read_text()
+    # The export stage takes the first bit width's system: float deltas here.
+    assert json.loads((run_dir / "export.json").read_text())["bits"] == "float"
+    assert (tmp_path / "saved_models" / "tiny" / "saved_model.pb").is_file()
     assert main(["storage", str(run_dir / "systems" / "4bit")]) == 0
     assert "a*N + 1" in capsys.readouterr().out
 
