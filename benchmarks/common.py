@@ -27,32 +27,27 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import fcntl
 import json
 import os
 import platform
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import supersub_tf  # noqa: F401  (selects tf_keras and oneDNN before TensorFlow loads)
 from supersub_tf.atomic import atomic_write_text
-from supersub_tf.config import (
-    QUICK_PROFILE, RunConfig, bits_tag, config_to_dict, flatten_settings, load_config)
+from supersub_tf.config import QUICK_PROFILE, RunConfig, bits_tag, load_config
+from supersub_tf.freshness import stale_stages
+from supersub_tf.run_lock import RunLockedError, run_lock
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "benchmarks" / "results"
 DEFAULT_CONFIG = REPO / "configs" / "default.yaml"
 #: The quick-profile run every ``--small`` benchmark shares.
 SMALL_RUN = "bench_small"
-#: Settings that do not change a run's numbers, so a saved config may differ in them.
-IGNORED_SETTINGS = {"train.verbose", "train.eval_batch_size", "train.backup_every_steps",
-                    "data.verify_images", "data.download", "data.path", "deltas.bits"}
-
 
 # ----------------------------------------------------------------------------- modes
 def mode_name(small: bool, suffix: str = "") -> str:
@@ -77,12 +72,15 @@ def load_run_config(overrides: Sequence[str] = ()) -> RunConfig:
 
 
 def add_run_arguments(parser, what: str = "the run") -> None:
-    """The options every question benchmark has: ``--small``, ``--run``, ``--wait``,
-    ``--output``."""
+    """The options every question benchmark has: ``--small``, ``--run``, ``--retrain``,
+    ``--wait``, ``--output``."""
     parser.add_argument("--small", action="store_true",
                         help=f"{what} of the quick profile (run {SMALL_RUN!r}, minutes)")
     parser.add_argument("--run", metavar="DIR",
                         help="read this finished run directory; never trains")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train again the run's stages whose settings differ from the "
+                             "config's (without it such a run is refused)")
     parser.add_argument("--wait", action="store_true",
                         help="when another job is writing the run, wait for it to finish "
                              "instead of stopping")
@@ -307,113 +305,19 @@ def missing_parts(run_dir: Path, config: RunConfig) -> list[str]:
     return missing
 
 
-def config_differences(saved: RunConfig, wanted: RunConfig) -> list[str]:
-    """Settings of ``data``, ``train``, ``deltas`` and ``seed`` in which a run's saved
-    config and the wanted one differ (``IGNORED_SETTINGS`` and the bit widths aside)."""
-    a, b = flatten_settings(config_to_dict(saved)), flatten_settings(config_to_dict(wanted))
-    keys = [k for k in sorted(set(a) | set(b))
-            if k.split(".")[0] in ("data", "train", "deltas", "seed") and
-            k not in IGNORED_SETTINGS]
-    return [f"{k}: run has {a.get(k)!r}, wanted {b.get(k)!r}" for k in keys
-            if a.get(k) != b.get(k)]
-
-
-# -- other jobs writing a run
-def _job_target(argv: list[str], cwd: Path) -> Path | None:
-    """The run directory a ``python -m supersub_tf run|train ...`` command line writes."""
-    try:
-        i = argv.index("supersub_tf")
-    except ValueError:
-        return None
-    if i == 0 or argv[i - 1] != "-m" or len(argv) <= i + 1 or argv[i + 1] not in ("run", "train"):
-        return None
-    args = argv[i + 2:]
-    sets: list[str] = []
-    name = output_dir = config_path = None
-    quick = False
-    j = 0
-    while j < len(args):
-        arg = args[j]
-        value = args[j + 1] if j + 1 < len(args) else ""
-        if arg in ("--set", "--name", "--config"):
-            j += 1
-        elif "=" in arg and arg.split("=", 1)[0] in ("--set", "--name", "--config"):
-            arg, value = arg.split("=", 1)
-        else:
-            quick = quick or arg == "--quick"
-            j += 1
-            continue
-        if arg == "--set":
-            sets.append(value)
-        elif arg == "--name":
-            name = value
-        else:
-            config_path = value
-        j += 1
-    config_name, config_out = "default", "runs"
-    path = Path(config_path) if config_path else cwd / "configs" / "default.yaml"
-    path = path if path.is_absolute() else cwd / path
-    with contextlib.suppress(Exception):
-        import yaml
-
-        data = yaml.safe_load(path.read_text()) or {}
-        config_name = str(data.get("name", config_name))
-        config_out = str(data.get("output_dir", config_out))
-    if quick:
-        config_name = "quick"
-    for item in sets:
-        key, _, value = item.partition("=")
-        if key == "name":
-            config_name = value
-        elif key == "output_dir":
-            output_dir = value
-    out = Path(output_dir or config_out)
-    return (out if out.is_absolute() else cwd / out) / (name or config_name)
-
-
-def other_jobs_on(run_dir: Path) -> list[str]:
-    """``pid: command`` of every other process running the main job (``python -m
-    supersub_tf run`` or ``train``) into ``run_dir``."""
-    target = run_dir.resolve()
-    jobs = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        if int(proc.name) == os.getpid():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
-            cwd = Path(os.readlink(proc / "cwd"))
-        except OSError:
-            continue
-        where = _job_target(argv, cwd)
-        if where is not None and where.resolve() == target:
-            jobs.append(f"{proc.name}: {shlex.join(argv)}")
-    return jobs
-
-
-@contextlib.contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """Serialises the benchmarks that ensure the same run (a lock file in the temp dir)."""
-    key = str(run_dir.resolve()).strip("/").replace("/", "_")
-    path = Path(tempfile.gettempdir()) / f"supersub_bench_{key}.lock"
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure_run(overrides: Sequence[str] = (), run: str | os.PathLike | None = None,
                wait: bool = False, log: Callable[[str], None] = print,
-               poll_seconds: float = 30.0) -> dict[str, Any]:
+               retrain: bool = False) -> dict[str, Any]:
     """The finished run a benchmark reads: ``run`` as it is, or the run of the main job's
     config with ``overrides``, trained or resumed first when parts are missing.
 
     A run whose bit widths are all there but some are missing gets only the missing
     delta specialists (``supersub_stage``) and a fresh report; anything else missing
     goes through ``run_pipeline``, which reuses every finished network and delta set.
-    It never writes into a run another main-job process is writing: it stops, or with
-    ``wait`` waits for that process to end and looks again.
+    It holds the run's lock (:mod:`supersub_tf.run_lock`), so it never writes into a run
+    another command is writing: it stops, or with ``wait`` waits for that command to
+    end. Stages trained with other settings (:mod:`supersub_tf.freshness`) stop it, or
+    with ``retrain`` are trained again.
 
     Returns:
         ``run_dir`` (Path), ``config`` (RunConfig), ``report`` (report.json),
@@ -433,31 +337,22 @@ def ensure_run(overrides: Sequence[str] = (), run: str | os.PathLike | None = No
         return _run_info(run_dir, config, trained=False, missing=[])
     config = load_run_config(overrides)
     run_dir = resolve_run_dir(config)
-    with run_lock(run_dir):
-        if (run_dir / "config.yaml").is_file():
-            differences = config_differences(load_config(run_dir / "config.yaml"), config)
-            if differences:
-                raise SystemExit(f"{run_dir} was made with other settings; remove it or pass "
-                                 "--run to read it as it is:\n  " + "\n  ".join(differences))
-        missing = missing_parts(run_dir, config)
-        if not missing:
-            return _run_info(run_dir, config, trained=False, missing=[])
-        announced = False
-        while jobs := other_jobs_on(run_dir):
-            if not wait:
-                raise SystemExit(f"{run_dir} lacks {', '.join(missing)} and another job is "
-                                 "writing it:\n  " + "\n  ".join(jobs) +
-                                 "\nwait for it (--wait), or read the run as it is (--run).")
-            if not announced:
-                log(f"[bench] waiting for the job writing {run_dir}: {'; '.join(jobs)}")
-                announced = True
-            time.sleep(poll_seconds)
-        missing = missing_parts(run_dir, config)
-        if missing:
-            log(f"[bench] {run_dir} lacks {', '.join(missing)}: running the main job "
-                "(finished parts are reused)")
-            _complete(run_dir, config, missing, log)
-        return _run_info(run_dir, config, trained=bool(missing), missing=missing)
+    try:
+        with run_lock(run_dir, wait=wait):
+            stale = stale_stages(config, run_dir)
+            if stale and not retrain:
+                raise SystemExit(f"{run_dir} holds stages trained with other settings; pass "
+                                 "--retrain, or --run to read it as it is:\n  " + "\n  ".join(
+                                     f"{folder.relative_to(run_dir)}: {'; '.join(diffs)}"
+                                     for folder, diffs in stale.items()))
+            missing = missing_parts(run_dir, config) if not stale else ["stale stages"]
+            if missing:
+                log(f"[bench] {run_dir} lacks {', '.join(missing)}: running the main job "
+                    "(finished parts are reused)")
+                _complete(run_dir, config, missing, log)
+            return _run_info(run_dir, config, trained=bool(missing), missing=missing)
+    except RunLockedError as err:
+        raise SystemExit(f"{err}; or pass --wait, or read the run as it is (--run)") from None
 
 
 def _complete(run_dir: Path, config: RunConfig, missing: list[str],
@@ -477,10 +372,10 @@ def _complete(run_dir: Path, config: RunConfig, missing: list[str],
             union.deltas.bits = list(saved.deltas.bits) + [
                 b for b in config.deltas.bits if b not in saved.deltas.bits]
             save_config(union, run_dir / "config.yaml")
-            supersub_stage(partial, log=log)
+            supersub_stage(partial, log=log)  # only missing widths: nothing is stale
             analyze_run(union, run_dir, log=log)
         else:
-            run_pipeline(config, log=log)
+            run_pipeline(config, log=log, retrain=True)  # stale stages were asked for
 
 
 def _run_info(run_dir: Path, config: RunConfig, trained: bool,

@@ -35,6 +35,8 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a study setting")
     parser.add_argument("--study", help="read this finished study folder; never train")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train again the points' stages whose settings differ")
     parser.add_argument("--output", help="JSON path (default benchmarks/results/...)")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -46,7 +48,8 @@ def main() -> None:
         study_dir = Path(args.study)
     else:
         quick = list(SCALING_QUICK_PROFILE) if args.small else []
-        study_dir = run_scaling(load_scaling_config(args.config, quick + args.overrides))
+        study_dir = run_scaling(load_scaling_config(args.config, quick + args.overrides),
+                                retrain=args.retrain)
     study = common.read_json(study_dir / "scaling.json")
     points = study["points"]
     common.print_table(

@@ -151,7 +151,7 @@ def main() -> None:
 
     results = []
     for label, overrides, run in plans:
-        info = common.ensure_run(overrides, run=run, wait=args.wait)
+        info = common.ensure_run(overrides, run=run, wait=args.wait, retrain=args.retrain)
         result = {"label": label, "run": common.run_summary(info),
                   **comparison(info["report"], info["config"].train.batch_size)}
         print_comparison(f"{label}, run {result['run']['run_dir']}", result)

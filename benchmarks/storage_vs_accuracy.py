@@ -113,7 +113,7 @@ def main() -> None:
     except ConfigError as err:
         parser.error(f"--bits: {err}")
     info = common.ensure_run(common.run_overrides(args.small, [f"deltas.bits=[{args.bits}]"]),
-                             run=args.run, wait=args.wait)
+                             run=args.run, wait=args.wait, retrain=args.retrain)
     found = common.supersub_results(info["run_dir"])
     supersub = {t: found[t] for t in sorted(tags, key=common.tag_order) if t in found}
     absent = [t for t in tags if t not in found]

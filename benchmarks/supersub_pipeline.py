@@ -150,7 +150,7 @@ def main() -> None:
     if not (args.system or args.untrained):
         info = common.ensure_run(common.run_overrides(args.small, [
             f"deltas.bits=[{'float' if args.bits is None else args.bits}]"]),
-            run=args.run, wait=args.wait)
+            run=args.run, wait=args.wait, retrain=args.retrain)
         run = common.run_summary(info)
         args.system = str(info["run_dir"] / "systems" / bits_tag(args.bits))
 

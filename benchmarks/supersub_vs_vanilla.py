@@ -132,7 +132,8 @@ def main() -> None:
     common.add_run_arguments(parser)
     args = parser.parse_args()
     started = time.perf_counter()
-    info = common.ensure_run(common.run_overrides(args.small), run=args.run, wait=args.wait)
+    info = common.ensure_run(common.run_overrides(args.small), run=args.run, wait=args.wait,
+                             retrain=args.retrain)
     result = compare(info["report"], common.supersub_results(info["run_dir"]),
                      info["config"].deltas.topk)
     run = common.run_summary(info)

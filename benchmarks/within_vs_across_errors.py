@@ -123,7 +123,8 @@ def main() -> None:
     common.add_run_arguments(parser)
     args = parser.parse_args()
     started = time.perf_counter()
-    info = common.ensure_run(common.run_overrides(args.small), run=args.run, wait=args.wait)
+    info = common.ensure_run(common.run_overrides(args.small), run=args.run, wait=args.wait,
+                             retrain=args.retrain)
     result = summarize(info["report"])
     run = common.run_summary(info)
     print_summary(result, f"Vanilla network's errors, run {run['run_dir']} "

@@ -2,15 +2,21 @@
 
 Importing the package selects tf_keras (Keras 2) as TensorFlow's Keras before TensorFlow
 is imported, because tensorflow-model-optimization's quantization-aware training does not
-support Keras 3. It also turns on oneDNN's CPU kernels, which train about twice as fast
-on the CPUs this project is developed on (set ``TF_ENABLE_ONEDNN_OPTS=0`` to opt out).
-TensorFlow itself is imported lazily by the modules that need it.
+support Keras 3. TensorFlow itself is imported lazily by the modules that need it.
+
+oneDNN's CPU kernels stay **off** unless you set ``TF_ENABLE_ONEDNN_OPTS=1`` yourself.
+They train about twice as fast on 2-core AMD EPYC machines, but TensorFlow 2.21's oneDNN
+path corrupts the heap on ordinary inputs (narrow convolutions at 48-64 px, batches of
+37, 39, 41 or 103 images at 32 px: SIGSEGV or "double free or corruption", no Python
+traceback; upstream tensorflow/tensorflow#117700 and #123109, fix not merged in 2.21).
+A speed-up that can kill a run without a message is not a default; TensorFlow itself
+turns oneDNN on for some Intel CPUs, so the project sets it off explicitly.
 """
 
 import os as _os
 
 _os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-_os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+_os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # opt-in only: see above
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from supersub_tf.errors import ConfigError, DataError, HierarchyError, SuperSubError  # noqa: E402

@@ -30,6 +30,10 @@ from supersub_tf.errors import SuperSubError
 DEFAULT_CONFIG = Path("configs") / "default.yaml"
 
 
+RETRAIN_HELP = ("train again the finished stages whose recorded settings differ from the "
+                "config's (without it such a run folder is refused, naming the settings)")
+
+
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML config (default: configs/default.yaml if present)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
@@ -62,13 +66,13 @@ def _load_config(args: argparse.Namespace):
 def _cmd_run(args: argparse.Namespace) -> None:
     from supersub_tf.run import run_pipeline
 
-    run_pipeline(_load_config(args))
+    run_pipeline(_load_config(args), retrain=args.retrain)
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
     from supersub_tf.run import train_stage
 
-    train_stage(_load_config(args), args.kind)
+    train_stage(_load_config(args), args.kind, retrain=args.retrain)
 
 
 def _cmd_analyze(args: argparse.Namespace) -> None:
@@ -146,7 +150,7 @@ def _cmd_scale(args: argparse.Namespace) -> None:
     from supersub_tf.scaling import SCALING_QUICK_PROFILE, load_scaling_config, run_scaling
 
     quick = list(SCALING_QUICK_PROFILE) if args.quick else []
-    run_scaling(load_scaling_config(args.config, quick + args.overrides))
+    run_scaling(load_scaling_config(args.config, quick + args.overrides), retrain=args.retrain)
 
 
 def _cmd_summary(args: argparse.Namespace) -> None:
@@ -204,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(run)
     run.add_argument("--name", help="run name (directory under output_dir)")
     run.add_argument("--quick", action="store_true", help="smoke-test profile (minutes)")
+    run.add_argument("--retrain", action="store_true", help=RETRAIN_HELP)
     run.set_defaults(func=_cmd_run)
 
     train = commands.add_parser("train", help="train one kind of network into runs/<name>")
@@ -211,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(train)
     train.add_argument("--name", help="run name (directory under output_dir)")
     train.add_argument("--quick", action="store_true", help="smoke-test profile (minutes)")
+    train.add_argument("--retrain", action="store_true", help=RETRAIN_HELP)
     train.set_defaults(func=_cmd_train)
 
     analyze = commands.add_parser("analyze", help="analysis and report of a run directory")
@@ -248,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--set", dest="overrides", action="append", default=[],
                        metavar="KEY=VALUE", help="override a setting, e.g. base.train.epochs=2")
     scale.add_argument("--quick", action="store_true", help="smoke-test profile (minutes)")
+    scale.add_argument("--retrain", action="store_true", help=RETRAIN_HELP)
     scale.set_defaults(func=_cmd_scale)
 
     data = commands.add_parser("data", help="dataset tools").add_subparsers(dest="data_command",

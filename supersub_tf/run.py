@@ -35,6 +35,8 @@ from supersub_tf.data import create_source
 from supersub_tf.data.preview import write_preview
 from supersub_tf.data.source import ImageSource
 from supersub_tf.data.summary import format_table, split_counts
+from supersub_tf.freshness import ensure_fresh
+from supersub_tf.run_lock import run_lock
 
 NETWORK_KINDS = ("vanilla", "generalist", "specialists", "supersub")
 
@@ -58,8 +60,14 @@ def data_stage(config: RunConfig, run_dir: Path, log=print) -> tuple[ImageSource
 
 
 def train_stage(config: RunConfig, kinds: str | list[str] | None = None,
-                source: ImageSource | None = None, log=print) -> dict[str, dict]:
+                source: ImageSource | None = None, log=print,
+                retrain: bool = False) -> dict[str, dict]:
     """Trains (or loads) the networks of ``kinds`` (default ``config.networks``).
+
+    Holds the run's lock, and first checks every finished stage of the run against the
+    config (:func:`~supersub_tf.freshness.ensure_fresh`; ``retrain`` deletes the stale
+    ones instead of refusing), so ``config.yaml`` never describes networks trained
+    otherwise.
 
     Returns:
         Network name (``vanilla``, ``generalist``, ``specialist/<superclass>``) -> its
@@ -68,30 +76,40 @@ def train_stage(config: RunConfig, kinds: str | list[str] | None = None,
     from supersub_tf.training.networks import train_network, train_specialists
 
     run_dir = run_dir_of(config)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
-    source = source or create_source(config.data)
-    kinds = [kinds] if isinstance(kinds, str) else list(kinds or config.networks)
-    metrics = {}
-    for kind in NETWORK_KINDS:
-        if kind not in kinds or kind == "supersub":
-            continue
-        if kind == "specialists":
-            for name, net in train_specialists(config, source, run_dir, log).items():
-                metrics[f"specialist/{name}"] = net.metrics
-        else:
-            metrics[kind] = train_network(config, source, kind, run_dir, log=log).metrics
-    return metrics
+    with run_lock(run_dir):
+        ensure_fresh(config, run_dir, retrain, log)
+        save_config(config, run_dir / "config.yaml")
+        source = source or create_source(config.data)
+        kinds = [kinds] if isinstance(kinds, str) else list(kinds or config.networks)
+        metrics = {}
+        for kind in NETWORK_KINDS:
+            if kind not in kinds or kind == "supersub":
+                continue
+            if kind == "specialists":
+                for name, net in train_specialists(config, source, run_dir, log).items():
+                    metrics[f"specialist/{name}"] = net.metrics
+            else:
+                metrics[kind] = train_network(config, source, kind, run_dir, log=log).metrics
+        return metrics
 
 
 def supersub_stage(config: RunConfig, source: ImageSource | None = None,
-                   log=print) -> dict[str, dict]:
+                   log=print, retrain: bool = False) -> dict[str, dict]:
     """Delta specialists at each configured bit width, their stored systems, and the
     two-stage pipeline's validation accuracy under each routing mode.
 
     Needs the run's trained generalist. Writes ``systems/<bits>/`` (the compact storage
-    format) and ``supersub/<bits>.json``; returns those results by bit-width tag.
+    format) and ``supersub/<bits>.json``; returns those results by bit-width tag. Holds
+    the run's lock and refuses (or, with ``retrain``, retrains) stale stages first.
     """
+    run_dir = run_dir_of(config)
+    with run_lock(run_dir):
+        ensure_fresh(config, run_dir, retrain, log)
+        return _supersub_results(config, run_dir, source or create_source(config.data), log)
+
+
+def _supersub_results(config: RunConfig, run_dir: Path, source: ImageSource,
+                      log) -> dict[str, dict]:
     from supersub_tf.config import bits_tag
     from supersub_tf.data import load_dataset
     from supersub_tf.deltas.storage import save_system, storage_report
@@ -100,8 +118,6 @@ def supersub_stage(config: RunConfig, source: ImageSource | None = None,
     from supersub_tf.training.delta_specialists import train_delta_specialists
     from supersub_tf.training.networks import load_network
 
-    run_dir = run_dir_of(config)
-    source = source or create_source(config.data)
     hierarchy = source.hierarchy
     if not (run_dir / "generalist" / "metrics.json").exists():
         train_stage(config, "generalist", source, log)
@@ -146,6 +162,12 @@ def export_stage(config: RunConfig, source: ImageSource | None = None,
     Raises:
         ConfigError: When the run has no stored system of that bit width yet.
     """
+    run_dir = run_dir_of(config)
+    with run_lock(run_dir):
+        return _export(config, run_dir, source, log)
+
+
+def _export(config: RunConfig, run_dir: Path, source: ImageSource | None, log) -> dict:
     from supersub_tf.config import bits_tag
     from supersub_tf.deltas.storage import MANIFEST, load_system
     from supersub_tf.errors import ConfigError
@@ -156,7 +178,6 @@ def export_stage(config: RunConfig, source: ImageSource | None = None,
         keras_predict, measure_export)
 
     settings = config.export
-    run_dir = run_dir_of(config)
     tag = bits_tag(config.deltas.bits[0])
     system_dir = run_dir / "systems" / tag
     if not (system_dir / MANIFEST).is_file():
@@ -230,9 +251,15 @@ def analyze_run(config: RunConfig, run_dir: str | Path | None = None,
                     else split_counts(source))
     preview = f"preview_{config.preview.split}.png"
     analysis = analyze_networks(run_dir, source.hierarchy, config.data, source, log=log)
-    analysis["supersub"] = {path.stem: json.loads(path.read_text())
-                            for path in sorted((run_dir / "supersub").glob("*.json"))}
-    if (run_dir / "export.json").is_file():
+    # Only what this config made: results of other bit widths or an export the config
+    # turned off may be left in the folder from an earlier run.
+    from supersub_tf.config import bits_tag
+
+    supersub = "supersub" in config.networks
+    tags = [bits_tag(b) for b in config.deltas.bits] if supersub else []
+    analysis["supersub"] = {tag: json.loads((run_dir / "supersub" / f"{tag}.json").read_text())
+                            for tag in tags if (run_dir / "supersub" / f"{tag}.json").is_file()}
+    if supersub and config.export.enabled and (run_dir / "export.json").is_file():
         analysis["export"] = json.loads((run_dir / "export.json").read_text())
     skipped = sum(len(v) for v in source.skipped.values())
     notes = [f"Undecodable files skipped: {skipped}.", ""] if skipped else []
@@ -244,10 +271,21 @@ def analyze_run(config: RunConfig, run_dir: str | Path | None = None,
     return report
 
 
-def run_pipeline(config: RunConfig, log=print) -> Path:
-    """Runs every stage on ``config``; returns the run directory."""
-    start = time.time()
+def run_pipeline(config: RunConfig, log=print, retrain: bool = False) -> Path:
+    """Runs every stage on ``config``; returns the run directory.
+
+    Holds the run's lock throughout; finished stages are reused only when their
+    recorded settings match ``config`` (otherwise it refuses before any work, or with
+    ``retrain`` trains exactly the stale stages again).
+    """
     run_dir = run_dir_of(config)
+    with run_lock(run_dir):
+        ensure_fresh(config, run_dir, retrain, log)
+        return _run_all(config, run_dir, log)
+
+
+def _run_all(config: RunConfig, run_dir: Path, log) -> Path:
+    start = time.time()
     (run_dir / "plots").mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
     source, _, _ = data_stage(config, run_dir, log)

@@ -60,19 +60,14 @@ import yaml
 
 from supersub_tf.atomic import atomic_write_text
 from supersub_tf.config import (
-    RunConfig, apply_overrides, bits_tag, config_from_dict, config_to_dict, flatten_settings,
-    load_config, parse_bits, save_config)
+    RunConfig, apply_overrides, bits_tag, config_from_dict, config_to_dict, parse_bits,
+    save_config)
 from supersub_tf.errors import ConfigError
+from supersub_tf.freshness import ensure_fresh
+from supersub_tf.run_lock import run_lock
 
 #: The config file of the study; ``base`` paths in it are relative to its folder.
 DEFAULT_SCALING_CONFIG = Path("configs") / "scaling.yaml"
-
-#: Keys of a point's saved ``config.yaml`` that may change without invalidating its
-#: trained networks (how they are logged, evaluated or located, not what they learn).
-IGNORED_SETTINGS = frozenset({
-    "train.verbose", "train.eval_batch_size", "train.backup_every_steps", "data.path",
-    "data.download", "data.verify_images", "data.cache", "data.skip_bad_images",
-    "deltas.bits", "deltas.topk"})
 
 _SIZE_NAME = re.compile(r"^(?P<model>[A-Za-z0-9_]+?)_w(?P<width>[0-9]*\.?[0-9]+(?:e-?[0-9]+)?)$")
 
@@ -298,42 +293,6 @@ def point_config(config: ScalingConfig, size: dict[str, Any]) -> RunConfig:
         else base.deltas)
 
 
-def stale_settings(run_dir: str | Path, wanted: RunConfig) -> list[str]:
-    """Settings in which a point's saved ``config.yaml`` differs from ``wanted``.
-
-    Compares ``seed``, ``data`` and ``train`` (and ``deltas`` once delta specialists
-    exist), except :data:`IGNORED_SETTINGS`; empty when nothing was saved yet.
-    """
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        return []
-    try:
-        saved = flatten_settings(config_to_dict(load_config(path)))
-    except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
-    sections = ["seed", "data", "train"]
-    if (Path(run_dir) / "deltas").is_dir():
-        sections.append("deltas")
-    want = config_to_dict(wanted)
-    diffs = []
-    for key, value in flatten_settings({k: want[k] for k in sections}).items():
-        if key not in IGNORED_SETTINGS and saved.get(key) != value:
-            diffs.append(f"{key}: {saved.get(key)!r} -> {value!r}")
-    return diffs
-
-
-def refuse_stale(config: RunConfig) -> None:
-    """Raises ConfigError, naming the settings, when a point's folder holds networks
-    trained with other settings than ``config``."""
-    from supersub_tf.run import run_dir_of
-
-    run_dir = run_dir_of(config)
-    diffs = stale_settings(run_dir, config)
-    if diffs:
-        raise ConfigError(f"{run_dir} was trained with other settings ({'; '.join(diffs)}); "
-                          "use another study name, or delete that folder to retrain it")
-
-
 # ------------------------------------------------------------------------------ training
 
 
@@ -351,16 +310,17 @@ def point_is_trained(config: RunConfig) -> bool:
     return done
 
 
-def train_point(config: RunConfig, source=None, log=print) -> None:
+def train_point(config: RunConfig, source=None, log=print, retrain: bool = False) -> None:
     """Trains what one point lacks, with the main job's resumable stages.
 
     Raises:
-        ConfigError: When the point's folder was trained with other settings.
+        StaleRunError: When the point's folder holds stages trained with other settings
+            (``retrain`` trains those again instead).
     """
     from supersub_tf.run import run_dir_of, supersub_stage, train_stage
 
     run_dir = run_dir_of(config)
-    refuse_stale(config)
+    ensure_fresh(config, run_dir, retrain, log)
     if point_is_trained(config):
         log(f"[scale {config.name}] already trained")
         return
@@ -672,19 +632,27 @@ def supersub_record(config: ScalingConfig, size: dict[str, Any], bits: int | Non
 # ------------------------------------------------------------------------------ runner
 
 
-def run_scaling(config: ScalingConfig, log=print) -> Path:
+def run_scaling(config: ScalingConfig, log=print, retrain: bool = False) -> Path:
     """Trains every missing point, measures all of them, writes the report.
+
+    Holds the study folder's lock; every point is checked for stale stages before any
+    training (``retrain`` trains those again instead of refusing).
 
     Returns:
         The study folder ``<output_dir>/<name>`` (``scaling.json``, ``scaling.md``,
         ``plots/``).
     """
+    out = study_dir(config)
+    with run_lock(out):
+        return _run_study(config, out, log, retrain)
+
+
+def _run_study(config: ScalingConfig, out: Path, log, retrain: bool) -> Path:
     from supersub_tf.analysis.scaling_plots import points_table, write_scaling_outputs
     from supersub_tf.data import create_source, load_dataset
+    from supersub_tf.run import run_dir_of
 
     start = time.time()
-    out = study_dir(config)
-    out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / "scaling_config.yaml")
     configs = [point_config(config, size) for size in config.sizes]
     tags = ", ".join(map(bits_tag, config.bits))
@@ -692,11 +660,11 @@ def run_scaling(config: ScalingConfig, log=print) -> Path:
         f"({', '.join(c.name for c in configs)}); Super-Sub ({tags}) on "
         f"{', '.join(map(point_name, config.supersub_sizes)) or 'none'}")
     for cfg in configs:  # refuse stale folders before hours of training
-        refuse_stale(cfg)
+        ensure_fresh(cfg, run_dir_of(cfg), retrain, log)
     source = create_source(config.base.data)
     for i, cfg in enumerate(configs, 1):
         log(f"[scale] point {i}/{len(configs)}: {cfg.name} ({', '.join(cfg.networks)})")
-        train_point(cfg, source, log)
+        train_point(cfg, source, log, retrain)
     trained = time.time()
     base = config.base
     val = load_dataset(base.data, "val", training=False, batch_size=base.train.eval_batch_size,
@@ -730,5 +698,5 @@ def run_scaling(config: ScalingConfig, log=print) -> Path:
 
 
 __all__ = ["SCALING_QUICK_PROFILE", "ScalingConfig", "TimingConfig", "load_scaling_config",
-           "model_macs", "parse_size", "point_config", "point_name", "refuse_stale",
-           "run_scaling", "stale_settings", "study_dir", "train_point"]
+           "model_macs", "parse_size", "point_config", "point_name",
+           "run_scaling", "study_dir", "train_point"]

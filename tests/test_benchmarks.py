@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from supersub_tf.config import save_config
+from supersub_tf.freshness import network_settings, record_settings
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -95,6 +97,7 @@ def make_run(bench, root: Path, name: str = "tiny", report: bool = True) -> Path
     run_dir = root / name
     run_dir.mkdir(parents=True)
     save_config(config, run_dir / "config.yaml")
+    record_settings(run_dir / "vanilla", network_settings(config, "vanilla"))
     content = make_report()
     (run_dir / "data_summary.json").write_text(json.dumps(content["data"]))
     (run_dir / "supersub").mkdir()
@@ -145,7 +148,7 @@ def test_small_mode_is_the_quick_profile_under_its_own_name(bench):
     assert full.name == "default" and full.data.max_per_class == 0
 
 
-def test_missing_parts_and_config_differences(bench, tmp_path):
+def test_missing_parts(bench, tmp_path):
     run_dir = make_run(bench, tmp_path)
     config = bench.load_run_config(["name=tiny", f"output_dir={tmp_path}", "deltas.bits=[8]"])
     assert bench.resolve_run_dir(config) == run_dir
@@ -154,9 +157,6 @@ def test_missing_parts_and_config_differences(bench, tmp_path):
     assert bench.missing_parts(run_dir, config) == ["supersub/4bit"]
     (run_dir / "report.json").unlink()
     assert bench.missing_parts(run_dir, config) == ["report.json"]
-    other = bench.load_run_config(["train.epochs=9", "deltas.bits=[2]"])
-    assert bench.config_differences(config, other) == [
-        "train.epochs: run has 4, wanted 9"]
 
 
 def test_ensure_run_reads_a_finished_run_without_training(bench, tmp_path, monkeypatch):
@@ -171,24 +171,22 @@ def test_ensure_run_reads_a_finished_run_without_training(bench, tmp_path, monke
     assert info["run_dir"] == run_dir and not info["trained"] and info["missing"] == []
     assert bench.run_summary(info)["name"] == "tiny"
     assert bench.ensure_run(run=run_dir)["report"]["wall_seconds"] == 12.0
-    with pytest.raises(SystemExit, match="other settings"):
+    with pytest.raises(SystemExit, match=r"other settings(.|\n)*vanilla: train\.epochs: 4 -> 9"):
         bench.ensure_run(["name=tiny", f"output_dir={tmp_path}", "train.epochs=9"])
+    # Another command writing the run: refused at once, naming the lock.
+    from test_freshness import LOCK_HOLDER
+
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(run_dir)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(SystemExit, match=r"in use by pid .*\.lock.*--wait"):
+            bench.ensure_run(["name=tiny", f"output_dir={tmp_path}", "deltas.bits=[8]"])
+    finally:
+        holder.kill()
+        holder.wait()
     with pytest.raises(SystemExit, match="no report.json"):
         bench.ensure_run(run=make_run(bench, tmp_path, "unfinished", report=False))
-
-
-def test_jobs_writing_a_run_are_recognised_by_their_command_line(bench, tmp_path):
-    def target(*args: str):
-        return bench._job_target(["/venv/bin/python", "-m", "supersub_tf", *args], tmp_path)
-
-    assert target("run", "--set", "deltas.bits=[float,8]") == tmp_path / "runs" / "default"
-    assert target("run", "--quick") == tmp_path / "runs" / "quick"
-    assert target("run", "--quick", "--set", "name=x") == tmp_path / "runs" / "x"
-    assert target("train", "vanilla", "--name", "y") == tmp_path / "runs" / "y"
-    assert target("run", "--set=output_dir=/o", "--set=name=z") == Path("/o/z")
-    assert target("analyze", "runs/default") is None
-    assert bench._job_target(["python", "benchmarks/x.py"], tmp_path) is None
-    assert bench.other_jobs_on(tmp_path / "runs" / "nobody_writes_this") == []
 
 
 def test_question_scripts_on_a_hand_made_report(bench, tmp_path, monkeypatch, capsys):

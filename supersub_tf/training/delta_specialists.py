@@ -25,6 +25,7 @@ from supersub_tf.data import load_dataset
 from supersub_tf.data.source import ImageSource
 from supersub_tf.deltas.delta_set import DeltaSet, load_delta_set, save_delta_set
 from supersub_tf.deltas.specialist import build_delta_specialist, extract_delta_set
+from supersub_tf.freshness import check_stage, delta_settings, record_settings
 from supersub_tf.training.engine import fit, steps_for, with_targets
 from supersub_tf.training.networks import predict
 
@@ -42,9 +43,12 @@ def train_delta_specialist(config: RunConfig, source: ImageSource, run_dir: str 
     """Fine-tunes one delta specialist (or loads its finished deltas) and returns them."""
     out = deltas_dir(run_dir, bits) / superclass
     label = f"delta {bits_tag(bits)} {superclass}"
+    recorded = delta_settings(config, bits)
+    check_stage(out, recorded)  # never reuse or resume deltas trained otherwise
     if (out / DELTA_SET).exists():
         log(f"[{label}] already trained, loading {out / DELTA_SET}")
         return load_delta_set(out / DELTA_SET)
+    record_settings(out, recorded)
     settings, h = config.deltas, source.hierarchy
     train_cfg = dataclasses.replace(
         config.train, epochs=settings.epochs or config.train.specialist_epochs or

@@ -8,8 +8,9 @@
 
 Each network gets a folder (``<run>/vanilla``, ``<run>/generalist``,
 ``<run>/specialists/<superclass>``) with the engine's files plus ``network.json`` (how
-to rebuild it), ``metrics.json`` (written last: its presence marks the network done, so
-a rerun skips it) and ``val_predictions.npz`` (probabilities and labels of the
+to rebuild it), ``settings.json`` (what it was trained with, see :mod:`supersub_tf.freshness`),
+``metrics.json`` (written last: its presence marks the network done, so a rerun with
+the same settings skips it) and ``val_predictions.npz`` (probabilities and labels of the
 validation split, in the split's order, for the analysis).
 """
 
@@ -29,6 +30,7 @@ from supersub_tf.atomic import atomic_write_text
 from supersub_tf.config import RunConfig, TrainConfig
 from supersub_tf.data import load_dataset
 from supersub_tf.data.source import ImageSource
+from supersub_tf.freshness import check_stage, network_settings, record_settings
 from supersub_tf.hierarchy import Hierarchy
 from supersub_tf.models import create_model
 from supersub_tf.training.engine import FINAL_WEIGHTS, fit, steps_for, with_targets
@@ -99,9 +101,12 @@ def train_network(config: RunConfig, source: ImageSource, kind: str, run_dir: st
     """
     out = network_dir(run_dir, kind, superclass)
     label = f"{kind} {superclass}" if superclass else kind
+    settings = network_settings(config, kind)
+    check_stage(out, settings)  # never reuse or resume a network trained otherwise
     if (out / "metrics.json").exists():
         log(f"[{label}] already trained, loading {out}")
         return load_network(out)
+    record_settings(out, settings)
     hierarchy, train_cfg = source.hierarchy, config.train
     if kind == "specialist" and train_cfg.specialist_epochs:
         train_cfg = dataclasses.replace(train_cfg, epochs=train_cfg.specialist_epochs)

@@ -1,0 +1,77 @@
+"""One command at a time per run folder: ``<run>/.lock``, held with ``flock``.
+
+Two jobs writing one run folder interleave ``history.csv``, race on the HDF5 checkpoints
+and leave a report that describes neither. Every command that writes a run takes its
+lock; a second command refuses at once, naming the lock and the holder's command. The
+kernel releases a ``flock`` when its process ends, also on a kill or a native crash, so
+a lock is never left behind. Within one process the lock is re-entrant (the main job
+holds it while its stages take it again).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Iterator
+
+from supersub_tf.errors import SuperSubError
+
+LOCK_FILE = ".lock"
+
+_held: dict[Path, list] = {}  # resolved run dir -> [open handle, depth]
+
+
+class RunLockedError(SuperSubError):
+    """Another command is writing the same run folder."""
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | os.PathLike, wait: bool = False) -> Iterator[Path]:
+    """Holds ``<run_dir>/.lock`` for the block (creating the folder).
+
+    Args:
+        run_dir: The run (or study) folder.
+        wait: Block until the other command ends instead of refusing.
+
+    Raises:
+        RunLockedError: When another process holds the lock and ``wait`` is false.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    key = run_dir.resolve()
+    if key in _held:
+        _held[key][1] += 1
+        try:
+            yield run_dir / LOCK_FILE
+        finally:
+            _held[key][1] -= 1
+        return
+    path = run_dir / LOCK_FILE
+    handle = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RunLockedError(
+                f"{run_dir} is in use by {holder} (lock {path}); wait for it to finish, or "
+                "use another run name (--set name=...)") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}: {shlex.join(sys.argv) or 'python'}\n")
+        handle.flush()
+        _held[key] = [handle, 1]
+        try:
+            yield path
+        finally:
+            del _held[key]
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        handle.close()
