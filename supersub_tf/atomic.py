@@ -16,6 +16,21 @@ from typing import Iterator
 from supersub_tf.errors import DataError
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+def plain_mode(directory: bool = False) -> int:
+    """The mode a plain ``open()`` or ``mkdir()`` would give under the current umask.
+
+    ``mkstemp`` and ``mkdtemp`` create 0600 files and 0700 folders; renamed into place
+    as they are, a model server running as another user could not read an export.
+    """
+    return (0o777 if directory else 0o666) & ~_current_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yields a temporary path beside ``path``; renames it onto ``path`` on success.
@@ -31,6 +46,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
                                     suffix=".tmp" + "".join(target.suffixes), dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    tmp.chmod(plain_mode())
     try:
         yield tmp
         os.replace(tmp, target)
@@ -108,6 +124,7 @@ def atomic_directory(path: str | os.PathLike, marker: str, kind: str) -> Iterato
     check_replaceable_dir(target, marker, kind)
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    work.chmod(plain_mode(directory=True))
     try:
         yield work
         swap_into_place(work, target)

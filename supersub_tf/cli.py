@@ -155,7 +155,7 @@ def _cmd_scale(args: argparse.Namespace) -> None:
 
 def _cmd_summary(args: argparse.Namespace) -> None:
     from supersub_tf.data import create_source
-    from supersub_tf.data.summary import format_table, split_counts
+    from supersub_tf.data.summary import format_gaps, format_table, split_counts
 
     config = _load_config(args)
     summary = split_counts(create_source(config.data))
@@ -164,6 +164,8 @@ def _cmd_summary(args: argparse.Namespace) -> None:
         return
     print(f"{summary['dataset']}, hierarchy {summary['hierarchy']}")
     print(format_table(summary))
+    if gaps := format_gaps(summary):
+        print(gaps)
 
 
 def _cmd_preview(args: argparse.Namespace) -> None:

@@ -8,6 +8,7 @@ and type, so a typo names the bad setting instead of being ignored.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from pathlib import Path
@@ -57,7 +58,12 @@ class DataConfig:
         cache: Cache decoded, resized images in memory.
         verify_images: Decode every file once before use, so a corrupt file is named
             before training starts (a cached check; set false for huge folders).
-        skip_bad_images: Leave corrupt files out (and count them) instead of failing.
+        skip_bad_images: Leave corrupt files out (and name them in the run folder and
+            the data summary) instead of failing.
+        partial_val: Accept a validation split that covers only some images: label rows
+            naming absent files are counted and left out, and classes without validation
+            images are reported and left out of evaluation (training keeps them).
+            Without it such a split is refused, naming the files and classes.
         download: Download Tiny ImageNet when the archive is absent.
         synthetic: Settings of the synthetic source.
     """
@@ -77,6 +83,7 @@ class DataConfig:
     cache: bool = True
     verify_images: bool = True
     skip_bad_images: bool = False
+    partial_val: bool = False
     download: bool = True
     synthetic: SyntheticConfig = dataclasses.field(default_factory=SyntheticConfig)
 
@@ -92,6 +99,8 @@ class DataConfig:
                 raise ConfigError(f"data.{key} must be in [0, 1), got {value}")
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ConfigError("data.val_fraction + data.test_fraction must be below 1")
+        _require(self, "data", max_per_class=(0, "0 (all images) or more"),
+                 crop_padding=(0, ">= 0"), shuffle_buffer=(1, ">= 1"))
 
 
 @dataclasses.dataclass
@@ -163,6 +172,13 @@ class TrainConfig:
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"train.label_smoothing must be in [0, 1), got "
                               f"{self.label_smoothing}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"train.momentum must be in [0, 1), got {self.momentum}")
+        _require(self, "train", width=(_POSITIVE, "a positive number"),
+                 learning_rate=(_POSITIVE, "positive"), weight_decay=(0, ">= 0"),
+                 warmup_epochs=(0, ">= 0"), specialist_epochs=(0, ">= 0 (0: train.epochs)"),
+                 eval_batch_size=(1, ">= 1"), backup_every_steps=(0, ">= 0"),
+                 step_gamma=(_POSITIVE, "positive"))
 
 
 @dataclasses.dataclass
@@ -200,6 +216,20 @@ class DeltaConfig:
             raise ConfigError(f"deltas.from_stage must be >= 0, got {self.from_stage}")
         if self.topk < 1:
             raise ConfigError(f"deltas.topk must be >= 1, got {self.topk}")
+        _require(self, "deltas", epochs=(0, ">= 0"), learning_rate=(_POSITIVE, "positive"),
+                 weight_decay=(0, ">= 0"))
+
+
+_POSITIVE = 1e-300  # "greater than zero" for _require
+
+
+def _require(config: Any, section: str, **minimums: tuple[float, str]) -> None:
+    """Raises ConfigError naming ``section.key`` when a number is below its minimum
+    (or not finite)."""
+    for key, (minimum, rule) in minimums.items():
+        value = getattr(config, key)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= minimum):
+            raise ConfigError(f"{section}.{key} must be {rule}, got {value!r}")
 
 
 def parse_bits(value: Any) -> int | None:
@@ -297,6 +327,14 @@ class RunConfig:
         if unknown:
             raise ConfigError(f"networks: unknown kind(s) {sorted(unknown)}; choose from "
                               f"{', '.join(kinds)}")
+        name = str(self.name)
+        if not name or name in (".", "..") or "/" in name or "\\" in name:
+            raise ConfigError(f"name must be a folder name (no '/', not empty), got {name!r}")
+        if not str(self.output_dir):
+            raise ConfigError("output_dir must not be empty (the default is runs)")
+        if "supersub" in self.networks and not self.deltas.bits:
+            raise ConfigError("deltas.bits is empty but networks include supersub; give at "
+                              "least one bit width, e.g. deltas.bits=[8]")
 
 
 #: Overrides of the ``--quick`` profile: a run small enough for a smoke test (minutes).
@@ -405,6 +443,9 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
             data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"{p}: not valid YAML ({err})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: expected a mapping of settings (section: ...), got a "
+                              f"{type(data).__name__}")
     data = apply_overrides(data, list(overrides or []))
     return config_from_dict(cls, data)
 

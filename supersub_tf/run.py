@@ -34,7 +34,7 @@ from supersub_tf.config import RunConfig, save_config
 from supersub_tf.data import create_source
 from supersub_tf.data.preview import write_preview
 from supersub_tf.data.source import ImageSource
-from supersub_tf.data.summary import format_table, split_counts
+from supersub_tf.data.summary import format_gaps, format_table, split_counts
 from supersub_tf.freshness import ensure_fresh
 from supersub_tf.run_lock import run_lock
 
@@ -46,13 +46,17 @@ def run_dir_of(config: RunConfig) -> Path:
     return Path(config.output_dir) / config.name
 
 
-def data_stage(config: RunConfig, run_dir: Path, log=print) -> tuple[ImageSource, dict, str]:
-    """Builds the source, writes the data summary and the preview grid."""
-    log(f"[data] {config.data.dataset} with hierarchy {config.data.preset or '(from data)'}")
-    source = create_source(config.data)
+def data_stage(config: RunConfig, run_dir: Path, log=print,
+               source: ImageSource | None = None) -> tuple[ImageSource, dict, str]:
+    """Builds the source (unless given), writes the data summary and the preview grid."""
+    source = source or create_source(config.data)
     summary = split_counts(source)
     atomic_write_text(run_dir / "data_summary.json", json.dumps(summary, indent=2) + "\n")
     log(format_table(summary))
+    gaps = format_gaps(summary)
+    if gaps:  # the files a run left out, by name, next to its numbers
+        atomic_write_text(run_dir / "data_gaps.txt", gaps + "\n")
+        log(f"[data] {gaps}")
     preview = write_preview(source, run_dir / "plots" / f"preview_{config.preview.split}.png",
                             config.preview.split, config.preview.images_per_superclass)
     log(f"[data] preview grid: {preview}")
@@ -78,8 +82,8 @@ def train_stage(config: RunConfig, kinds: str | list[str] | None = None,
     run_dir = run_dir_of(config)
     with run_lock(run_dir):
         ensure_fresh(config, run_dir, retrain, log)
+        source = source or create_source(config.data)  # bad data fails before any write
         save_config(config, run_dir / "config.yaml")
-        source = source or create_source(config.data)
         kinds = [kinds] if isinstance(kinds, str) else list(kinds or config.networks)
         metrics = {}
         for kind in NETWORK_KINDS:
@@ -262,7 +266,8 @@ def analyze_run(config: RunConfig, run_dir: str | Path | None = None,
     if supersub and config.export.enabled and (run_dir / "export.json").is_file():
         analysis["export"] = json.loads((run_dir / "export.json").read_text())
     skipped = sum(len(v) for v in source.skipped.values())
-    notes = [f"Undecodable files skipped: {skipped}.", ""] if skipped else []
+    notes = [f"Undecodable files skipped: {skipped} (named in `data_gaps.txt`).", ""] if skipped else []
+    notes += [f"{note}", ""] if (note := "; ".join(source.notes)) else []
     report = write_report(run_dir, f"Run `{config.name}`", data_summary,
                           preview if (run_dir / "plots" / preview).exists() else None,
                           finished_networks(run_dir), analysis,
@@ -286,9 +291,11 @@ def run_pipeline(config: RunConfig, log=print, retrain: bool = False) -> Path:
 
 def _run_all(config: RunConfig, run_dir: Path, log) -> Path:
     start = time.time()
+    log(f"[data] {config.data.dataset} with hierarchy {config.data.preset or '(from data)'}")
+    source = create_source(config.data)  # a bad preset or dataset fails before any write
     (run_dir / "plots").mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
-    source, _, _ = data_stage(config, run_dir, log)
+    data_stage(config, run_dir, log, source)
     if config.networks:
         train_stage(config, source=source, log=log)
     if "supersub" in config.networks:

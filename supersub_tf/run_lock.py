@@ -1,11 +1,12 @@
-"""One command at a time per run folder: ``<run>/.lock``, held with ``flock``.
+"""One command at a time per run folder: ``<output_dir>/.<name>.lock``, held with ``flock``.
 
 Two jobs writing one run folder interleave ``history.csv``, race on the HDF5 checkpoints
 and leave a report that describes neither. Every command that writes a run takes its
 lock; a second command refuses at once, naming the lock and the holder's command. The
 kernel releases a ``flock`` when its process ends, also on a kill or a native crash, so
 a lock is never left behind. Within one process the lock is re-entrant (the main job
-holds it while its stages take it again).
+holds it while its stages take it again). The lock file sits beside the run folder, so a
+command that fails before its first result (a bad preset, say) leaves no empty folder.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from typing import Iterator
 
 from supersub_tf.errors import SuperSubError
 
-LOCK_FILE = ".lock"
-
 _held: dict[Path, list] = {}  # resolved run dir -> [open handle, depth]
 
 
@@ -29,9 +28,15 @@ class RunLockedError(SuperSubError):
     """Another command is writing the same run folder."""
 
 
+def lock_path(run_dir: str | os.PathLike) -> Path:
+    """``<parent>/.<name>.lock``: the lock file of a run (or study) folder."""
+    run_dir = Path(run_dir)
+    return run_dir.parent / f".{run_dir.name}.lock"
+
+
 @contextlib.contextmanager
 def run_lock(run_dir: str | os.PathLike, wait: bool = False) -> Iterator[Path]:
-    """Holds ``<run_dir>/.lock`` for the block (creating the folder).
+    """Holds the lock of ``run_dir`` (``.<name>.lock`` beside it) for the block.
 
     Args:
         run_dir: The run (or study) folder.
@@ -41,16 +46,16 @@ def run_lock(run_dir: str | os.PathLike, wait: bool = False) -> Iterator[Path]:
         RunLockedError: When another process holds the lock and ``wait`` is false.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    key = run_dir.resolve()
+    path = lock_path(run_dir)
+    key = path.resolve()
     if key in _held:
         _held[key][1] += 1
         try:
-            yield run_dir / LOCK_FILE
+            yield path
         finally:
             _held[key][1] -= 1
         return
-    path = run_dir / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(path, "a+")
     try:
         try:

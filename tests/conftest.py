@@ -50,7 +50,8 @@ def jpeg_bytes(seed: int, size: int = 16, grey: bool = False) -> bytes:
 
 
 def write_tiny_imagenet(path: Path, per_class: int = 6, val_per_class: int = 2,
-                        corrupt: str | None = None, as_zip: bool = True) -> Path:
+                        corrupt: str | None = None, as_zip: bool = True,
+                        drop: str | None = None) -> Path:
     """Writes a Tiny ImageNet archive (zip or folder) in the official layout.
 
     Args:
@@ -59,6 +60,8 @@ def write_tiny_imagenet(path: Path, per_class: int = 6, val_per_class: int = 2,
         val_per_class: Validation images per class.
         corrupt: Member path (relative to tiny-imagenet-200/) to fill with garbage.
         as_zip: Write a zip (else an extracted folder).
+        drop: Member path (relative to tiny-imagenet-200/) to leave out, as a partial
+            extraction would.
     """
     files: dict[str, bytes] = {"wnids.txt": "".join(f"{w}\n" for w in TINY_CLASSES).encode()}
     annotations, k = [], 0
@@ -73,6 +76,8 @@ def write_tiny_imagenet(path: Path, per_class: int = 6, val_per_class: int = 2,
     files["val/val_annotations.txt"] = "".join(annotations).encode()
     if corrupt:
         files[corrupt] = b"\xff\xd8 this is not a JPEG"
+    if drop:
+        del files[drop]
     if as_zip:
         with zipfile.ZipFile(path, "w") as zf:
             for name, data in files.items():

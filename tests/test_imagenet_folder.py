@@ -86,10 +86,10 @@ def write_sorted_val(root: Path) -> None:
         write_image(root / "val" / wnid / f"{image_id}.JPEG", level_of(wnid))
 
 
-def write_kaggle_csv(folder: Path) -> None:
+def write_kaggle_csv(folder: Path, encoding: str = "utf-8") -> None:
     lines = ["ImageId,PredictionString"]
     lines += [f"{i},{w} 1 2 18 19 {w} 3 3 10 10 " for i, w in val_labels()]
-    (folder / KAGGLE_SOLUTION).write_text("\n".join(lines) + "\n")
+    (folder / KAGGLE_SOLUTION).write_text("\n".join(lines) + "\n", encoding=encoding)
 
 
 def write_devkit(folder: Path) -> None:
@@ -174,10 +174,11 @@ def test_official_splits_are_sorted_paths(root):
     assert source.splits() == ("train", "val")
 
 
-def test_flat_val_with_kaggle_csv(root, tmp_path):
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig"])  # as spreadsheets save it
+def test_flat_val_with_kaggle_csv(root, tmp_path, encoding):
     (root / "val").rename(tmp_path / "sorted_val")
     write_flat_val(root)
-    write_kaggle_csv(root.parent)  # Kaggle's CSV sits above the CLS-LOC root
+    write_kaggle_csv(root.parent, encoding)  # Kaggle's CSV sits above the CLS-LOC root
     source = ImageNetFolderSource(config_for(root), hierarchy())
     val = source.official_splits()["val"]
     assert source.val_layout == "kaggle"
@@ -270,6 +271,35 @@ def test_corrupt_image_skipped(corrupt_root, tmp_path):
     assert list((tmp_path / "cache" / "verified").glob("*.json"))  # decode check cached
 
 
+def test_decode_check_is_cached_per_file(corrupt_root, monkeypatch):
+    """A file repaired or corrupted in place is checked again, the others are not."""
+    import os
+
+    from supersub_tf.data import examples as examples_module
+    from supersub_tf.data.examples import drop_undecodable
+
+    root, bad = corrupt_root
+    listed = ImageNetFolderSource(config_for(root), hierarchy()).official_splits()["train"]
+    with pytest.raises(DataError, match=rf"{bad.name}.*delete that folder"):
+        drop_undecodable(listed, False, "train")
+    good = root / "train" / WNIDS[0] / f"{WNIDS[0]}_1.JPEG"
+    bad.write_bytes(good.read_bytes())  # repaired in place
+    os.utime(bad, ns=(1, 1))  # a different mtime even on a coarse clock
+    checked = []
+    real = examples_module._decodes
+    monkeypatch.setattr(examples_module, "_decodes",
+                        lambda ex, index: checked.append(len(index)) or real(ex, index))
+    kept, skipped = drop_undecodable(listed, False, "train")
+    assert skipped == [] and len(kept) == len(listed) and checked == [1]
+    good.write_bytes(b"\xff\xd8 corrupted after the check")  # corrupted in place
+    with pytest.raises(DataError, match=good.name):
+        drop_undecodable(listed, False, "train")
+    assert checked == [1, 1]
+    good.unlink()
+    with pytest.raises(DataError, match=rf"{good.name} does not exist"):
+        drop_undecodable(listed, False, "train")
+
+
 # ----------------------------------------------------------------------------- bad input
 def test_missing_root(tmp_path):
     with pytest.raises(DataError, match="nowhere.*data.path"):
@@ -335,8 +365,37 @@ def test_val_label_naming_missing_file(root, tmp_path, labels):
     else:
         write_devkit(root)
     (root / "val" / "ILSVRC2012_val_00000003.JPEG").unlink()  # a Chihuahua
-    with pytest.raises(DataError, match="ILSVRC2012_val_00000003.JPEG does not exist"):
+    with pytest.raises(DataError, match=r"labels 1 val image.* not in .*val/ \(first: "
+                                        r"ILSVRC2012_val_00000003.JPEG\); is val/ fully "
+                                        r"extracted\? set data.partial_val=true"):
         ImageNetFolderSource(config_for(root), hierarchy()).official_splits()
+
+
+def test_partial_val_is_reported_and_evaluated_on_what_is_there(root, tmp_path):
+    """A subset of the val images beside the full label file (as users extract it)."""
+    (root / "val").rename(tmp_path / "sorted_val")
+    write_flat_val(root)
+    write_kaggle_csv(root)
+    chihuahuas = [i for i, w in val_labels() if w == WNIDS[2]]
+    for image_id in chihuahuas:  # one class loses every val image
+        (root / "val" / f"{image_id}.JPEG").unlink()
+    with pytest.raises(DataError, match=rf"{len(chihuahuas)} val image"):
+        ImageNetFolderSource(config_for(root), hierarchy()).official_splits()
+    source = ImageNetFolderSource(config_for(root, partial_val=True), hierarchy())
+    val = source.official_splits()["val"]
+    assert len(val) == 3 * VAL_PER_CLASS and 2 not in set(val.fine)
+    assert len(source.notes) == 2
+    assert f"labels {len(chihuahuas)} val image(s)" in source.notes[0]
+    assert f"1 of 4 classes have no val images: {WNIDS[2]}" in source.notes[1]
+
+
+def test_sorted_val_missing_class_under_partial_val(root):
+    import shutil
+
+    shutil.rmtree(root / "val" / WNIDS[0])
+    source = ImageNetFolderSource(config_for(root, partial_val=True), hierarchy())
+    assert 0 not in set(source.official_splits()["val"].fine)
+    assert WNIDS[0] in source.notes[0]
 
 
 def test_missing_outside_class_val_file_is_ignored(root, tmp_path):

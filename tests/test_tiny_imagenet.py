@@ -72,6 +72,33 @@ def test_corrupt_image_named_or_skipped(tmp_path):
     assert sum(x.shape[0] for x, _ in data.dataset) == data.num_examples
 
 
+@pytest.mark.parametrize("as_zip", [True, False])
+def test_val_annotation_naming_a_missing_file(tmp_path, as_zip):
+    from supersub_tf.data.summary import format_gaps
+
+    path = write_tiny_imagenet(tmp_path / ("t.zip" if as_zip else "t"), as_zip=as_zip,
+                               drop="val/images/val_0.JPEG")
+    with pytest.raises(DataError, match=r"1 file\(s\) listed in val/val_annotations.txt are "
+                                        r"missing \(first: .*val_0.JPEG\); set data.partial_val"):
+        restricted_source(config(path)).examples("val")
+    cfg = config(path, partial_val=True)
+    source = restricted_source(cfg)
+    assert len(source.examples("val")) == 2 * len(IN_HIERARCHY) - 1
+    summary = split_counts(source)
+    assert summary["totals"]["val"] == 2 * len(IN_HIERARCHY) - 1
+    assert "val_0.JPEG" in format_gaps(summary)
+
+
+def test_summary_counts_the_images_used_and_names_the_skipped(tmp_path):
+    from supersub_tf.data.summary import format_gaps
+
+    bad = "train/n02085620/images/n02085620_3.JPEG"
+    path = write_tiny_imagenet(tmp_path / "t.zip", corrupt=bad)
+    summary = split_counts(restricted_source(config(path, skip_bad_images=True)))
+    assert summary["totals"]["train"] == 6 * len(IN_HIERARCHY) - 1
+    assert summary["skipped"]["train"][0].endswith(bad) and bad in format_gaps(summary)
+
+
 def test_missing_archive_and_class(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="not found at .*nowhere.zip"):
         create_source(config(tmp_path / "nowhere.zip"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -135,41 +136,96 @@ def decode_image(encoded, channels: int = 3):
     return image
 
 
-def find_undecodable(examples: Examples) -> list[int]:
-    """Indices of images that fail to decode (parallel tf.data pass, cached on disk).
+CACHE_HINT = ("decode checks are cached in $SUPERSUB_CACHE_DIR/verified/ (default "
+              "~/.cache/supersub_tf/verified/); delete that folder to check every file again")
 
-    The check decodes each image once. Its result is cached under
-    ``$SUPERSUB_CACHE_DIR/verified/`` by the examples' fingerprint, so later runs over
-    the same unchanged files skip it.
-    """
-    if examples.kind == "array" or len(examples) == 0:
-        return []
-    cache_file = cache_dir() / "verified" / f"{examples.fingerprint}.json"
-    if examples.fingerprint and cache_file.is_file():
+
+def _file_states(paths: np.ndarray) -> list[list[int] | None]:
+    """``[size, mtime_ns]`` of each file, None for a file that does not exist."""
+    states: list[list[int] | None] = []
+    for path in paths:
         try:
-            return list(json.loads(cache_file.read_text())["bad"])
-        except (OSError, ValueError, KeyError):
-            pass
+            stat = os.stat(path)
+            states.append([stat.st_size, stat.st_mtime_ns])
+        except OSError:
+            states.append(None)
+    return states
+
+
+def _decodes(examples: Examples, index: np.ndarray) -> np.ndarray:
+    """Whether each image at ``index`` decodes (one parallel tf.data pass)."""
     import tensorflow as tf
 
     def check(i, ref):
         data = tf.io.read_file(ref) if examples.kind == "path" else ref
         return i, tf.shape(decode_image(data))[0]
 
-    refs = examples.images.astype(str) if examples.kind == "path" else list(examples.images)
-    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(examples)), refs))
+    refs = (examples.images[index].astype(str) if examples.kind == "path"
+            else list(examples.images[index]))
+    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(index)), refs))
     ds = ds.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
     ds = ds.ignore_errors().batch(4096)
-    decoded = np.zeros(len(examples), bool)
-    for index, _ in ds.as_numpy_iterator():
-        decoded[index] = True
-    bad = [int(i) for i in np.flatnonzero(~decoded)]
-    if examples.fingerprint:
+    decoded = np.zeros(len(index), bool)
+    for position, _ in ds.as_numpy_iterator():
+        decoded[position] = True
+    return decoded
+
+
+def find_undecodable(examples: Examples) -> tuple[list[int], list[int]]:
+    """Indices of files that are missing and of images that fail to decode.
+
+    Each image is decoded once and the result cached under
+    ``$SUPERSUB_CACHE_DIR/verified/``. Files on disk are cached one by one, keyed on
+    their size and modification time, so a file repaired or corrupted in place is
+    checked again; archive members are cached by the archive's fingerprint.
+
+    Returns:
+        ``(missing, undecodable)`` index lists.
+    """
+    if examples.kind == "array" or len(examples) == 0:
+        return [], []
+    on_disk = examples.kind == "path"
+    key = _hash("files", *examples.names) if on_disk else examples.fingerprint
+    cache_file = cache_dir() / "verified" / f"{key}.json"
+    cached: dict = {}
+    if key and cache_file.is_file():
         try:
-            atomic_write_text(cache_file, json.dumps({"bad": bad}))
-        except OSError:
-            pass  # a read-only cache only costs a re-check next time
-    return bad
+            cached = json.loads(cache_file.read_text())
+        except (OSError, ValueError):
+            cached = {}
+    if not on_disk:
+        if "bad" in cached:
+            return [], list(cached["bad"])
+        bad = [int(i) for i in np.flatnonzero(~_decodes(examples, np.arange(len(examples))))]
+        if key:
+            _write_cache(cache_file, {"bad": bad})
+        return [], bad
+    states = _file_states(examples.images)
+    known = cached.get("files", {})
+    ok = np.zeros(len(examples), bool)
+    todo = []
+    for i, (name, state) in enumerate(zip(examples.names, states)):
+        entry = known.get(name)
+        if state is not None and entry is not None and entry[:2] == state:
+            ok[i] = entry[2]
+        elif state is not None:
+            todo.append(i)
+    if todo:
+        ok[todo] = _decodes(examples, np.asarray(todo))
+    missing = [i for i, state in enumerate(states) if state is None]
+    files = {name: [*state, bool(good)] for name, state, good in
+             zip(examples.names, states, ok) if state is not None}
+    if todo or len(files) != len(known):
+        _write_cache(cache_file, {"files": files})
+    bad = [int(i) for i in np.flatnonzero(~ok) if states[i] is not None]
+    return missing, bad
+
+
+def _write_cache(path, content: dict) -> None:
+    try:
+        atomic_write_text(path, json.dumps(content))
+    except OSError:
+        pass  # a read-only cache only costs a re-check next time
 
 
 def drop_undecodable(examples: Examples, skip: bool, where: str) -> tuple[Examples, list[str]]:
@@ -182,7 +238,11 @@ def drop_undecodable(examples: Examples, skip: bool, where: str) -> tuple[Exampl
         DataError: naming the first undecodable file (and how many there are), unless
             ``skip`` is set.
     """
-    bad = find_undecodable(examples)
+    missing, bad = find_undecodable(examples)
+    if missing:  # listed but gone: not a decoding problem, and never skipped silently
+        raise DataError(f"{where}: image file {examples.names[missing[0]]} does not exist"
+                        + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                        + "; it was listed when the dataset was read")
     if not bad:
         return examples, []
     names = [str(examples.names[i]) for i in bad]
@@ -190,6 +250,6 @@ def drop_undecodable(examples: Examples, skip: bool, where: str) -> tuple[Exampl
         raise DataError(f"{where}: cannot decode image {names[0]}"
                         + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
                         + "; fix or remove it, or set data.skip_bad_images=true to skip such "
-                          "files")
+                          f"files ({CACHE_HINT})")
     keep = np.setdiff1d(np.arange(len(examples)), np.asarray(bad))
     return examples.take(keep, "decodable"), names

@@ -96,7 +96,7 @@ def read_kaggle_solution(path: Path) -> list[tuple[str, str]]:
         DataError: The header or a row is malformed (the line is named).
     """
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DataError(f"{path}: cannot read ({err})") from None
@@ -178,10 +178,8 @@ class ImageNetFolderSource(ListSource):
     Raises:
         DataError: The root, ``train/`` or a class's ``train/<wnid>/`` folder is missing.
 
-    The fingerprint that keys the cached decode check is built from the class folders'
-    mtimes and image counts (and the val label files'), not from every file: adding,
-    removing or renaming images invalidates it, but overwriting a file in place does
-    not; delete ``$SUPERSUB_CACHE_DIR/verified/`` to force a re-check then.
+    The decode check is cached per file (size and modification time), so a file
+    overwritten in place is checked again.
     """
 
     def __init__(self, config: DataConfig, hierarchy: Hierarchy) -> None:
@@ -212,11 +210,16 @@ class ImageNetFolderSource(ListSource):
         paths: list[str] = []
         fine: list[int] = []
         stamps: list[str] = []
+        partial = split == "val" and self.config.partial_val
         for wnid in self._hierarchy.class_ids:
             folder = self.root / split / wnid
+            if partial and not (folder.is_dir() and list_images(folder)):
+                continue  # reported by _check_val_classes below
             if not folder.is_dir():
                 raise DataError(f"{self.root}: {split}/ is sorted into class folders but has "
-                                f"no {split}/{wnid}/ for class {wnid} ({self._class_name(wnid)})")
+                                f"no {split}/{wnid}/ for class {wnid} ({self._class_name(wnid)})"
+                                + ("; set data.partial_val=true to evaluate on the classes "
+                                   "present" if split == "val" else ""))
             names = list_images(folder)
             if not names:
                 raise DataError(f"{self.root}: class {wnid} ({self._class_name(wnid)}) has no "
@@ -225,6 +228,8 @@ class ImageNetFolderSource(ListSource):
             paths += [str(folder / n) for n in names]
             fine += [self._hierarchy.fine_label(wnid)] * len(names)
             stamps.append(folder_stamp(folder, len(names)))
+        if partial:
+            self._check_val_classes(set(fine), f"{self.root}/val/")
         return self._examples(paths, fine, split, stamps)
 
     def _examples(self, paths: list[str], fine: list[int], split: str,
@@ -234,6 +239,22 @@ class ImageNetFolderSource(ListSource):
                         np.array(paths, dtype=object), fingerprint)
 
     # ------------------------------------------------------------------ val
+    def _accept_gap(self, gap: str, hint: str = "") -> None:
+        """Notes a gap of the val split under ``data.partial_val``, else refuses it."""
+        if not self.config.partial_val:
+            raise DataError(f"{gap}; {hint + ' ' if hint else ''}set data.partial_val=true "
+                            "to evaluate on the images present")
+        self.notes.append(gap + " (left out: data.partial_val)")
+
+    def _check_val_classes(self, labelled: set[int], where: str) -> None:
+        h = self._hierarchy
+        empty = [w for w in h.class_ids if h.fine_label(w) not in labelled]
+        if empty:
+            names = ", ".join(f"{w} ({self._class_name(w)})" for w in empty[:5])
+            more = f" and {len(empty) - 5} more" if len(empty) > 5 else ""
+            self._accept_gap(f"{where}: {len(empty)} of {h.num_classes} classes have no val "
+                             f"images: {names}{more}")
+
     def _list_val(self) -> Examples:
         """The val split, in whichever of the three layouts is on disk."""
         val = self.root / "val"
@@ -278,20 +299,21 @@ class ImageNetFolderSource(ListSource):
         for name in files:  # sorted, so the first of two same-stem files wins
             by_stem.setdefault(os.path.splitext(name)[0], name)
         chosen: list[tuple[str, int]] = []
+        absent: list[str] = []
         for image_id, wnid in labels:
             if wnid not in self._hierarchy:
                 continue
             if image_id not in by_stem:
-                raise DataError(f"{label_files[0]} labels {image_id} as {wnid} "
-                                f"({self._class_name(wnid)}), but {val / image_id}.JPEG "
-                                "does not exist; is val/ fully extracted?")
+                absent.append(image_id)
+                continue
             chosen.append((by_stem[image_id], self._hierarchy.fine_label(wnid)))
         chosen.sort()
-        labelled = {fine for _, fine in chosen}
-        for wnid in self._hierarchy.class_ids:
-            if self._hierarchy.fine_label(wnid) not in labelled:
-                raise DataError(f"{label_files[0]} labels no val image as class {wnid} "
-                                f"({self._class_name(wnid)})")
+        if absent:
+            self._accept_gap(
+                f"{label_files[0]} labels {len(absent)} val image(s) of the hierarchy's "
+                f"classes that are not in {val}/ (first: {absent[0]}.JPEG)",
+                "is val/ fully extracted?")
+        self._check_val_classes({fine for _, fine in chosen}, str(label_files[0]))
         stamps = [folder_stamp(val, len(files))]
         for path in label_files:
             stat = path.stat()

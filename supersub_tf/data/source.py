@@ -34,6 +34,9 @@ class ImageSource(abc.ABC):
     def __init__(self, config: DataConfig) -> None:
         self.config = config
         self.skipped: dict[str, list[str]] = {}  # split -> files left out (undecodable)
+        #: Gaps the source accepted under ``data.partial_val`` (absent files, classes
+        #: without validation images), one line each, for summaries and reports.
+        self.notes: list[str] = []
 
     @property
     def hierarchy(self) -> Hierarchy:
@@ -139,8 +142,7 @@ class ListSource(ImageSource):
                    else np.isin(examples.fine, fine_labels).sum())
 
     def labels(self, split: str) -> np.ndarray:
-        self.check_split(split)
-        return self._split_examples[split].fine
+        return self.examples(split).fine  # the images used: after the decode check
 
     def raw(self, split: str, fine_labels: np.ndarray | None = None,
             order_seed: int | None = None):

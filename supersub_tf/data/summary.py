@@ -31,7 +31,18 @@ def split_counts(source: ImageSource) -> dict[str, Any]:
     totals: dict[str, Any] = {"superclass": "total", "subclasses": h.num_classes}
     totals.update({split: int(per_split[split].sum()) for split in splits})
     return {"hierarchy": h.name, "dataset": source.description, "splits": splits,
-            "rows": rows, "totals": totals}
+            "rows": rows, "totals": totals,
+            "skipped": {split: list(names) for split, names in source.skipped.items() if names},
+            "notes": list(source.notes)}
+
+
+def format_gaps(summary: dict[str, Any]) -> str:
+    """The files left out and the gaps accepted, one line each ("" when none)."""
+    lines = list(summary.get("notes", []))
+    for split, names in summary.get("skipped", {}).items():
+        lines.append(f"{split}: {len(names)} undecodable file(s) skipped (data.skip_bad_images):")
+        lines += [f"  {name}" for name in names]
+    return "\n".join(lines)
 
 
 def format_table(summary: dict[str, Any], markdown: bool = False) -> str:

@@ -181,10 +181,17 @@ class TinyImageNetSource(ListSource):
             if fields[1] in h:
                 val_members.append(self._archive.join("val", "images", fields[0]))
                 val_fine.append(h.fine_label(fields[1]))
-        if self._archive.members is not None:
-            absent = [m for m in val_members if m not in self._archive.members]
-            if absent:
-                raise DataError(f"{self.path}: {absent[0]} is listed in val_annotations.txt "
-                                "but missing from the archive")
+        present = (set(self._archive.members) if self._archive.members is not None
+                   else {m for m in val_members if os.path.isfile(m)})
+        absent = [m for m in val_members if m not in present]
+        if absent:
+            gap = (f"{self.path}: {len(absent)} file(s) listed in val/val_annotations.txt are "
+                   f"missing (first: {absent[0]})")
+            if not self.config.partial_val:
+                raise DataError(f"{gap}; set data.partial_val=true to evaluate on the images "
+                                "present")
+            self.notes.append(gap + " (left out: data.partial_val)")
+            kept = [(m, f) for m, f in zip(val_members, val_fine) if m in present]
+            val_members, val_fine = [m for m, _ in kept], [f for _, f in kept]
         return {"train": self._archive.examples(train_members, train_fine, "train"),
                 "val": self._archive.examples(val_members, val_fine, "val")}
