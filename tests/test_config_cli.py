@@ -66,6 +66,7 @@ def test_cli_summary_real_data(shared_data, monkeypatch, capsys):
     assert summary["totals"]["train"] == 33_500 and summary["totals"]["val"] == 3_350
 
 
+@pytest.mark.slow
 def test_main_job_quick(shared_data, tmp_path):
     """`python -m supersub_tf run --quick` end to end, as a user runs it."""
     env = {"SUPERSUB_DATA_DIR": str(shared_data), "SUPERSUB_CACHE_DIR": str(tmp_path / "c"),

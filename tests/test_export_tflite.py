@@ -89,6 +89,7 @@ def edit_manifest(path: Path, change) -> None:
 
 
 # --------------------------------------------------------------------------- export
+@pytest.mark.slow
 def test_export_is_full_integer_with_complete_manifest(trained, export):
     from supersub_tf.hierarchy import Hierarchy
 
@@ -378,6 +379,7 @@ def test_calibration_selection_is_balanced():
     assert sorted(only.tolist()) == list(range(50, 110))
 
 
+@pytest.mark.slow
 def test_export_commands(trained, tmp_path, capsys):
     """`python -m supersub_tf export savedmodel|tflite SYSTEM OUT`, as the README names them."""
     from supersub_tf.cli import main

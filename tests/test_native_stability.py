@@ -62,12 +62,14 @@ def test_import_leaves_onednn_off_unless_asked():
     assert opted_in.stdout.strip() == "1"
 
 
+@pytest.mark.slow
 def test_narrow_convolutions_at_48_and_64_px():
     assert_finished(train_in_subprocess(
         ["resnet8:0.25:64:64", "resnet8:0.25:48:32", "resnet20:0.25:64:128",
          "resnet20:0.5:64:37"]))
 
 
+@pytest.mark.slow
 def test_odd_batch_sizes_at_32_px():
     assert_finished(train_in_subprocess(
         [f"resnet20:0.5:32:{batch}" for batch in (37, 39, 41, 103)]))

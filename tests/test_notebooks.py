@@ -113,6 +113,7 @@ def test_kernel_runs_this_interpreter(kernel_env: Path) -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+@pytest.mark.slow
 def test_notebook_runs_in_smoke_mode(path: Path, kernel_env: Path) -> None:
     _data_dir_or_skip()
     out = kernel_env / path.name

@@ -166,3 +166,15 @@ def test_training_stream_starts_mixed(tmp_path):
     assert len(set(first["fine"].numpy())) >= 3
     val = next(iter(load_dataset(cfg, "val", batch_size=16, source=source).dataset))[1]
     assert list(val["fine"].numpy()) == list(source.labels("val")[:16])  # evaluation keeps order
+
+
+def test_spec_of_tiny_imagenet_classes_reads_the_archive_of_data_path(tmp_path, shared_data):
+    """``classes: tiny_imagenet`` takes its class list from ``data.path``, not from the
+    (67-class) archive under ``$SUPERSUB_DATA_DIR``."""
+    archive = write_tiny_imagenet(tmp_path / "elsewhere.zip")
+    spec = tmp_path / "dogs.yaml"
+    spec.write_text("name: dogs\nclasses: tiny_imagenet\nsuperclasses:\n  dog: n02084071\n"
+                    "  amphibian: n01627424\n")
+    cfg = DataConfig(dataset="tiny_imagenet", preset=str(spec), path=str(archive), image_size=16)
+    source = create_source(cfg)
+    assert source.hierarchy.summary_rows() == [("dog", 2), ("amphibian", 2)]

@@ -92,6 +92,7 @@ def history_epochs(path: Path) -> list[int]:
     return [int(line.split(",")[0]) for line in lines if line]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_and_finishes(tmp_path):
     """`train vanilla` killed mid-training and restarted with the same command resumes
     from its backup (no epoch is run twice) and ends with valid files."""
@@ -126,6 +127,7 @@ def test_killed_run_resumes_and_finishes(tmp_path):
     assert metrics["epochs"] == 8 and not (out / "backup").exists()
 
 
+@pytest.mark.slow
 def test_main_job_writes_analysis_and_report(tmp_path):
     from supersub_tf.run import run_pipeline
 
@@ -150,6 +152,7 @@ def test_main_job_writes_analysis_and_report(tmp_path):
     assert main(["analyze", str(tmp_path)]) == 2   # not a run directory
 
 
+@pytest.mark.slow
 def test_main_job_supersub_stage(tmp_path, capsys):
     """Delta specialists at two bit widths, stored systems, the pipeline's table."""
     from supersub_tf.cli import main

@@ -60,7 +60,8 @@ def create_source(config: DataConfig) -> ImageSource:
 
     if not config.preset:
         raise ConfigError(f"data.preset is required for data.dataset={config.dataset!r}")
-    return factory(config, load_preset(config.preset))
+    tiny_path = config.path if name == "tiny_imagenet" else None  # for classes: tiny_imagenet
+    return factory(config, load_preset(config.preset, tiny_imagenet_path=tiny_path or None))
 
 
 def load_dataset(config: DataConfig, split: str, *, training: bool | None = None,

@@ -39,12 +39,17 @@ def preset_spec_path(name: str) -> Path:
     return path
 
 
-def load_preset(name_or_path: str | os.PathLike) -> Hierarchy:
-    """Loads a built-in preset by name, or a hierarchy JSON / superclassing spec file."""
+def load_preset(name_or_path: str | os.PathLike,
+                tiny_imagenet_path: str | os.PathLike | None = None) -> Hierarchy:
+    """Loads a built-in preset by name, or a hierarchy JSON / superclassing spec file.
+
+    ``tiny_imagenet_path`` is the Tiny ImageNet archive the run reads (``data.path``); a
+    spec with ``classes: tiny_imagenet`` takes its class list from there.
+    """
     text = str(name_or_path)
     path = Path(text)
     if path.suffix in (".yaml", ".yml") or (path.suffix == ".json" and _is_spec(path)):
-        return build_preset(path)[0]
+        return build_preset(path, tiny_imagenet_path=tiny_imagenet_path)[0]
     if path.suffix == ".json":
         return Hierarchy.load(path)
     json_path = PRESET_DIR / f"{text}.json"
@@ -68,11 +73,13 @@ def _is_spec(path: Path) -> bool:
 
 
 def class_list_for(spec: SuperclassingSpec, classes_path: str | os.PathLike | None = None,
-                   meta_dir: str | os.PathLike | None = None) -> list[str]:
+                   meta_dir: str | os.PathLike | None = None,
+                   tiny_imagenet_path: str | os.PathLike | None = None) -> list[str]:
     """The dataset classes a spec assigns: from ``classes_path`` or the spec's source.
 
     ``classes_path`` may be a text file of wnids (first token per line) or a Tiny
-    ImageNet zip/folder (its ``wnids.txt`` is read).
+    ImageNet zip/folder (its ``wnids.txt`` is read). ``classes: tiny_imagenet`` reads the
+    archive at ``tiny_imagenet_path`` (default: the one under ``$SUPERSUB_DATA_DIR``).
     """
     from supersub_tf.paths import data_dir
 
@@ -88,7 +95,7 @@ def class_list_for(spec: SuperclassingSpec, classes_path: str | os.PathLike | No
     if spec.classes == "tiny_imagenet":
         from supersub_tf.data.tiny_imagenet import find_archive, read_wnids
 
-        return read_wnids(find_archive(None, download=False))
+        return read_wnids(find_archive(tiny_imagenet_path or None, download=False))
     return [cid for s in spec.superclasses for cid in s.subclasses]
 
 
@@ -117,7 +124,9 @@ def imagenet1k_classes(meta_dir: str | os.PathLike | None = None) -> list[str]:
 def build_preset(spec_or_name: str | os.PathLike, *, wordnet_source: str = "auto",
                  wordnet_path: str | os.PathLike | None = None,
                  classes_path: str | os.PathLike | None = None,
-                 output: str | os.PathLike | None = None) -> tuple[Hierarchy, Path | None]:
+                 output: str | os.PathLike | None = None,
+                 tiny_imagenet_path: str | os.PathLike | None = None
+                 ) -> tuple[Hierarchy, Path | None]:
     """Builds a hierarchy from a built-in preset's spec or a spec file; optionally saves it.
 
     Args:
@@ -129,6 +138,7 @@ def build_preset(spec_or_name: str | os.PathLike, *, wordnet_source: str = "auto
             ``/usr/share/wordnet``); for ``imagenet`` it also holds ``synset_words.txt``.
         classes_path: The dataset's class list, overriding the spec's ``classes`` source.
         output: Where to write the hierarchy JSON (atomically); ``None`` writes nothing.
+        tiny_imagenet_path: The archive a ``classes: tiny_imagenet`` spec reads.
 
     Returns:
         The hierarchy and the path written (or None).
@@ -141,7 +151,7 @@ def build_preset(spec_or_name: str | os.PathLike, *, wordnet_source: str = "auto
         wordnet = WordNet.load(wordnet_source, wordnet_path)
     meta_dir = wordnet_path if wordnet_source != "wordnet3" else None
     try:
-        class_ids = class_list_for(spec, classes_path, meta_dir)
+        class_ids = class_list_for(spec, classes_path, meta_dir, tiny_imagenet_path)
     except DataError as err:
         raise DataError(f"preset {spec.name!r}: cannot read its class list: {err}") from None
     hierarchy = build_hierarchy(spec, class_ids, wordnet)
