@@ -290,7 +290,8 @@ def test_specialist_arrays_disagreeing_with_manifest(system, generalist):
     """A well-formed archive (matching sha) that lacks a layer the manifest lists."""
     target = system / "specialists" / "dog.npz"
     delta_set = make_delta_sets(generalist, 4, DELTA_LAYERS[1:])["dog"]
-    storage.write_specialist(target, delta_set)
+    storage.write_specialist(target, delta_set, 0, [c.id for c in
+                                                    make_hierarchy().superclasses[0].subclasses])
 
     def rehash(m):
         m["specialists"][0].update(storage._file_entry(system, "specialists/dog.npz"))
@@ -307,6 +308,26 @@ def test_hierarchy_not_matching_specialists(system):
         load_system(system)
 
 
+@pytest.mark.parametrize("command", ["load", "storage"])
+def test_edited_hierarchy_is_caught_by_the_specialists(system, command):
+    """Two subclasses swapped in the manifest keep every count right; the specialist
+    archives (checksummed) still know the order their heads were trained on."""
+    def swap(m):
+        subclasses = m["hierarchy"]["superclasses"][0]["subclasses"]
+        subclasses[0], subclasses[1] = subclasses[1], subclasses[0]
+    edit_manifest(system, swap)
+    check = load_system if command == "load" else storage_report
+    with pytest.raises(DataError, match=r"dog.npz: this specialist was trained as superclass "
+                                        r"#0 over .*manifest.json was edited"):
+        check(system)
+
+
+def test_a_format_1_system_says_how_to_rebuild_it(system):
+    edit_manifest(system, lambda m: m.update(format_version=1))
+    with pytest.raises(DataError, match="older supersub_tf.*rerunning the run"):
+        load_system(system)
+
+
 def test_generalist_of_another_backbone(system):
     edit_manifest(system, lambda m: m["backbone"].update(width=0.5))
     with pytest.raises(DataError, match="generalist.weights.h5: does not load"):
@@ -318,7 +339,7 @@ def test_failure_mid_write_keeps_the_old_system(system, generalist, monkeypatch)
     before = {p: p.read_bytes() for p in system.rglob("*") if p.is_file()}
     calls = []
 
-    def failing_writer(path, delta_set):
+    def failing_writer(path, delta_set, *classes):
         calls.append(path)
         if len(calls) == 2:
             raise OSError("disk full")

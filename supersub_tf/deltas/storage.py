@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     import tf_keras as keras
 
 FORMAT_NAME = "supersub-system"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: each specialist archive records its superclass and subclasses
 MANIFEST = "manifest.json"
 GENERALIST_FILE = "generalist.weights.h5"
 SPECIALIST_DIR = "specialists"
@@ -292,14 +292,21 @@ def _check_delta_set(name: str, delta_set: DeltaSet, bits: int | None,
 
 
 # --------------------------------------------------------------------------- save: writing
-def _specialist_arrays(delta_set: DeltaSet) -> dict[str, np.ndarray]:
+def _specialist_arrays(delta_set: DeltaSet, superclass_index: int,
+                       subclass_ids: list[str]) -> dict[str, np.ndarray]:
     """The arrays of one specialist's ``.npz``, keyed as the module docstring describes.
+
+    ``meta/superclass_index`` and ``meta/subclasses`` (the wnids in head order) tie the
+    archive, which the manifest checksums, to the hierarchy the manifest states: an
+    edited or reordered hierarchy then fails to load instead of naming classes wrongly.
 
     Raises:
         DataError: When a delta's codes do not fit its bit width (they would not
             survive packing).
     """
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, np.ndarray] = {
+        "meta/superclass_index": np.asarray(superclass_index, np.int32),
+        "meta/subclasses": np.asarray(subclass_ids, dtype=str)}
     for layer, q in delta_set.deltas.items():
         if q.bits is None:
             arrays[f"delta/{layer}/values"] = np.asarray(q.codes, np.float32)
@@ -316,10 +323,11 @@ def _specialist_arrays(delta_set: DeltaSet) -> dict[str, np.ndarray]:
     return arrays
 
 
-def write_specialist(path: Path, delta_set: DeltaSet) -> None:
+def write_specialist(path: Path, delta_set: DeltaSet, superclass_index: int,
+                     subclass_ids: list[str]) -> None:
     """Writes one specialist's uncompressed ``.npz`` (codes packed, floats float32)."""
     with open(path, "wb") as f:
-        np.savez(f, **_specialist_arrays(delta_set))
+        np.savez(f, **_specialist_arrays(delta_set, superclass_index, subclass_ids))
 
 
 def write_generalist(path: Path, generalist: keras.Model) -> None:
@@ -336,10 +344,10 @@ def _write_contents(root: Path, generalist: keras.Model, delta_sets: Mapping[str
     (root / SPECIALIST_DIR).mkdir()
     taken: set[str] = set()
     specialists = []
-    for sup in hierarchy.superclasses:
+    for index, sup in enumerate(hierarchy.superclasses):
         delta_set = delta_sets[sup.name]
         relative = _specialist_filename(sup.name, taken)
-        write_specialist(root / relative, delta_set)
+        write_specialist(root / relative, delta_set, index, [c.id for c in sup.subclasses])
         specialists.append({
             "superclass": sup.name, "num_subclasses": len(sup.subclasses),
             "owned": {layer: [list(np.shape(w)) for w in weights]
@@ -409,6 +417,11 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
         raise DataError(f"{manifest_path}: unreadable ({err})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise DataError(f"{manifest_path}: not a {FORMAT_NAME} manifest")
+    if manifest.get("format_version") == 1:
+        raise DataError(f"{manifest_path}: written by an older supersub_tf (format 1, whose "
+                        "specialists do not record their classes); rebuild it by rerunning the "
+                        "run that made it (python -m supersub_tf run ... with the same settings "
+                        "reuses its trained delta specialists and rewrites systems/)")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise DataError(f"{manifest_path}: unknown format version "
                         f"{manifest.get('format_version')!r} (this code reads "
@@ -484,7 +497,8 @@ def _expected_keys(layout: list[tuple[str, tuple]], bits: int | None,
                    owned: Mapping[str, list]) -> set[str]:
     """The array names a specialist archive must hold, exactly."""
     parts = ("values",) if bits is None else ("codes", "scales")
-    keys = {f"delta/{layer}/{part}" for layer, _ in layout for part in parts}
+    keys = {"meta/superclass_index", "meta/subclasses"}
+    keys |= {f"delta/{layer}/{part}" for layer, _ in layout for part in parts}
     keys |= {f"owned/{layer}/{i}" for layer, shapes in owned.items() for i in range(len(shapes))}
     return keys
 
@@ -519,8 +533,23 @@ def _load_delta(path: Path, arrays: Mapping[str, np.ndarray], layer: str,
     return QuantizedTensor(codes, scales, bits)
 
 
+def _check_classes(path: Path, arrays: Mapping[str, np.ndarray], hierarchy: Hierarchy,
+                   superclass: str) -> None:
+    """The archive's recorded superclass index and subclasses against the manifest's
+    hierarchy (what the specialist's head was trained on)."""
+    index = hierarchy.superclass_index(superclass)
+    stored = [str(c) for c in arrays["meta/subclasses"].reshape(-1)]
+    wanted = [c.id for c in hierarchy.superclasses[index].subclasses]
+    if int(arrays["meta/superclass_index"]) != index or stored != wanted:
+        raise DataError(f"{path}: this specialist was trained as superclass "
+                        f"#{int(arrays['meta/superclass_index'])} over {stored}, but the "
+                        f"manifest's hierarchy makes {superclass!r} #{index} over {wanted}; "
+                        f"{MANIFEST} was edited or mixed up with another system's")
+
+
 def _load_specialist(root: Path, entry: Mapping[str, Any],
-                     layout: list[tuple[str, tuple]], bits: int | None) -> DeltaSet:
+                     layout: list[tuple[str, tuple]], bits: int | None,
+                     hierarchy: Hierarchy) -> DeltaSet:
     """One verified specialist archive, unpacked into a :class:`DeltaSet`.
 
     Raises:
@@ -535,6 +564,7 @@ def _load_specialist(root: Path, entry: Mapping[str, Any],
         extra, missing = sorted(set(arrays) - expected), sorted(expected - set(arrays))
         raise DataError(f"{path}: arrays disagree with the manifest (missing {missing}, "
                         f"unexpected {extra})")
+    _check_classes(path, arrays, hierarchy, str(entry["superclass"]))
     deltas = {layer: _load_delta(path, arrays, layer, shape, bits) for layer, shape in layout}
     owned = {}
     for layer, shapes in owned_shapes.items():
@@ -598,7 +628,7 @@ def load_system(path: str | os.PathLike) -> SuperSubSystem:
     hierarchy = _manifest_hierarchy(root, manifest)
     layout = _delta_layout_of(root, manifest)
     bits = manifest["delta_settings"].get("bits")
-    delta_sets = {entry["superclass"]: _load_specialist(root, entry, layout, bits)
+    delta_sets = {entry["superclass"]: _load_specialist(root, entry, layout, bits, hierarchy)
                   for entry in manifest["specialists"]}
     generalist = _load_generalist(root, manifest, layout)
     return SuperSubSystem(root, hierarchy, dict(manifest["backbone"]),
@@ -634,9 +664,13 @@ def storage_report(path: str | os.PathLike) -> dict[str, Any]:
     """
     root = Path(path)
     manifest = read_manifest(root)
+    hierarchy = _manifest_hierarchy(root, manifest)
     generalist_bytes = verify_file(root, manifest["generalist"]).stat().st_size
-    specialists = [_specialist_breakdown(verify_file(root, entry), entry)
-                   for entry in manifest["specialists"]]
+    specialists = []
+    for entry in manifest["specialists"]:
+        specialist = verify_file(root, entry)
+        _check_classes(specialist, _read_npz(specialist), hierarchy, str(entry["superclass"]))
+        specialists.append(_specialist_breakdown(specialist, entry))
     parameters = int(manifest["backbone"]["parameters"])
     unit = parameters * 4
     n = len(specialists)

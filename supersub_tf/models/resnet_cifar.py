@@ -7,6 +7,11 @@ convolutions and the classifier gives the depth: ResNet-20 is ``n = 3``. Where a
 changes shape the shortcut is a 1x1 convolution + BN ("option B"), which adds two
 convolutions and about 1% parameters over the paper's parameter-free "option A" (0.27M
 for ResNet-20 either way).
+
+``resnet{depth}_s2`` is the same network with a stride-2 stem, for 64x64 inputs such as
+Tiny ImageNet's native size: the trunk then runs at 32x32, so it costs the same as the
+plain network on images resized to 32x32 (plus the stem at 64x64), but it sees the
+detail the resize throws away.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ def blocks_per_stage(depth: int) -> int:
 
 def cifar_resnet(depth: int, num_classes: int, input_shape: tuple[int, int, int] = (32, 32, 3),
                  width: float = 1.0, *, model_name: str | None = None,
-                 bn_momentum: float = blocks.BN_MOMENTUM) -> keras.Model:
+                 bn_momentum: float = blocks.BN_MOMENTUM, stem_stride: int = 1) -> keras.Model:
     """Builds a ``depth``-layer CIFAR ResNet.
 
     Args:
@@ -48,6 +53,7 @@ def cifar_resnet(depth: int, num_classes: int, input_shape: tuple[int, int, int]
         width: Multiplier of the 16/32/64 stage channels (rounded to multiples of 4).
         model_name: Model name; defaults to ``f"resnet{depth}"``.
         bn_momentum: Momentum of every BatchNormalization's running statistics.
+        stem_stride: 2 halves the resolution in the stem (for 64x64 inputs).
 
     Returns:
         A flat functional model from ``"image"`` to float32 ``"logits"``.
@@ -57,7 +63,7 @@ def cifar_resnet(depth: int, num_classes: int, input_shape: tuple[int, int, int]
     n = blocks_per_stage(depth)
     inputs = blocks.image_input(input_shape)
     x = blocks.conv_bn(inputs, blocks.scale_channels(STAGE_CHANNELS[0], width), 3,
-                       name="stem", momentum=bn_momentum)
+                       stem_stride, name="stem", momentum=bn_momentum)
     for stage, base in enumerate(STAGE_CHANNELS, start=1):
         filters = blocks.scale_channels(base, width)
         for block in range(1, n + 1):
@@ -72,3 +78,5 @@ def cifar_resnet(depth: int, num_classes: int, input_shape: tuple[int, int, int]
 # options against the partial's signature).
 for _depth in DEPTHS:
     register_model(f"resnet{_depth}")(functools.partial(cifar_resnet, _depth))
+    register_model(f"resnet{_depth}_s2")(functools.partial(
+        cifar_resnet, _depth, model_name=f"resnet{_depth}_s2", stem_stride=2))
