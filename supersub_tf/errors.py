@@ -21,3 +21,7 @@ class DataError(SuperSubError, ValueError):
 
 class ConfigError(SuperSubError, ValueError):
     """An invalid configuration value or file."""
+
+
+class OutputError(SuperSubError, OSError):
+    """A result could not be written (full disk, read-only filesystem, no permission)."""

@@ -333,6 +333,21 @@ print(json.dumps({"fine": result["fine"].tolist(), "loaded": loaded}))
     assert out["fine"] == expected
 
 
+def test_runtime_command_line_errors_go_to_stderr_naming_the_culprit(export, tmp_path):
+    runtime = [sys.executable, str(Path(export) / "litert_runtime.py"), str(export)]
+    text = tmp_path / "notes.npy"
+    text.write_text("not an array")
+    bad_file = subprocess.run([*runtime, str(text)], capture_output=True, text=True)
+    assert bad_file.returncode == 1 and bad_file.stdout == ""
+    assert "notes.npy: not a NumPy .npy file" in bad_file.stderr
+    images = tmp_path / "images.npy"
+    np.save(images, np.zeros((1, 8, 8, 3), np.uint8))
+    zero = subprocess.run([*runtime, str(images), "--threads", "0"], capture_output=True,
+                          text=True)
+    assert zero.returncode == 1 and "num_threads must be a positive integer" in zero.stderr
+    assert "generalist.tflite" not in zero.stderr
+
+
 # --------------------------------------------------------------------------- measurement
 def test_sizes_and_speed(trained, export):
     system = trained["system"]

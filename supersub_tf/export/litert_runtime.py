@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +250,10 @@ class LiteRTSuperSub:
                  verify: bool = True) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
+        if num_threads is not None and (isinstance(num_threads, bool) or
+                                        not isinstance(num_threads, int) or num_threads < 1):
+            raise ExportError(f"num_threads must be a positive integer (or None for LiteRT's "
+                              f"default), got {num_threads!r}")
         self.root = Path(export_dir)
         manifest = read_manifest(self.root)
         source = str(self.root / MANIFEST)
@@ -436,6 +441,17 @@ class LiteRTSuperSub:
                 "subclass_prob": sub_given[index, fine]}
 
 
+def _read_images(path: str) -> np.ndarray:
+    """A ``.npy`` array of images; ExportError naming the file when it is not one."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as err:  # numpy blames pickles for any file that is not .npy
+        with open(path, "rb") as f:
+            is_npy = f.read(6) == b"\x93NUMPY"
+        reason = err if is_npy else "not a NumPy .npy file (it lacks the .npy header)"
+        raise ExportError(f"{path}: {reason}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python litert_runtime.py EXPORT_DIR images.npy``: prints one line per image."""
     import argparse
@@ -443,13 +459,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("export_dir")
     parser.add_argument("images", help=".npy file of uint8 [N, H, W, 3] images")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="threads per interpreter (>= 1)")
     args = parser.parse_args(argv)
     try:
         model = LiteRTSuperSub(args.export_dir, num_threads=args.threads)
-        result = model.predict(np.load(args.images, allow_pickle=False))
+        result = model.predict(_read_images(args.images))
     except (ExportError, OSError, ValueError) as err:
-        print(f"error: {err}")
+        print(f"error: {err}", file=sys.stderr)
         return 1
     for i, (name, sup, p) in enumerate(zip(result["class_name"], result["superclass_name"],
                                            result["fine_prob"])):
