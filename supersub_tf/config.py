@@ -132,6 +132,10 @@ class TrainConfig:
         verbose: ``auto`` (progress bar in a terminal or notebook, one line per epoch
             otherwise, e.g. CI and papermill), or Keras' 0, 1, 2.
         backup_every_steps: BackupAndRestore frequency in steps; 0 backs up each epoch.
+        deterministic: Bit-identical networks from the same seed and data
+            (``tf.config.experimental.enable_op_determinism``, which also makes tf.data's
+            parallel maps keep their order); off by default, it costs speed (see the
+            README) and stays on for the rest of the process.
     """
 
     model: str = "resnet20"
@@ -153,6 +157,7 @@ class TrainConfig:
     eval_batch_size: int = 256
     verbose: str = "auto"
     backup_every_steps: int = 0
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adamw"):

@@ -32,6 +32,7 @@ NEUTRAL_SETTINGS: dict[str, str] = {
     "train.verbose": "progress display only",
     "train.eval_batch_size": "batching of evaluation; predictions are the same",
     "train.backup_every_steps": "how often a resumable backup is written",
+    "train.deterministic": "makes the same training reproducible, not a different one",
     "data.path": "where the same dataset is found",
     "data.download": "whether an absent archive is fetched",
     "data.verify_images": "a check before use; the images used are the same",

@@ -238,11 +238,12 @@ def finished_networks(run_dir: Path) -> dict[str, dict]:
 
 def analyze_run(config: RunConfig, run_dir: str | Path | None = None,
                 source: ImageSource | None = None, log=print,
-                started: float | None = None) -> Path:
+                started: float | None = None, legs: list[float] = ()) -> Path:
     """Analysis and report of a run directory's networks; returns the report path.
 
     ``started`` (a ``time.time()`` value) dates the wall time the report states; by
-    default the analysis's own start.
+    default the analysis's own start. ``legs``: seconds of each invocation of a resumed
+    run.
     """
     from supersub_tf.analysis.report import write_report
     from supersub_tf.analysis.run_analysis import analyze_run as analyze_networks
@@ -271,7 +272,7 @@ def analyze_run(config: RunConfig, run_dir: str | Path | None = None,
     report = write_report(run_dir, f"Run `{config.name}`", data_summary,
                           preview if (run_dir / "plots" / preview).exists() else None,
                           finished_networks(run_dir), analysis,
-                          time.time() - (started or start), notes)
+                          time.time() - (started or start), notes, legs)
     log(f"[report] {report}")
     return report
 
@@ -289,23 +290,49 @@ def run_pipeline(config: RunConfig, log=print, retrain: bool = False) -> Path:
         return _run_all(config, run_dir, log)
 
 
+class _Invocations:
+    """``wall_time.json``: the seconds of each invocation of a run, so a run killed and
+    resumed reports its whole cost; an invocation is brought up to date after each
+    stage, so a killed one counts until its last finished stage."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path, self.start = run_dir / "wall_time.json", time.time()
+        try:
+            self.legs = [float(x) for x in json.loads(self.path.read_text())["seconds"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            self.legs = []
+        self.legs.append(0.0)
+
+    def mark(self) -> list[float]:
+        self.legs[-1] = round(time.time() - self.start, 1)
+        atomic_write_text(self.path, json.dumps({"seconds": self.legs}) + "\n")
+        return self.legs
+
+
 def _run_all(config: RunConfig, run_dir: Path, log) -> Path:
-    start = time.time()
     log(f"[data] {config.data.dataset} with hierarchy {config.data.preset or '(from data)'}")
     source = create_source(config.data)  # a bad preset or dataset fails before any write
     (run_dir / "plots").mkdir(parents=True, exist_ok=True)
+    invocations = _Invocations(run_dir)
+    start = invocations.start
     save_config(config, run_dir / "config.yaml")
     data_stage(config, run_dir, log, source)
     if config.networks:
         train_stage(config, source=source, log=log)
+        invocations.mark()
     if "supersub" in config.networks:
         supersub_stage(config, source, log)
+        invocations.mark()
         if config.export.enabled:
             export_stage(config, source, log)
-    report = analyze_run(config, run_dir, source, log, started=start)
+            invocations.mark()
+    report = analyze_run(config, run_dir, source, log, started=start,
+                         legs=invocations.mark())
     table = report.read_text().split("## The Super-Sub pipeline")
     if len(table) > 1:  # the comparison table, also in the log
         log("\n".join(line for line in table[1].splitlines() if line.startswith("|")))
     elapsed = time.time() - start
-    log(f"[run] {run_dir} finished in {elapsed:.0f} s")
+    legs = invocations.mark()
+    log(f"[run] {run_dir} finished in {elapsed:.0f} s"
+        + (f" ({sum(legs):.0f} s over {len(legs)} invocations)" if len(legs) > 1 else ""))
     return run_dir

@@ -187,3 +187,44 @@ def test_train_config_validation():
         TrainConfig(optimizer="rmsprop")
     with pytest.raises(ConfigError, match="networks: unknown"):
         load_config(None, ["networks=[vanilla, experts]"])
+
+
+def test_a_resumed_run_reports_every_invocation(tmp_path):
+    from supersub_tf.run import run_pipeline
+
+    config = tiny_config(tmp_path, epochs=1)
+    config.networks = ["vanilla"]
+    run_dir = run_pipeline(config, log=lambda *_: None)
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["invocations"] == 1
+    run_pipeline(config, log=lambda *_: None)  # e.g. after a kill: finished parts reused
+    report = json.loads((run_dir / "report.json").read_text())
+    legs = json.loads((run_dir / "wall_time.json").read_text())["seconds"]
+    assert report["invocations"] == 2 and len(legs) == 2
+    assert legs[0] < report["wall_seconds_all_invocations"] <= sum(legs)  # before the report
+    assert "over 2 invocations" in (run_dir / "report.md").read_text()
+
+
+def test_deterministic_setting_gives_bit_identical_networks(tmp_path):
+    """``train.deterministic`` (process-wide, so each run is its own process)."""
+    import h5py
+
+    def weights(name: str) -> list[np.ndarray]:
+        out = []
+        with h5py.File(tmp_path / "runs" / name / "vanilla" / "final.weights.h5") as f:
+            f.visititems(lambda _, o: out.append(np.array(o))
+                         if isinstance(o, h5py.Dataset) else None)
+        return out
+
+    for name in ("a", "b"):
+        result = subprocess.run(
+            [sys.executable, "-m", "supersub_tf", "train", "vanilla", "--dataset", "synthetic",
+             "--set", "data.preset=", "--set", "data.image_size=16",
+             "--set", "data.synthetic.images_per_class=30", "--set", "train.model=resnet8",
+             "--set", "train.width=0.25", "--set", "train.epochs=2",
+             "--set", "train.batch_size=16", "--set", "train.verbose=0",
+             "--set", "train.deterministic=true", "--set", f"name={name}",
+             "--set", f"output_dir={tmp_path / 'runs'}"],
+            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert all(np.array_equal(x, y) for x, y in zip(weights("a"), weights("b")))

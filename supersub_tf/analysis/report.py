@@ -186,8 +186,13 @@ def per_superclass_rows(results: dict[str, dict],
 
 def write_report(run_dir: str | Path, title: str, data_summary: dict[str, Any],
                  preview: str | None, networks: dict[str, dict], analysis: dict[str, Any],
-                 wall_seconds: float, notes: Sequence[str] = ()) -> Path:
-    """Writes ``report.md`` and ``report.json`` into ``run_dir``; returns the Markdown path."""
+                 wall_seconds: float, notes: Sequence[str] = (),
+                 legs: Sequence[float] = ()) -> Path:
+    """Writes ``report.md`` and ``report.json`` into ``run_dir``; returns the Markdown path.
+
+    ``wall_seconds`` is this invocation's time; ``legs`` the seconds of every invocation
+    of a run that was interrupted and resumed (this one last), when there were several.
+    """
     run_dir = Path(run_dir)
     lines = [f"# {title}", "", f"Dataset: {data_summary['dataset']}; hierarchy "
              f"`{data_summary['hierarchy']}`.", "", "## Data", "",
@@ -198,10 +203,15 @@ def write_report(run_dir: str | Path, title: str, data_summary: dict[str, Any],
     if networks:
         lines += ["## Networks", "", markdown_table(NETWORK_HEADER, network_rows(networks)), ""]
     lines += findings_section(analysis)
-    lines += [f"Wall time of this run: {wall_seconds:.0f} s.", ""]
+    lines += [f"Wall time of this run: {wall_seconds:.0f} s."
+              + (f" Resumed or rerun: {sum(legs):.0f} s over {len(legs)} invocations "
+                 f"({', '.join(f'{x:.0f}' for x in legs)} s; an interrupted one counts until "
+                 "its last finished stage)." if len(legs) > 1 else ""), ""]
     path = run_dir / "report.md"
     atomic_write_text(path, "\n".join(lines))
     atomic_write_text(run_dir / "report.json", json.dumps(
         {"data": data_summary, "networks": networks, "analysis": analysis,
-         "wall_seconds": round(wall_seconds, 1)}, indent=2) + "\n")
+         "wall_seconds": round(wall_seconds, 1),
+         "wall_seconds_all_invocations": round(sum(legs) if legs else wall_seconds, 1),
+         "invocations": max(1, len(legs))}, indent=2) + "\n")
     return path

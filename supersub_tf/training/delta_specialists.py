@@ -26,7 +26,7 @@ from supersub_tf.data.source import ImageSource
 from supersub_tf.deltas.delta_set import DeltaSet, load_delta_set, save_delta_set
 from supersub_tf.deltas.specialist import build_delta_specialist, extract_delta_set
 from supersub_tf.freshness import check_stage, delta_settings, record_settings
-from supersub_tf.training.engine import fit, steps_for, with_targets
+from supersub_tf.training.engine import fit, seed_everything, steps_for, with_targets
 from supersub_tf.training.networks import predict
 
 DELTA_SET = "delta_set.npz"
@@ -56,7 +56,7 @@ def train_delta_specialist(config: RunConfig, source: ImageSource, run_dir: str 
         weight_decay=settings.weight_decay)
     seed = config.seed + 1 + h.superclass_index(superclass)
     keras.backend.clear_session()  # a fresh graph per specialist: no retracing across models
-    keras.utils.set_random_seed(seed)
+    seed_everything(seed, config.train.deterministic)
     n = h.num_subclasses(superclass)
     train = load_dataset(config.data, "train", batch_size=train_cfg.batch_size,
                          superclass=superclass, seed=seed, source=source)

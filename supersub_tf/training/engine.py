@@ -51,6 +51,15 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
             os.replace(self.partial_path, self.final_path)
 
 
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seeds Python, NumPy and TensorFlow; with ``deterministic`` also makes every op
+    (and tf.data's parallel maps) deterministic, process-wide, so the same seed and
+    data give bit-identical networks."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
 def save_weights(model: keras.Model, path: str | os.PathLike) -> None:
     """``model.save_weights`` to an ``.h5`` path, atomically."""
     with atomic_path(path) as tmp:

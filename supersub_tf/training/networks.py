@@ -33,7 +33,8 @@ from supersub_tf.data.source import ImageSource
 from supersub_tf.freshness import check_stage, network_settings, record_settings
 from supersub_tf.hierarchy import Hierarchy
 from supersub_tf.models import create_model
-from supersub_tf.training.engine import FINAL_WEIGHTS, fit, steps_for, with_targets
+from supersub_tf.training.engine import (
+    FINAL_WEIGHTS, fit, seed_everything, steps_for, with_targets)
 
 TARGETS = {"vanilla": "fine", "generalist": "superclass", "specialist": "subclass"}
 
@@ -113,7 +114,7 @@ def train_network(config: RunConfig, source: ImageSource, kind: str, run_dir: st
     key, n = TARGETS[kind], num_outputs(kind, hierarchy, superclass)
     seed = config.seed + (1 + hierarchy.superclass_index(superclass) if superclass else 0)
     keras.backend.clear_session()  # a fresh graph per network: no retracing across models
-    keras.utils.set_random_seed(seed)
+    seed_everything(seed, config.train.deterministic)
     keras.mixed_precision.set_global_policy("mixed_float16" if train_cfg.mixed_precision
                                             else "float32")
     train = load_dataset(config.data, "train", batch_size=train_cfg.batch_size,
