@@ -205,6 +205,8 @@ class DeltaConfig:
             from a trained network, so it is lower than training from scratch).
         weight_decay: Weight decay on deltas and heads (pulls deltas towards zero).
         topk: Superclasses per image for top-k routing.
+        gate_tau: Confidence threshold of gated routing: images whose top superclass
+            probability is at least this go to one specialist, the others to ``topk``.
     """
 
     bits: list = dataclasses.field(default_factory=lambda: [8, 4])
@@ -214,9 +216,12 @@ class DeltaConfig:
     learning_rate: float = 0.02
     weight_decay: float = 0.0005
     topk: int = 2
+    gate_tau: float = 0.5
 
     def __post_init__(self) -> None:
         self.bits = [parse_bits(b) for b in self.bits]
+        if not 0.0 <= self.gate_tau <= 1.0:
+            raise ConfigError(f"deltas.gate_tau must be in [0, 1], got {self.gate_tau}")
         if self.from_stage < 0:
             raise ConfigError(f"deltas.from_stage must be >= 0, got {self.from_stage}")
         if self.topk < 1:

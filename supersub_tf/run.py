@@ -118,7 +118,8 @@ def _supersub_results(config: RunConfig, run_dir: Path, source: ImageSource,
     from supersub_tf.data import load_dataset
     from supersub_tf.deltas.storage import save_system, storage_report
     from supersub_tf.supersub.evaluate import collect_predictions, pipeline_metrics
-    from supersub_tf.supersub.pipeline import ROUTINGS, SuperSubPipeline
+    from supersub_tf.supersub.pipeline import SuperSubPipeline
+    from supersub_tf.supersub.routing import ALL_ROUTINGS, gated_curve
     from supersub_tf.training.delta_specialists import train_delta_specialists
     from supersub_tf.training.networks import load_network
 
@@ -139,15 +140,22 @@ def _supersub_results(config: RunConfig, run_dir: Path, source: ImageSource,
         system = save_system(run_dir / "systems" / tag, generalist, delta_sets, hierarchy,
                              backbone, settings)
         pipeline = SuperSubPipeline(generalist, delta_sets, hierarchy)
-        probs, labels = collect_predictions(pipeline, val.dataset, ROUTINGS,
-                                            k=config.deltas.topk)
+        k, tau = config.deltas.topk, config.deltas.gate_tau
+        probs, labels = collect_predictions(pipeline, val.dataset, ALL_ROUTINGS, k=k, tau=tau)
         result = {"bits": bits, "system": str(system), "storage": storage_report(system),
-                  "routing": {r: pipeline_metrics(probs[r], probs["superclass_probs"], labels,
-                                                  hierarchy) for r in ROUTINGS}}
+                  "topk": k, "gate_tau": tau,
+                  "routing": {r: {**pipeline_metrics(probs[r], probs["superclass_probs"],
+                                                     labels, hierarchy),
+                                  "specialist_passes": float(probs[f"{r}_passes"])}
+                              for r in ALL_ROUTINGS},
+                  "gated_curve": gated_curve(probs["superclass_probs"],
+                                             probs["subclass_probs"], labels["fine"],
+                                             hierarchy, k)}
         atomic_write_text(run_dir / "supersub" / f"{tag}.json",
                           json.dumps(result, indent=2) + "\n")
         log(f"[supersub {tag}] top-1 hard {result['routing']['hard']['top1']:.3f}, "
-            f"top-{config.deltas.topk} {result['routing']['topk']['top1']:.3f}, "
+            f"top-{k} {result['routing']['topk']['top1']:.3f}, gated (tau {tau}) "
+            f"{result['routing']['gated']['top1']:.3f}, "
             f"oracle {result['routing']['oracle']['top1']:.3f}; storage "
             f"{result['storage']['a']:.3f}N + 1")
         results[tag] = result

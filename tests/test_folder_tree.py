@@ -239,3 +239,20 @@ def test_corrupt_image_is_named_or_skipped(tree):
     write_image(broken, (220, 40, 40))
     data = load_dataset(cfg, "train")
     assert data.skipped == [] and data.num_examples == PER_CLASS * len(CLASSES) + 1
+
+
+def test_exif_orientation_is_ignored_as_documented(tmp_path):
+    """A photo whose EXIF says "rotate 90" is decoded as stored, the same way in every
+    stage (they share decode_image)."""
+    import io
+
+    from supersub_tf.data.examples import decode_image
+
+    pixels = np.zeros((8, 16, 3), np.uint8)
+    pixels[:, :8] = 255  # left half white: a rotation would move it
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 CW to display
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", exif=exif)
+    decoded = decode_image(buffer.getvalue()).numpy()
+    assert decoded.shape == (8, 16, 3) and np.array_equal(decoded, pixels)

@@ -111,3 +111,36 @@ def test_missing_specialist_is_an_error(tiny_system):
     generalist, delta_sets, _, _ = tiny_system
     with pytest.raises(ValueError, match="no specialist deltas for superclass"):
         SuperSubPipeline(generalist, {"a": delta_sets["a"]}, TOY)
+
+
+def test_evaluation_runs_stage_one_once_per_batch_for_every_routing():
+    from supersub_tf.supersub.evaluate import collect_predictions
+    from supersub_tf.supersub.routing import ALL_ROUTINGS
+
+    class Counting(KnownProbabilities):
+        stage1_calls = 0
+        stage2_calls = 0
+
+        def superclass_probs(self, images):
+            Counting.stage1_calls += 1
+            return super().superclass_probs(images)
+
+        def subclass_probs(self, images, superclass):
+            Counting.stage2_calls += 1
+            return super().subclass_probs(images, superclass)
+
+    import tensorflow as tf
+
+    pipeline = Counting()
+    truth = np.array([0, 1, 1])
+    images = np.arange(3).reshape(3, 1)
+    dataset = tf.data.Dataset.from_tensors(
+        (images, {"superclass": truth, "fine": np.array([1, 4, 4]),
+                  "subclass": np.array([1, 2, 2])}))
+    probs, labels = collect_predictions(pipeline, dataset, ALL_ROUTINGS, k=2, tau=0.58)
+    assert Counting.stage1_calls == 1 and Counting.stage2_calls == 2  # a, b once each
+    for routing in ALL_ROUTINGS:
+        expected = KnownProbabilities().predict(images, routing, k=2, true_superclass=truth,
+                                                tau=0.58).fine_probs
+        np.testing.assert_allclose(probs[routing], expected, atol=1e-7)
+    assert float(probs["gated_passes"]) == pytest.approx(4 / 3)  # only image 1 is unsure

@@ -129,24 +129,45 @@ def supersub_section(results: dict[str, dict], vanilla_top1: float | None,
     overall under each routing mode, then per superclass under hard routing."""
     if not results:
         return []
-    rows = [["vanilla network", vanilla_top1, None, None, None, None, None]]
+    rows = [["vanilla network", vanilla_top1, None, None, None, None, None, None]]
     for tag, r in results.items():
         routing, storage = r["routing"], r["storage"]
+        gated = routing.get("gated")
         rows.append([f"Super-Sub, {tag} deltas", routing["hard"]["top1"],
-                     routing["topk"]["top1"], routing["oracle"]["top1"],
-                     routing["hard"]["errors_from_stage1"], storage["a"],
-                     storage["a_n_plus_1"]])
+                     routing["topk"]["top1"], gated and gated["top1"],
+                     routing["oracle"]["top1"], routing["hard"]["errors_from_stage1"],
+                     storage["a"], storage["a_n_plus_1"]])
+    passes = routing_rows(results)
     return ["## The Super-Sub pipeline", "",
             "A generalist predicts the superclass; that superclass's specialist (the "
             "generalist's weights plus its deltas, applied in place) predicts the subclass. "
             "Hard routing takes the top superclass, top-k combines the k most likely, oracle is "
             "given the true superclass. Storage counts a float32 generalist as 1: a system "
             "of N specialists costs a*N + 1 networks instead of N + 1.", "",
-            markdown_table(["system", "top-1 hard", "top-1 top-k", "top-1 oracle",
-                            "errors from stage 1", "a", "a*N + 1"], rows), "",
+            markdown_table(["system", "top-1 hard", "top-1 top-k", "top-1 gated",
+                            "top-1 oracle", "errors from stage 1", "a", "a*N + 1"], rows), "",
+            *(["Routing variants: accuracy against specialist passes per image (stage 1's "
+               "pass not counted; gated routing sends an image to one specialist when its top "
+               "superclass probability reaches tau, else to the top k):", "",
+               markdown_table(["system", "routing", "top-1", "specialist passes / image"],
+                              passes), ""] if passes else []),
             "Per superclass (top-1, hard routing):", "",
             markdown_table(["superclass", "vanilla", *results],
                            per_superclass_rows(results, vanilla_per_superclass)), ""]
+
+
+def routing_rows(results: dict[str, dict]) -> list[list[Any]]:
+    """One row per system and routing variant (and gated threshold) with its cost."""
+    rows = []
+    for tag, r in results.items():
+        for name, m in r["routing"].items():
+            if "specialist_passes" in m:
+                label = f"gated, tau {r.get('gate_tau')}" if name == "gated" else name
+                rows.append([f"{tag} deltas", label, m["top1"], m["specialist_passes"]])
+        for point in r.get("gated_curve", []):
+            rows.append([f"{tag} deltas", f"gated, tau {point['tau']:.2f}", point["top1"],
+                         point["specialist_passes"]])
+    return rows
 
 
 def export_section(export: dict[str, Any]) -> list[str]:

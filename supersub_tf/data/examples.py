@@ -128,7 +128,14 @@ def cap_per_class(examples: Examples, max_per_class: int) -> Examples:
 
 
 def decode_image(encoded, channels: int = 3):
-    """Decodes JPEG/PNG/GIF/BMP bytes to ``uint8 [H, W, 3]``; greyscale becomes RGB."""
+    """Decodes JPEG/PNG/GIF/BMP bytes to ``uint8 [H, W, 3]``; greyscale becomes RGB.
+
+    EXIF orientation policy: **ignored**, the pixels are used as stored. This is the one
+    decoder of training, evaluation and the exports (``tf.io.decode_image``, which the
+    SavedModel's graph and LiteRT callers use too), so every stage sees a photo the same
+    way; ImageNet and Tiny ImageNet images carry no rotation. Rotate phone photos
+    upright before use (e.g. ``PIL.ImageOps.exif_transpose``).
+    """
     import tensorflow as tf
 
     image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)

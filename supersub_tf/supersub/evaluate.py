@@ -7,30 +7,44 @@ from typing import Any
 import numpy as np
 
 from supersub_tf.hierarchy import Hierarchy
-from supersub_tf.supersub.pipeline import ROUTINGS, SuperSubPipeline
+from supersub_tf.supersub.pipeline import SuperSubPipeline
+from supersub_tf.supersub.routing import ROUTINGS, combine, routes_for, specialist_passes
 
 
-def collect_predictions(pipeline: SuperSubPipeline, dataset, routings=ROUTINGS, k: int = 2
+def collect_predictions(pipeline: SuperSubPipeline, dataset, routings=ROUTINGS, k: int = 2,
+                        tau: float = 0.5
                         ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Runs the pipeline over ``(images, labels)`` batches.
+    """Runs the pipeline over ``(images, labels)`` batches, for several routings at once.
+
+    Stage 1 runs once per batch, and each specialist once, on the union of the images any
+    of the routings sends to it (the top-``k`` superclasses and the true one); every
+    routing's answer is then combined from those outputs (:mod:`routing`).
 
     Returns:
         ``(fine_probs by routing [N, C], labels {"fine", "superclass", "subclass"})``,
-        plus ``"superclass_probs"`` (stage 1, ``[N, S]``) under the same dict as routings.
+        plus ``"superclass_probs"`` (stage 1, ``[N, S]``), ``"subclass_probs"`` (stage 2
+        over the union, ``[N, C]``) and ``"<routing>_passes"`` (specialist passes per
+        image, ``[]`` arrays of one value) under the same dict as routings.
     """
-    probs: dict[str, list[np.ndarray]] = {r: [] for r in routings}
-    probs["superclass_probs"] = []
+    h = pipeline.hierarchy
+    parts: dict[str, list[np.ndarray]] = {"superclass_probs": [], "subclass_probs": []}
     labels: dict[str, list[np.ndarray]] = {}
     for images, batch_labels in dataset:
-        true_super = batch_labels["superclass"].numpy()
-        for routing in routings:
-            pred = pipeline.predict(images, routing, k=k, true_superclass=true_super)
-            probs[routing].append(pred.fine_probs)
-        probs["superclass_probs"].append(pred.superclass_probs)
+        sup_probs = pipeline.superclass_probs(images)
+        union = np.concatenate([routes_for(sup_probs, "topk", k),
+                                batch_labels["superclass"].numpy().reshape(-1, 1)], axis=1)
+        parts["superclass_probs"].append(sup_probs)
+        parts["subclass_probs"].append(pipeline.routed_subclass_probs(images, union))
         for key, value in batch_labels.items():
             labels.setdefault(key, []).append(value.numpy())
-    return ({r: np.concatenate(v) for r, v in probs.items()},
-            {key: np.concatenate(v) for key, v in labels.items()})
+    out = {key: np.concatenate(v) for key, v in parts.items()}
+    labels = {key: np.concatenate(v) for key, v in labels.items()}
+    for routing in routings:
+        routes = routes_for(out["superclass_probs"], routing, k, labels["superclass"], tau)
+        out[routing] = combine(out["superclass_probs"], out["subclass_probs"], routes, h,
+                               weighted=routing != "oracle")
+        out[f"{routing}_passes"] = np.asarray(specialist_passes(routes))
+    return out, labels
 
 
 def pipeline_metrics(fine_probs: np.ndarray, superclass_probs: np.ndarray,

@@ -7,12 +7,8 @@ layers with deltas, the specialist's own batch-norm weights), runs the trunk and
 specialist's head, and finally writes the generalist's weights back, bit for bit.
 The deltas live in host memory as k-bit codes and are dequantized when applied.
 
-Routing modes:
-
-* ``hard``: each image goes to its most likely superclass;
-* ``topk``: to its ``k`` most likely superclasses; the fine distribution is
-  ``p(superclass) * p(subclass | superclass)`` over those blocks;
-* ``oracle``: to its true superclass (analysis only: what stage 2 can do at best).
+Routing modes (:mod:`supersub_tf.supersub.routing`): ``hard``, ``topk``, ``gated``
+(hard when stage 1 is confident, top-k below a threshold) and ``oracle``.
 """
 
 from __future__ import annotations
@@ -26,8 +22,9 @@ import tf_keras as keras
 from supersub_tf.deltas.delta_set import DeltaSet
 from supersub_tf.hierarchy import Hierarchy
 from supersub_tf.models import trunk
+from supersub_tf.supersub.routing import ALL_ROUTINGS, ROUTINGS, combine, routes_for
 
-ROUTINGS = ("hard", "topk", "oracle")
+__all__ = ["ALL_ROUTINGS", "Prediction", "ROUTINGS", "SuperSubPipeline"]
 
 
 @dataclasses.dataclass
@@ -125,41 +122,41 @@ class SuperSubPipeline:
         kernel, bias = self.delta_sets[superclass].owned["logits"]
         return _softmax(features @ kernel + bias)
 
+    def routed_subclass_probs(self, images, routes: np.ndarray) -> np.ndarray:
+        """Stage 2 for a route table: ``[N, C]`` with ``p(subclass | s)`` in superclass
+        ``s``'s block for every image routed to ``s`` (zeros elsewhere); each specialist
+        runs once, on the images routed to it."""
+        images = tf.convert_to_tensor(images)
+        h = self.hierarchy
+        sub_given = np.zeros((len(routes), h.num_classes), np.float32)
+        for s, name in enumerate(h.superclass_names):
+            rows = np.flatnonzero((routes == s).any(1))
+            if len(rows):
+                sub_given[np.ix_(rows, h.fine_labels_of(s))] = self.subclass_probs(
+                    tf.gather(images, rows), name)
+        return sub_given
+
     def predict(self, images, routing: str = "hard", k: int = 2,
-                true_superclass: np.ndarray | None = None) -> Prediction:
+                true_superclass: np.ndarray | None = None, tau: float = 0.5) -> Prediction:
         """Runs both stages on a batch of preprocessed images.
 
         Args:
             images: ``float32 [N, H, W, 3]``, normalised as in training.
-            routing: ``hard``, ``topk`` or ``oracle`` (see the module docstring).
-            k: Superclasses per image for ``topk``.
+            routing: ``hard``, ``topk``, ``gated`` or ``oracle`` (see
+                :mod:`supersub_tf.supersub.routing`).
+            k: Superclasses per image for ``topk`` and uncertain ``gated`` images.
             true_superclass: ``[N]`` true superclass indices, for ``oracle``.
+            tau: ``gated``'s confidence threshold on ``max p(superclass)``.
         """
-        if routing not in ROUTINGS:
-            raise ValueError(f"routing must be one of {ROUTINGS}, got {routing!r}")
+        if routing not in ALL_ROUTINGS:
+            raise ValueError(f"routing must be one of {ALL_ROUTINGS}, got {routing!r}")
         images = tf.convert_to_tensor(images)
         h = self.hierarchy
         sup_probs = self.superclass_probs(images)
-        n = sup_probs.shape[0]
-        if routing == "oracle":
-            if true_superclass is None:
-                raise ValueError("oracle routing needs true_superclass")
-            routes = np.asarray(true_superclass).reshape(n, 1)
-        elif routing == "topk":
-            routes = np.argsort(-sup_probs, axis=1)[:, :max(1, min(k, h.num_superclasses))]
-        else:
-            routes = sup_probs.argmax(1)[:, None]
-        fine_probs = np.zeros((n, h.num_classes), np.float32)
-        sub_given = np.zeros((n, h.num_classes), np.float32)
-        for s, name in enumerate(h.superclass_names):
-            rows = np.flatnonzero((routes == s).any(1))
-            if not len(rows):
-                continue
-            sub = self.subclass_probs(tf.gather(images, rows), name)
-            block = h.fine_labels_of(s)
-            weight = 1.0 if routing == "oracle" else sup_probs[rows, s:s + 1]
-            fine_probs[np.ix_(rows, block)] = weight * sub
-            sub_given[np.ix_(rows, block)] = sub
+        routes = routes_for(sup_probs, routing, k, true_superclass, tau)
+        sub_given = self.routed_subclass_probs(images, routes)
+        fine_probs = combine(sup_probs, sub_given, routes, h, weighted=routing != "oracle")
+        n = len(fine_probs)
         fine = fine_probs.argmax(1)
         return Prediction(sup_probs, fine_probs, h.fine_to_superclass[fine],
                           h.fine_to_subclass[fine], fine, fine_probs[np.arange(n), fine],

@@ -1,0 +1,96 @@
+"""Routing: which specialists see an image, and how their answers combine.
+
+Pure numpy over stage 1's ``p(superclass)`` and stage 2's ``p(subclass | superclass)``,
+so the pipeline, its evaluation and the exports share one definition. A route table is
+``int [N, w]``: the superclasses each image is routed to, ``-1`` padding.
+
+Routing modes:
+
+* ``hard``: the most likely superclass (one specialist pass per image);
+* ``topk``: the ``k`` most likely; ``p(fine) = p(superclass) * p(subclass | superclass)``
+  over those blocks (``k`` passes);
+* ``gated``: ``hard`` where stage 1 is confident (``max p(superclass) >= tau``),
+  ``topk`` below it: top-k's recovery of wrong routes, paid only for uncertain images;
+* ``oracle``: the true superclass (analysis only: the best stage 2 can do).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from supersub_tf.hierarchy import Hierarchy
+
+ROUTINGS = ("hard", "topk", "oracle")
+#: Every routing :func:`routes_for` knows (``gated`` needs a threshold).
+ALL_ROUTINGS = ("hard", "topk", "gated", "oracle")
+
+
+def routes_for(superclass_probs: np.ndarray, routing: str, k: int = 2,
+               true_superclass: np.ndarray | None = None, tau: float = 0.5) -> np.ndarray:
+    """The route table of one routing mode.
+
+    Raises:
+        ValueError: For an unknown routing, or ``oracle`` without ``true_superclass``.
+    """
+    if routing not in ALL_ROUTINGS:
+        raise ValueError(f"routing must be one of {ALL_ROUTINGS}, got {routing!r}")
+    n, num_superclasses = superclass_probs.shape
+    if routing == "oracle":
+        if true_superclass is None:
+            raise ValueError("oracle routing needs true_superclass")
+        return np.asarray(true_superclass, np.int64).reshape(n, 1)
+    if routing == "hard":
+        return superclass_probs.argmax(1)[:, None]
+    routes = np.argsort(-superclass_probs, axis=1, kind="stable")[
+        :, :max(1, min(k, num_superclasses))].copy()
+    if routing == "gated":
+        routes[superclass_probs.max(1) >= tau, 1:] = -1
+    return routes
+
+
+def specialist_passes(routes: np.ndarray) -> float:
+    """Mean specialist passes per image of a route table (stage 1's pass not counted)."""
+    return float((routes >= 0).sum(1).mean()) if len(routes) else 0.0
+
+
+def combine(superclass_probs: np.ndarray, subclass_probs: np.ndarray, routes: np.ndarray,
+            hierarchy: Hierarchy, weighted: bool = True) -> np.ndarray:
+    """``p(fine)`` ``[N, C]`` over the routed blocks (zero elsewhere).
+
+    Args:
+        superclass_probs: ``[N, S]`` stage 1.
+        subclass_probs: ``[N, C]``: in superclass ``s``'s block, ``p(subclass | s)`` for
+            every image routed to ``s`` (other entries are ignored).
+        routes: The route table.
+        hierarchy: Block layout of the fine classes.
+        weighted: Weight each block by ``p(superclass)`` (False for ``oracle``).
+    """
+    n = len(routes)
+    fine_probs = np.zeros((n, hierarchy.num_classes), np.float32)
+    for s in range(hierarchy.num_superclasses):
+        rows = np.flatnonzero((routes == s).any(1))
+        if not len(rows):
+            continue
+        block = hierarchy.fine_labels_of(s)
+        weight = superclass_probs[rows, s:s + 1] if weighted else 1.0
+        fine_probs[np.ix_(rows, block)] = weight * subclass_probs[np.ix_(rows, block)]
+    return fine_probs
+
+
+def gated_curve(superclass_probs: np.ndarray, subclass_probs: np.ndarray,
+                fine_labels: np.ndarray, hierarchy: Hierarchy, k: int,
+                taus: np.ndarray | None = None) -> list[dict[str, float]]:
+    """Top-1 and specialist passes per image of ``gated`` routing over thresholds.
+
+    ``subclass_probs`` must hold the top-``k`` blocks of every image (as
+    :func:`~supersub_tf.supersub.evaluate.collect_predictions` computes them). The
+    curve runs from ``tau = 0`` (hard routing: 1 pass) to ``tau > 1`` (top-k: k passes).
+    """
+    taus = np.round(np.linspace(0.0, 1.0, 11), 2) if taus is None else taus
+    curve = []
+    for tau in [*map(float, taus), 1.01]:
+        routes = routes_for(superclass_probs, "gated", k, tau=tau)
+        fine = combine(superclass_probs, subclass_probs, routes, hierarchy).argmax(1)
+        curve.append({"tau": tau, "top1": float((fine == fine_labels).mean()),
+                      "specialist_passes": specialist_passes(routes)})
+    return curve
