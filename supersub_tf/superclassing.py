@@ -17,6 +17,14 @@ The full form gives each superclass as a mapping with ``synsets``, optional ``ex
 (synsets whose descendants are left out) or ``subclasses`` (explicit ids, with optional
 ``names``). A top-level ``resolve: {wnid: superclass}`` settles a class that descends
 from two superclasses' synsets, which is otherwise an error.
+
+A top-level ``parents: {wnid: parent_wnid}`` keeps only the named one of a synset's
+WordNet parents. WordNet is a graph (a domestic cat is both a cat and a domestic
+animal) and a class normally counts under every ancestor; a library that builds a
+*tree* instead keeps one parent per synset, by an order that neither WordNet source
+records (the robustness library's ImageNetHierarchy keeps the parent on a synset's
+last line of ImageNet's ``wordnet.is_a.txt``). Pinning the synsets whose choice moves
+a class reproduces such a tree from either source (preset ``robustness_mixed_10``).
 """
 
 from __future__ import annotations
@@ -57,6 +65,7 @@ class SuperclassingSpec:
     classes: str = "imagenet1k"
     description: str = ""
     resolve: tuple[tuple[str, str], ...] = ()
+    parents: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "spec") -> SuperclassingSpec:
@@ -90,7 +99,8 @@ class SuperclassingSpec:
                                  f"got {classes!r}")
         return cls(name=str(data.get("name") or Path(source).stem), superclasses=tuple(supers),
                    classes=classes, description=str(data.get("description", "")),
-                   resolve=tuple((str(k), str(v)) for k, v in (data.get("resolve") or {}).items()))
+                   resolve=tuple((str(k), str(v)) for k, v in (data.get("resolve") or {}).items()),
+                   parents=tuple((str(k), str(v)) for k, v in (data.get("parents") or {}).items()))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SuperclassingSpec:
@@ -114,6 +124,18 @@ def _as_tuple(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value)
 
 
+def _pin_parents(spec: SuperclassingSpec, wordnet: WordNet) -> WordNet:
+    """``wordnet`` with each synset of ``spec.parents`` keeping only its pinned parent."""
+    parents = dict(wordnet.parents)
+    for wnid, parent in spec.parents:
+        if parent not in parents.get(wnid, ()):
+            raise HierarchyError(
+                f"{spec.name}: parents pin {wnid} -> {parent}: {parent} is not a parent of "
+                f"{wnid} in {wordnet.source}; its parents are {sorted(parents.get(wnid, ()))}")
+        parents[wnid] = frozenset([parent])
+    return WordNet(parents, wordnet.names, wordnet.source)
+
+
 def build_hierarchy(spec: SuperclassingSpec, class_ids: Sequence[str],
                     wordnet: WordNet | None = None) -> Hierarchy:
     """Assigns each of ``class_ids`` to its superclass and returns the hierarchy.
@@ -124,8 +146,9 @@ def build_hierarchy(spec: SuperclassingSpec, class_ids: Sequence[str],
 
     Raises:
         HierarchyError: A class descends from two superclasses and no ``resolve`` rule
-            settles it; a resolve rule names an unknown superclass; a superclass ends up
-            empty; an explicit subclass id is not among ``class_ids``.
+            settles it; a resolve rule names an unknown superclass; a ``parents`` pin
+            names a synset that is not a parent; a superclass ends up empty; an explicit
+            subclass id is not among ``class_ids``.
         DataError: A synset or class wnid is absent from the WordNet metadata.
     """
     known = list(dict.fromkeys(class_ids))
@@ -145,6 +168,8 @@ def build_hierarchy(spec: SuperclassingSpec, class_ids: Sequence[str],
         wordnet.check_known([w for s in spec.superclasses for w in s.synsets + s.exclude],
                             what=f"synset of spec {spec.name!r}")
         wordnet.check_known([c for c in known if c not in explicit], what="class wnid")
+        if spec.parents:
+            wordnet = _pin_parents(spec, wordnet)
     for cid in known:
         if cid in explicit:
             members[explicit[cid]].append(cid)
@@ -176,4 +201,6 @@ def build_hierarchy(spec: SuperclassingSpec, class_ids: Sequence[str],
     metadata = {"description": spec.description, "classes": spec.classes}
     if needs_wordnet:
         metadata["exclude"] = {s.name: list(s.exclude) for s in spec.superclasses if s.exclude}
+        if spec.parents:
+            metadata["parents"] = dict(spec.parents)
     return Hierarchy(superclasses, name=spec.name, known_ids=known, metadata=metadata)
