@@ -8,6 +8,7 @@ Commands:
     export savedmodel SYSTEM OUT   the system as one SavedModel (both stages in the graph)
     export tflite SYSTEM OUT       LiteRT int8 models, manifest and a numpy-only runtime
     scale                    the scaling study: bigger vanilla networks vs Super-Sub
+    budget                   the budget study: Super-Sub minus vanilla as training grows
     data summary             images per superclass and split
     data preview             PNG grid of sample images per superclass
     data build-preset        regenerate a preset's JSON (or build one from a spec file)
@@ -153,6 +154,13 @@ def _cmd_scale(args: argparse.Namespace) -> None:
     run_scaling(load_scaling_config(args.config, quick + args.overrides), retrain=args.retrain)
 
 
+def _cmd_budget(args: argparse.Namespace) -> None:
+    from supersub_tf.budget import BUDGET_QUICK_PROFILE, load_budget_config, run_budget
+
+    quick = list(BUDGET_QUICK_PROFILE) if args.quick else []
+    run_budget(load_budget_config(args.config, quick + args.overrides), retrain=args.retrain)
+
+
 def _cmd_summary(args: argparse.Namespace) -> None:
     from supersub_tf.data import create_source
     from supersub_tf.data.summary import format_gaps, format_table, split_counts
@@ -258,6 +266,16 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--quick", action="store_true", help="smoke-test profile (minutes)")
     scale.add_argument("--retrain", action="store_true", help=RETRAIN_HELP)
     scale.set_defaults(func=_cmd_scale)
+
+    budget = commands.add_parser("budget", help="the budget crossover study: Super-Sub "
+                                                "against vanilla at growing training budgets")
+    budget.add_argument("--config", default="configs/budget.yaml",
+                        help="budget YAML (default configs/budget.yaml)")
+    budget.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a setting, e.g. epochs=[2,4]")
+    budget.add_argument("--quick", action="store_true", help="smoke-test profile (minutes)")
+    budget.add_argument("--retrain", action="store_true", help=RETRAIN_HELP)
+    budget.set_defaults(func=_cmd_budget)
 
     data = commands.add_parser("data", help="dataset tools").add_subparsers(dest="data_command",
                                                                            required=True)

@@ -463,3 +463,47 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
 def save_config(config: Any, path: str | os.PathLike) -> None:
     """Writes the resolved config as YAML, atomically."""
     atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+def _read_yaml(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings")
+    return data
+
+
+def _resolve_base(value: Any, folder: Path) -> Any:
+    """A ``base`` path (relative to ``folder``) read into its mapping; others unchanged."""
+    if isinstance(value, (str, os.PathLike)):
+        path = Path(value)
+        return _read_yaml(path if path.is_absolute() else folder / path, "base: run config")
+    return value
+
+
+def load_study_config(cls: type, path: str | os.PathLike | None = None,
+                      overrides: list[str] | None = None) -> Any:
+    """Reads a study config (a dataclass with a ``base`` RunConfig) from YAML.
+
+    ``base`` may be a path to a run config (relative to the study file's folder) or a
+    mapping of RunConfig settings. Overrides are ``key=value`` items applied in order:
+    ``base.train.epochs=2`` changes the base run config, ``base=other.yaml`` replaces it
+    (a path relative to the working directory).
+    """
+    data: dict[str, Any] = {}
+    folder = Path.cwd()
+    if path is not None:
+        data = _read_yaml(Path(path), "config file")
+        folder = Path(path).parent
+    data["base"] = _resolve_base(data.get("base"), folder) or {}
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if sep and key.strip() == "base":
+            data["base"] = _resolve_base(yaml.safe_load(raw) if raw else None, Path.cwd()) or {}
+        else:
+            apply_overrides(data, [item])
+    return config_from_dict(cls, data)

@@ -56,12 +56,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from supersub_tf.atomic import atomic_write_text
 from supersub_tf.config import (
-    RunConfig, apply_overrides, bits_tag, config_from_dict, config_to_dict, parse_bits,
-    save_config)
+    RunConfig, bits_tag, config_to_dict, load_study_config, parse_bits, save_config)
 from supersub_tf.errors import ConfigError
 from supersub_tf.freshness import ensure_fresh
 from supersub_tf.run_lock import run_lock
@@ -222,49 +219,16 @@ def point_name(size: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------ config
 
 
-def _read_yaml(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"{what} not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings")
-    return data
-
-
-def _resolve_base(value: Any, folder: Path) -> Any:
-    """A ``base`` path (relative to ``folder``) read into its mapping; others unchanged."""
-    if isinstance(value, (str, os.PathLike)):
-        path = Path(value)
-        return _read_yaml(path if path.is_absolute() else folder / path, "base: run config")
-    return value
-
-
 def load_scaling_config(path: str | os.PathLike | None = None,
                         overrides: list[str] | None = None) -> ScalingConfig:
     """Reads a scaling YAML (or the defaults when ``path`` is None) and applies overrides.
 
     ``base`` may be a path to a run config (relative to the scaling file's folder) or a
-    mapping of RunConfig settings. Overrides are ``key=value`` items applied in order:
-    ``base.train.epochs=2`` changes the base run config, ``base=other.yaml`` replaces it
-    (a path relative to the working directory), ``sizes=[resnet8_w0.25, resnet20_w1]``
-    replaces a list. Every key is checked; an unknown one is named with its full path.
+    mapping of RunConfig settings; see :func:`~supersub_tf.config.load_study_config`.
+    ``sizes=[resnet8_w0.25, resnet20_w1]`` replaces a list. Every key is checked; an
+    unknown one is named with its full path.
     """
-    data: dict[str, Any] = {}
-    folder = Path.cwd()
-    if path is not None:
-        data = _read_yaml(Path(path), "config file")
-        folder = Path(path).parent
-    data["base"] = _resolve_base(data.get("base"), folder) or {}
-    for item in overrides or []:
-        key, sep, raw = item.partition("=")
-        if sep and key.strip() == "base":
-            data["base"] = _resolve_base(yaml.safe_load(raw) if raw else None, Path.cwd()) or {}
-        else:
-            apply_overrides(data, [item])
-    return config_from_dict(ScalingConfig, data)
+    return load_study_config(ScalingConfig, path, overrides)
 
 
 def study_dir(config: ScalingConfig) -> Path:
