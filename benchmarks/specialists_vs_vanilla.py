@@ -138,7 +138,8 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
 
-    equal = common.run_overrides(args.small)
+    # The main job no longer trains independent specialists by default: ask for them.
+    equal = common.run_overrides(args.small, ["networks=[vanilla,generalist,specialists,supersub]"])
     epochs = common.load_run_config(equal).train.epochs
     x4 = common.run_overrides(args.small, [
         f"name={common.SMALL_RUN}_x4" if args.small else "name=specialists_x4",

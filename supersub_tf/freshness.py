@@ -167,10 +167,24 @@ def ensure_fresh(config: RunConfig, run_dir: str | Path, retrain: bool = False,
 
 
 def _message(run_dir: Path, stale: dict[Path, list[str]]) -> str:
-    groups: dict[tuple[str, ...], list[str]] = {}
+    groups: dict[tuple[str, ...], list[Path]] = {}
     for folder, diffs in stale.items():
-        groups.setdefault(tuple(diffs), []).append(str(folder.relative_to(run_dir)))
-    parts = [f"{', '.join(names)} ({'; '.join(diffs)})" for diffs, names in groups.items()]
+        groups.setdefault(tuple(diffs), []).append(folder.relative_to(run_dir))
+    parts = [f"{_folders(names)} ({'; '.join(diffs)})" for diffs, names in groups.items()]
     return (f"{run_dir} holds networks trained with other settings: {' | '.join(parts)}. "
             "Use another run name (--set name=...) or add --retrain to train exactly these "
             "stages again")
+
+
+def _folders(names: list[Path]) -> str:
+    """``vanilla, specialists/* (10), deltas/8bit/* (10)``: one entry per stage kind."""
+    by_parent: dict[Path, list[Path]] = {}
+    for name in names:
+        by_parent.setdefault(name.parent, []).append(name)
+    shown = []
+    for parent, children in by_parent.items():
+        if parent == Path(".") or len(children) == 1:
+            shown += [str(c) for c in children]
+        else:
+            shown.append(f"{parent}/* ({len(children)})")
+    return ", ".join(shown)

@@ -1,13 +1,14 @@
 """The scaling study: config validation, the resumable runner on tiny synthetic data, and
 the report from hand-made points."""
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from supersub_tf.config import RunConfig
+from supersub_tf.config import RunConfig, load_config
 from supersub_tf.errors import ConfigError
 from supersub_tf.scaling import (
     SCALING_QUICK_PROFILE, ScalingConfig, load_scaling_config, point_config, point_name)
@@ -64,8 +65,10 @@ def test_yaml_spells_out_the_defaults_and_spans_10x():
     from supersub_tf.models import create_model
 
     config = load_scaling_config(ROOT / "configs" / "scaling.yaml")
-    assert config == ScalingConfig()
-    assert config.base == RunConfig()      # base: default.yaml, beside the file
+    # base: scaling_base.yaml, beside the file: the 32 px run config of its committed results
+    base = load_config(ROOT / "configs" / "scaling_base.yaml")
+    assert config == dataclasses.replace(ScalingConfig(), base=base)
+    assert (base.data.image_size, base.train.model, base.train.epochs) == (32, "resnet20", 4)
     assert len(config.sizes) >= 4
     smallest, largest = (create_model(s["model"], 67, (32, 32, 3), width=s["width"])
                          for s in (config.sizes[0], config.sizes[-1]))   # listed small to large
