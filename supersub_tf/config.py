@@ -71,7 +71,7 @@ class DataConfig:
     dataset: str = "tiny_imagenet"
     preset: str = "tiny_imagenet_10"
     path: str = ""
-    image_size: int = 32
+    image_size: int = 64
     normalization: str = "imagenet"
     augment: bool = True
     crop_padding: int = 4
@@ -138,16 +138,16 @@ class TrainConfig:
             README) and stays on for the rest of the process.
     """
 
-    model: str = "resnet20"
-    width: float = 0.5
-    epochs: int = 4
+    model: str = "resnet8_s2"
+    width: float = 1.0
+    epochs: int = 9
     specialist_epochs: int = 0
-    batch_size: int = 128
+    batch_size: int = 64
     optimizer: str = "sgd"
     learning_rate: float = 0.1
     momentum: float = 0.9
     nesterov: bool = True
-    weight_decay: float = 5e-4
+    weight_decay: float = 5e-5
     schedule: str = "cosine"
     warmup_epochs: float = 0.5
     step_milestones: list = dataclasses.field(default_factory=lambda: [0.5, 0.75])
@@ -209,10 +209,10 @@ class DeltaConfig:
             probability is at least this go to one specialist, the others to ``topk``.
     """
 
-    bits: list = dataclasses.field(default_factory=lambda: [8, 4])
+    bits: list = dataclasses.field(default_factory=lambda: [4])
     from_stage: int = 0
     train_batchnorm: bool = True
-    epochs: int = 0
+    epochs: int = 3
     learning_rate: float = 0.02
     weight_decay: float = 0.0005
     topk: int = 2
@@ -326,7 +326,7 @@ class RunConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     networks: list = dataclasses.field(
-        default_factory=lambda: ["vanilla", "generalist", "specialists", "supersub"])
+        default_factory=lambda: ["vanilla", "generalist", "supersub"])
     deltas: DeltaConfig = dataclasses.field(default_factory=DeltaConfig)
     preview: PreviewConfig = dataclasses.field(default_factory=PreviewConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
@@ -349,9 +349,9 @@ class RunConfig:
 
 #: Overrides of the ``--quick`` profile: a run small enough for a smoke test (minutes).
 QUICK_PROFILE = ["name=quick", "data.max_per_class=40", "preview.images_per_superclass=6",
-                 "train.model=resnet8", "train.width=0.25", "train.epochs=1",
+                 "train.model=resnet8_s2", "train.width=0.25", "train.epochs=1",
                  "train.batch_size=64", "train.warmup_epochs=0", "deltas.bits=[8]",
-                 "export.calibration_images=64"]
+                 "deltas.epochs=1", "export.calibration_images=64"]
 
 
 def config_from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:

@@ -25,6 +25,7 @@ Run directory layout (``<output_dir>/<name>/``)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -80,11 +81,14 @@ def train_stage(config: RunConfig, kinds: str | list[str] | None = None,
     from supersub_tf.training.networks import train_network, train_specialists
 
     run_dir = run_dir_of(config)
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds or config.networks)
     with run_lock(run_dir):
-        ensure_fresh(config, run_dir, retrain, log)
+        # Check what this call trains too, also a kind the config's networks leave out.
+        wanted = dataclasses.replace(config, networks=[
+            *config.networks, *(k for k in kinds if k not in config.networks)])
+        ensure_fresh(wanted, run_dir, retrain, log)
         source = source or create_source(config.data)  # bad data fails before any write
         save_config(config, run_dir / "config.yaml")
-        kinds = [kinds] if isinstance(kinds, str) else list(kinds or config.networks)
         metrics = {}
         for kind in NETWORK_KINDS:
             if kind not in kinds or kind == "supersub":
