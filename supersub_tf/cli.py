@@ -257,25 +257,19 @@ def build_parser() -> argparse.ArgumentParser:
                       help="check against the Keras pipeline on the validation split")
     lite.set_defaults(func=_cmd_export_tflite)
 
-    scale = commands.add_parser("scale", help="the scaling study: bigger vanilla networks "
-                                              "against Super-Sub systems")
-    scale.add_argument("--config", default="configs/scaling.yaml",
-                       help="scaling YAML (default configs/scaling.yaml)")
-    scale.add_argument("--set", dest="overrides", action="append", default=[],
-                       metavar="KEY=VALUE", help="override a setting, e.g. base.train.epochs=2")
-    scale.add_argument("--quick", action="store_true", help="smoke-test profile (minutes)")
-    scale.add_argument("--retrain", action="store_true", help=RETRAIN_HELP)
-    scale.set_defaults(func=_cmd_scale)
-
-    budget = commands.add_parser("budget", help="the budget crossover study: Super-Sub "
-                                                "against vanilla at growing training budgets")
-    budget.add_argument("--config", default="configs/budget.yaml",
-                        help="budget YAML (default configs/budget.yaml)")
-    budget.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override a setting, e.g. epochs=[2,4]")
-    budget.add_argument("--quick", action="store_true", help="smoke-test profile (minutes)")
-    budget.add_argument("--retrain", action="store_true", help=RETRAIN_HELP)
-    budget.set_defaults(func=_cmd_budget)
+    for name, func, config_file, help_text, example in (
+            ("scale", _cmd_scale, "configs/scaling.yaml", "the scaling study: bigger vanilla "
+             "networks against Super-Sub systems", "base.train.epochs=2"),
+            ("budget", _cmd_budget, "configs/budget.yaml", "the budget crossover study: "
+             "Super-Sub against vanilla at growing training budgets", "epochs=[2,4]")):
+        study = commands.add_parser(name, help=help_text)
+        study.add_argument("--config", default=config_file,
+                           help=f"the study's YAML (default {config_file})")
+        study.add_argument("--set", dest="overrides", action="append", default=[],
+                           metavar="KEY=VALUE", help=f"override a setting, e.g. {example}")
+        study.add_argument("--quick", action="store_true", help="smoke-test profile (minutes)")
+        study.add_argument("--retrain", action="store_true", help=RETRAIN_HELP)
+        study.set_defaults(func=func)
 
     data = commands.add_parser("data", help="dataset tools").add_subparsers(dest="data_command",
                                                                            required=True)

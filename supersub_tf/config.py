@@ -444,18 +444,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None,
                 cls: type = RunConfig) -> Any:
     """Reads a YAML config (or defaults when ``path`` is None) and applies overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{p}: not valid YAML ({err})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: expected a mapping of settings (section: ...), got a "
-                              f"{type(data).__name__}")
+    data = _read_yaml(Path(path), "config file") if path is not None else {}
     data = apply_overrides(data, list(overrides or []))
     return config_from_dict(cls, data)
 
@@ -473,7 +462,8 @@ def _read_yaml(path: Path, what: str) -> dict[str, Any]:
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings")
+        raise ConfigError(f"{path}: expected a mapping of settings (section: ...), got a "
+                          f"{type(data).__name__}")
     return data
 
 
