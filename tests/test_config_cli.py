@@ -113,3 +113,26 @@ def test_scale_command_names_a_missing_config(tmp_path, capsys):
 def test_export_of_a_folder_that_is_no_system(tmp_path, capsys):
     assert main(["export", "savedmodel", str(tmp_path), str(tmp_path / "out")]) == 2
     assert str(tmp_path) in capsys.readouterr().err
+
+
+def test_bad_settings_fail_before_any_work(tmp_path):
+    """Validated when read, and a bad preset leaves no empty run folder behind."""
+    from supersub_tf.errors import SuperSubError
+    from supersub_tf.run import run_pipeline
+
+    for overrides, match in ((["data.max_per_class=-5"], "data.max_per_class"),
+                             (["train.learning_rate=-1"], "train.learning_rate"),
+                             (["deltas.bits=[]"], "deltas.bits is empty"),
+                             (["name="], "name must be a folder name"),
+                             (["train.width=0"], "train.width")):
+        with pytest.raises(ConfigError, match=match):
+            load_config(None, overrides)
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(listed, ["train.epochs=2"])
+    config = load_config(None, [f"output_dir={tmp_path / 'runs'}", "name=bad",
+                                "data.preset=no_such_preset"])
+    with pytest.raises(SuperSubError, match="unknown preset 'no_such_preset'"):
+        run_pipeline(config, log=lambda *_: None)
+    assert not (tmp_path / "runs" / "bad").exists()
