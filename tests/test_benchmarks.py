@@ -167,12 +167,16 @@ def test_ensure_run_reads_a_finished_run_without_training(bench, tmp_path, monke
         raise AssertionError("a finished run must not be trained")
 
     monkeypatch.setattr(run_module, "run_pipeline", no_training)
+    monkeypatch.setattr(run_module, "supersub_stage", no_training)
     info = bench.ensure_run(["name=tiny", f"output_dir={tmp_path}", "deltas.bits=[8]"])
     assert info["run_dir"] == run_dir and not info["trained"] and info["missing"] == []
     assert bench.run_summary(info)["name"] == "tiny"
     assert bench.ensure_run(run=run_dir)["report"]["wall_seconds"] == 12.0
-    with pytest.raises(SystemExit, match=r"other settings(.|\n)*vanilla: train\.epochs: 4 -> 9"):
-        bench.ensure_run(["name=tiny", f"output_dir={tmp_path}", "train.epochs=9"])
+    epochs = bench.load_run_config().train.epochs
+    with pytest.raises(SystemExit, match=rf"other settings(.|\n)*vanilla: train\.epochs: "
+                                         rf"{epochs} -> {epochs + 1}"):
+        bench.ensure_run(["name=tiny", f"output_dir={tmp_path}", "deltas.bits=[8]",
+                          f"train.epochs={epochs + 1}"])
     # Another command writing the run: refused at once, naming the lock.
     from test_freshness import LOCK_HOLDER
 

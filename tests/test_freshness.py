@@ -20,6 +20,7 @@ from supersub_tf.freshness import (
 from supersub_tf.run_lock import RunLockedError, run_lock
 
 QUIET = {"log": lambda *_: None}
+ALL = "networks=[vanilla,generalist,specialists,supersub]"  # every kind of stage
 
 
 def config_with(*overrides: str):
@@ -29,7 +30,8 @@ def config_with(*overrides: str):
 def test_settings_of_each_stage():
     config = config_with("train.specialist_epochs=16", "deltas.epochs=3")
     vanilla = network_settings(config, "vanilla")
-    assert vanilla["train.epochs"] == 4 and "train.specialist_epochs" not in vanilla
+    assert vanilla["train.epochs"] == config.train.epochs
+    assert "train.specialist_epochs" not in vanilla
     assert network_settings(config, "specialist")["train.epochs"] == 16
     assert not set(vanilla) & set(NEUTRAL_SETTINGS)
     assert not any(k.startswith("data.synthetic.") for k in vanilla)  # unused by tiny_imagenet
@@ -51,27 +53,27 @@ def write_stage(folder: Path, settings: dict) -> None:
 
 def test_stale_stages_are_named_refused_or_removed(tmp_path):
     run_dir = tmp_path / "run"
-    old = config_with("deltas.bits=[8]")
+    old = config_with(ALL, "deltas.bits=[8]")
     write_stage(run_dir / "vanilla", network_settings(old, "vanilla"))
     write_stage(run_dir / "generalist", network_settings(old, "generalist"))
     write_stage(run_dir / "specialists" / "dog", network_settings(old, "specialist"))
     write_stage(run_dir / "deltas" / "8bit" / "dog", delta_settings(old, 8))
     assert stale_stages(old, run_dir) == {}
     # Settings that cannot change a result do not make anything stale.
-    assert stale_stages(config_with("deltas.bits=[8]", "train.verbose=0",
+    assert stale_stages(config_with(ALL, "deltas.bits=[8]", "train.verbose=0",
                                     "data.skip_bad_images=true", "deltas.topk=3"), run_dir) == {}
 
-    wider = config_with("deltas.bits=[8]", "train.width=1.0")
+    wider = config_with(ALL, "deltas.bits=[8]", "train.width=2.0")
     with pytest.raises(StaleRunError) as err:
         ensure_fresh(wider, run_dir, **QUIET)
     message = str(err.value)
-    assert "train.width: 0.5 -> 1.0" in message and "--retrain" in message
+    assert "train.width: 1.0 -> 2.0" in message and "--retrain" in message
     assert "--set name=" in message and "\n" not in message
     for stage in ("vanilla", "generalist", "specialists/dog", "deltas/8bit/dog"):
         assert stage in message
 
     # Only the delta settings changed: only the delta specialists are stale.
-    finer = config_with("deltas.bits=[8]", "deltas.learning_rate=0.5")
+    finer = config_with(ALL, "deltas.bits=[8]", "deltas.learning_rate=0.5")
     assert list(stale_stages(finer, run_dir)) == [run_dir / "deltas" / "8bit" / "dog"]
     removed = ensure_fresh(finer, run_dir, retrain=True, **QUIET)
     assert removed == [run_dir / "deltas" / "8bit" / "dog"]

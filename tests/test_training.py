@@ -24,6 +24,10 @@ TINY = {
     "train": {"model": "resnet8", "width": 0.25, "epochs": 2, "batch_size": 16,
               "learning_rate": 0.05, "verbose": "2"},
     "preview": {"images_per_superclass": 2},
+    # Every kind of network (the main job's default leaves the independent specialists
+    # out), and one epoch of delta fine-tuning.
+    "networks": ["vanilla", "generalist", "specialists", "supersub"],
+    "deltas": {"epochs": 1},
 }
 
 
@@ -165,7 +169,9 @@ def test_main_job_supersub_stage(tmp_path, capsys):
     run_dir = run_pipeline(config, log=lambda *_: None)
     for tag in ("float", "4bit"):
         result = json.loads((run_dir / "supersub" / f"{tag}.json").read_text())
-        assert set(result["routing"]) == {"hard", "topk", "oracle"}
+        assert set(result["routing"]) == {"hard", "topk", "gated", "oracle"}
+        assert result["routing"]["topk"]["specialist_passes"] == 2.0
+        assert [p["tau"] for p in result["gated_curve"]][-1] == 1.01
         assert 0.0 <= result["routing"]["hard"]["top1"] <= 1.0
         system = load_system(run_dir / "systems" / tag)
         assert set(system.delta_sets) == {"disc", "square"}
