@@ -52,7 +52,8 @@ def kernel_sizes(model):
 
 
 def test_registry_lists_all_architectures():
-    expected = {f"resnet{d}" for d in DEPTHS} | {"resnet18", "resnet34", "resnet50", "mobilenetv2"}
+    expected = ({f"resnet{d}" for d in DEPTHS} | {f"resnet{d}_s2" for d in DEPTHS}
+                | {"resnet18", "resnet34", "resnet50", "mobilenetv2"})
     assert set(list_models()) == expected
     assert list_models() == sorted(list_models())
 
@@ -63,7 +64,12 @@ def test_listing_models_does_not_import_tensorflow():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.parametrize("name", list_models(), ids=list_models())
+#: Every architecture, with the stride-2-stem variants at two depths only (one builder
+#: makes all of them; the others differ from these in depth alone).
+CHECKED = [m for m in list_models() if not m.endswith("_s2") or m in ("resnet8_s2", "resnet20_s2")]
+
+
+@pytest.mark.parametrize("name", CHECKED, ids=CHECKED)
 def test_builds_flat_with_features_and_logits(name):
     model = built(name)
     assert model.name == name
@@ -80,7 +86,7 @@ def test_builds_flat_with_features_and_logits(name):
     assert np.isfinite(out.numpy()).all()
 
 
-@pytest.mark.parametrize("name", list_models(), ids=list_models())
+@pytest.mark.parametrize("name", CHECKED, ids=CHECKED)
 def test_trains_one_step(name):
     # Tracing the train function of the deepest models takes 5-10 s each on 2 cores, so
     # most run the step eagerly; resnet20 runs the compiled graph like real training.
@@ -99,9 +105,16 @@ def test_trains_one_step(name):
 SLOW_TO_QUANTIZE = {"resnet34", "resnet44", "resnet50", "resnet56", "resnet110", "mobilenetv2"}
 
 
+def test_stride_two_stem_halves_the_resolution_at_the_same_parameters():
+    plain, s2 = (create_model(name, 10, (64, 64, 3)) for name in ("resnet8", "resnet8_s2"))
+    assert plain.count_params() == s2.count_params()
+    assert plain.get_layer("features").input_shape[1:3] == (16, 16)
+    assert s2.get_layer("features").input_shape[1:3] == (8, 8)
+
+
 @pytest.mark.parametrize("name", [
     pytest.param(n, marks=pytest.mark.slow) if n in SLOW_TO_QUANTIZE else n
-    for n in list_models()], ids=list_models())
+    for n in CHECKED], ids=CHECKED)
 def test_quantize_model(name):
     import tensorflow_model_optimization as tfmot
 
