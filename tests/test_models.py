@@ -2,7 +2,8 @@
 
 Each registered model is built once (32x32 inputs, the smallest MobileNetV2 width) and
 shared by the build, training and quantization tests, which are parametrized over
-``list_models()`` so a new registration is tested automatically.
+``list_models()`` (stride-2-stem variants at two depths) so a new registration is
+tested automatically.
 """
 
 import subprocess

@@ -195,6 +195,7 @@ def test_train_config_validation():
         load_config(None, ["networks=[vanilla, experts]"])
 
 
+@pytest.mark.slow
 def test_a_resumed_run_reports_every_invocation(tmp_path):
     from supersub_tf.run import run_pipeline
 
@@ -211,6 +212,7 @@ def test_a_resumed_run_reports_every_invocation(tmp_path):
     assert "over 2 invocations" in (run_dir / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_deterministic_setting_gives_bit_identical_networks(tmp_path):
     """``train.deterministic`` (process-wide, so each run is its own process)."""
     import h5py
