@@ -37,9 +37,9 @@ from supersub_tf.config import (
 from supersub_tf.errors import ConfigError
 from supersub_tf.freshness import delta_settings, ensure_fresh, network_settings
 from supersub_tf.run_lock import run_lock
+from supersub_tf.supersub.routing import ALL_ROUTINGS
 
 DEFAULT_BUDGET_CONFIG = Path("configs") / "budget.yaml"
-ROUTINGS = ("hard", "topk", "gated", "oracle")
 
 
 @dataclasses.dataclass
@@ -135,7 +135,7 @@ def point_record(run: RunConfig) -> dict[str, Any]:
     supersub = json.loads((run_dir / "supersub" / f"{tag}.json").read_text())
     routing = {name: {"top1": m["top1"], "specialist_passes": m.get("specialist_passes"),
                       "minus_vanilla": m["top1"] - vanilla["top1"]}
-               for name, m in supersub["routing"].items() if name in ROUTINGS}
+               for name, m in supersub["routing"].items() if name in ALL_ROUTINGS}
     deltas = sorted((run_dir / "deltas" / tag).glob("*/metrics.json"))
     return {
         "epochs": run.train.epochs, "delta_epochs": run.deltas.epochs, "bits": tag,

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from supersub_tf.atomic import atomic_write_text
@@ -250,7 +251,7 @@ def finished_networks(run_dir: Path) -> dict[str, dict]:
 
 def analyze_run(config: RunConfig, run_dir: str | Path | None = None,
                 source: ImageSource | None = None, log=print,
-                started: float | None = None, legs: list[float] = ()) -> Path:
+                started: float | None = None, legs: Sequence[float] = ()) -> Path:
     """Analysis and report of a run directory's networks; returns the report path.
 
     ``started`` (a ``time.time()`` value) dates the wall time the report states; by
