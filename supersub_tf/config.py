@@ -132,6 +132,10 @@ class TrainConfig:
         verbose: ``auto`` (progress bar in a terminal or notebook, one line per epoch
             otherwise, e.g. CI and papermill), or Keras' 0, 1, 2.
         backup_every_steps: BackupAndRestore frequency in steps; 0 backs up each epoch.
+        generalist_fine_head: Weight of an auxiliary fine-class head's loss in the
+            generalist (0: none). The head shares the trunk, is trained on the fine
+            labels beside the superclass head, and is dropped from the stored system: it
+            only shapes the trunk (and is a vanilla-size baseline of its own).
         deterministic: Bit-identical networks from the same seed and data
             (``tf.config.experimental.enable_op_determinism``, which also makes tf.data's
             parallel maps keep their order); off by default, it costs speed (see the
@@ -157,6 +161,7 @@ class TrainConfig:
     eval_batch_size: int = 256
     verbose: str = "auto"
     backup_every_steps: int = 0
+    generalist_fine_head: float = 0.0
     deterministic: bool = False
 
     def __post_init__(self) -> None:
@@ -183,7 +188,7 @@ class TrainConfig:
                  learning_rate=(_POSITIVE, "positive"), weight_decay=(0, ">= 0"),
                  warmup_epochs=(0, ">= 0"), specialist_epochs=(0, ">= 0 (0: train.epochs)"),
                  eval_batch_size=(1, ">= 1"), backup_every_steps=(0, ">= 0"),
-                 step_gamma=(_POSITIVE, "positive"))
+                 step_gamma=(_POSITIVE, "positive"), generalist_fine_head=(0, ">= 0"))
 
 
 @dataclasses.dataclass
@@ -204,6 +209,11 @@ class DeltaConfig:
         learning_rate: Peak learning rate of the fine-tuning (the deltas start at zero,
             from a trained network, so it is lower than training from scratch).
         weight_decay: Weight decay on deltas and heads (pulls deltas towards zero).
+        catch_all: Catch-all specialists: each specialist gets one more output, "not my
+            superclass", trained on this many other superclasses' images per image of
+            its own (a fixed random sample; 0: plain specialists). Routing then weighs
+            each routed block by ``1 - p(other)`` and renormalises, so top-k can reject
+            a wrong route (Hinton et al. 2015's specialists).
         topk: Superclasses per image for top-k routing.
         gate_tau: Confidence threshold of gated routing: images whose top superclass
             probability is at least this go to one specialist, the others to ``topk``.
@@ -215,6 +225,7 @@ class DeltaConfig:
     epochs: int = 3
     learning_rate: float = 0.02
     weight_decay: float = 0.0005
+    catch_all: float = 0.0
     topk: int = 2
     gate_tau: float = 0.5
 
@@ -227,7 +238,7 @@ class DeltaConfig:
         if self.topk < 1:
             raise ConfigError(f"deltas.topk must be >= 1, got {self.topk}")
         _require(self, "deltas", epochs=(0, ">= 0"), learning_rate=(_POSITIVE, "positive"),
-                 weight_decay=(0, ">= 0"))
+                 weight_decay=(0, ">= 0"), catch_all=(0, ">= 0 (0: plain specialists)"))
 
 
 _POSITIVE = 1e-300  # "greater than zero" for _require

@@ -62,6 +62,9 @@ def network_settings(config: RunConfig, kind: str) -> dict[str, Any]:
     specialist_epochs = flat.pop("train.specialist_epochs")
     if kind == "specialist":
         flat["train.epochs"] = specialist_epochs or flat["train.epochs"]
+    fine_head = flat.pop("train.generalist_fine_head")
+    if kind == "generalist" and fine_head:  # recorded only when on: older records stay valid
+        flat["train.generalist_fine_head"] = fine_head
     return _relevant(flat)
 
 
@@ -75,7 +78,9 @@ def delta_settings(config: RunConfig, bits: int | None) -> dict[str, Any]:
             "deltas.epochs": (deltas.epochs or config.train.specialist_epochs or
                               config.train.epochs),
             "deltas.learning_rate": deltas.learning_rate,
-            "deltas.weight_decay": deltas.weight_decay}
+            "deltas.weight_decay": deltas.weight_decay,
+            # recorded only when on, so records made before the setting existed stay valid
+            **({"deltas.catch_all": deltas.catch_all} if deltas.catch_all else {})}
 
 
 def record_settings(stage_dir: str | Path, settings: dict[str, Any]) -> None:

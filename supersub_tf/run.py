@@ -141,21 +141,24 @@ def _supersub_results(config: RunConfig, run_dir: Path, source: ImageSource,
         tag = bits_tag(bits)
         delta_sets = train_delta_specialists(config, source, run_dir, generalist, bits, log)
         settings = {"bits": bits, "from_stage": config.deltas.from_stage,
-                    "train_batchnorm": config.deltas.train_batchnorm}
+                    "train_batchnorm": config.deltas.train_batchnorm,
+                    "catch_all": bool(config.deltas.catch_all)}
         system = save_system(run_dir / "systems" / tag, generalist, delta_sets, hierarchy,
                              backbone, settings)
         pipeline = SuperSubPipeline(generalist, delta_sets, hierarchy)
         k, tau = config.deltas.topk, config.deltas.gate_tau
         probs, labels = collect_predictions(pipeline, val.dataset, ALL_ROUTINGS, k=k, tau=tau)
         result = {"bits": bits, "system": str(system), "storage": storage_report(system),
-                  "topk": k, "gate_tau": tau,
+                  "topk": k, "gate_tau": tau, "catch_all": config.deltas.catch_all,
+                  "generalist_fine_head": config.train.generalist_fine_head,
                   "routing": {r: {**pipeline_metrics(probs[r], probs["superclass_probs"],
                                                      labels, hierarchy),
                                   "specialist_passes": float(probs[f"{r}_passes"])}
                               for r in ALL_ROUTINGS},
                   "gated_curve": gated_curve(probs["superclass_probs"],
                                              probs["subclass_probs"], labels["fine"],
-                                             hierarchy, k)}
+                                             hierarchy, k,
+                                             other_probs=probs.get("other_probs"))}
         atomic_write_text(run_dir / "supersub" / f"{tag}.json",
                           json.dumps(result, indent=2) + "\n")
         log(f"[supersub {tag}] top-1 hard {result['routing']['hard']['top1']:.3f}, "

@@ -45,6 +45,21 @@ def test_settings_of_each_stage():
         network_settings(config_with(), "vanilla")
 
 
+def test_routing_variants_make_exactly_their_stages_stale():
+    base, head = config_with(), config_with("train.generalist_fine_head=0.5")
+    catch = config_with("deltas.catch_all=0.5")
+    # The auxiliary fine head changes the generalist (and so every delta specialist),
+    # not the vanilla network; catch-all changes only the delta specialists.
+    assert network_settings(head, "vanilla") == network_settings(base, "vanilla")
+    assert network_settings(head, "generalist")["train.generalist_fine_head"] == 0.5
+    assert delta_settings(head, 4) != delta_settings(base, 4)
+    assert network_settings(catch, "generalist") == network_settings(base, "generalist")
+    assert delta_settings(catch, 4)["deltas.catch_all"] == 0.5
+    # Off, neither is recorded: stages recorded before the settings existed stay fresh.
+    assert "train.generalist_fine_head" not in network_settings(base, "generalist")
+    assert "deltas.catch_all" not in delta_settings(base, 4)
+
+
 def write_stage(folder: Path, settings: dict) -> None:
     folder.mkdir(parents=True)
     (folder / SETTINGS_FILE).write_text(json.dumps(settings))

@@ -380,3 +380,52 @@ def test_failed_rename_restores_the_old_system(system, generalist, monkeypatch):
     monkeypatch.undo()
     assert os.listdir(system.parent) == ["system"]
     assert load_system(system).delta_settings["bits"] == 4
+
+
+def catch_all_sets(generalist, bits=4) -> dict[str, DeltaSet]:
+    """make_delta_sets with one more head output ("other") per specialist."""
+    rng = np.random.default_rng(1)
+    sets = make_delta_sets(generalist, bits)
+    for delta_set in sets.values():
+        kernel, bias = delta_set.owned["logits"]
+        delta_set.owned["logits"] = [
+            np.concatenate([kernel, rng.normal(size=(kernel.shape[0], 1)).astype(np.float32)],
+                           1), np.append(bias, np.float32(0.3))]
+        delta_set.owned[BN_LAYER][3] = np.abs(delta_set.owned[BN_LAYER][3]) + 0.5  # variance
+        delta_set.catch_all = True
+    return sets
+
+
+def test_catch_all_system_round_trip_and_hard_routing_view(tmp_path, generalist):
+    from supersub_tf.supersub.pipeline import SuperSubPipeline
+
+    h, sets = make_hierarchy(), catch_all_sets(generalist)
+    with pytest.raises(DataError, match="catch_all=True, delta_settings says catch_all=False"):
+        save_system(tmp_path / "bad", generalist, sets, h, BACKBONE, settings(4))
+    path = save_system(tmp_path / "ca", generalist, sets, h, BACKBONE,
+                       {**settings(4), "catch_all": True})
+    loaded = load_system(path)
+    assert all(d.catch_all for d in loaded.delta_sets.values())
+    head = loaded.delta_sets["dog"].owned["logits"]
+    np.testing.assert_array_equal(head[0], sets["dog"].owned["logits"][0])
+    # A catch-all head of the wrong size (the "other" output missing) is refused on save.
+    short = catch_all_sets(generalist)
+    short["dog"] = short["dog"].without_other()
+    short["dog"].catch_all = True
+    with pytest.raises(DataError, match="head has 3 outputs, expected 4"):
+        save_system(tmp_path / "short", generalist, short, h, BACKBONE,
+                    {**settings(4), "catch_all": True})
+    # Hard routing ignores p(other): the exports' view (the "other" output dropped) gives
+    # the same answers, top-k's renormalised combination differs from plain top-k.
+    x = np.random.default_rng(0).normal(size=(12, 16, 16, 3)).astype(np.float32)
+    full = SuperSubPipeline(loaded.generalist, loaded.delta_sets, h)
+    view = loaded.for_hard_routing()
+    plain = SuperSubPipeline(view.generalist, view.delta_sets, h)
+    assert view.delta_settings["catch_all_dropped"] and not plain.catch_all
+    hard, hard_view = full.predict(x, "hard"), plain.predict(x, "hard")
+    np.testing.assert_array_equal(hard.fine, hard_view.fine)
+    np.testing.assert_allclose(hard.subclass_prob, hard_view.subclass_prob, rtol=1e-5)
+    _, other = full.routed_subclass_probs(x, np.zeros((12, 1), np.int64))
+    assert other.shape == (12, 3) and (other[:, 1:] == 0).all()
+    assert (other[:, 0] > 0).all(), other[:, 0]
+    np.testing.assert_allclose(full.predict(x, "topk", k=3).fine_probs.sum(1), 1.0, rtol=1e-5)

@@ -22,12 +22,13 @@ class KnownProbabilities(SuperSubPipeline):
 
     def __init__(self):
         self.hierarchy = TOY
+        self.delta_sets = {}
 
     def superclass_probs(self, images):
         return SUPER[np.asarray(images, int).ravel()]
 
-    def subclass_probs(self, images, superclass):
-        return SUB[superclass][np.asarray(images, int).ravel()]
+    def specialist_probs(self, images, superclass):
+        return SUB[superclass][np.asarray(images, int).ravel()], None
 
 
 def test_routing_modes_on_known_probabilities():
@@ -125,9 +126,9 @@ def test_evaluation_runs_stage_one_once_per_batch_for_every_routing():
             Counting.stage1_calls += 1
             return super().superclass_probs(images)
 
-        def subclass_probs(self, images, superclass):
+        def specialist_probs(self, images, superclass):
             Counting.stage2_calls += 1
-            return super().subclass_probs(images, superclass)
+            return super().specialist_probs(images, superclass)
 
     import tensorflow as tf
 

@@ -186,6 +186,35 @@ def test_main_job_supersub_stage(tmp_path, capsys):
     assert "a*N + 1" in capsys.readouterr().out
 
 
+@pytest.mark.slow
+def test_catch_all_specialists_and_a_generalist_with_a_fine_head(tmp_path):
+    """Both routing variants through the main job: trained, stored, evaluated, exported."""
+    from supersub_tf.deltas.storage import load_system
+    from supersub_tf.run import run_pipeline
+    from supersub_tf.training.networks import load_network
+
+    config = tiny_config(tmp_path, epochs=1, generalist_fine_head=0.5)
+    config.deltas.bits, config.deltas.catch_all = [8], 0.5
+    config.networks = ["generalist", "supersub"]
+    run_dir = run_pipeline(config, log=lambda *_: None)
+    generalist = json.loads((run_dir / "generalist" / "metrics.json").read_text())
+    assert "aux_fine_top1" in generalist
+    assert "val_logits_accuracy" in (run_dir / "generalist" / "history.csv").read_text()
+    model = load_network(run_dir / "generalist").model   # the superclass head only
+    assert model.output_shape == (None, 2) and len(model.outputs) == 1
+    metrics = json.loads((run_dir / "deltas" / "8bit" / "disc" / "metrics.json").read_text())
+    # 48 training images of its own (2 x 30, less 20% held out) and half as many others.
+    assert metrics["train_images"] == 72 and "catch_all_others_rejected" in metrics
+    system = load_system(run_dir / "systems" / "8bit")
+    assert system.delta_settings["catch_all"] is True
+    assert system.delta_sets["disc"].owned["logits"][0].shape[-1] == 3   # 2 subclasses + other
+    result = json.loads((run_dir / "supersub" / "8bit.json").read_text())
+    assert result["catch_all"] == 0.5 and result["generalist_fine_head"] == 0.5
+    assert "catch-all specialists" in (run_dir / "report.md").read_text()
+    export = json.loads((run_dir / "export.json").read_text())
+    assert export["savedmodel"]["fine_agreement"] == 1.0   # hard routing, other dropped
+
+
 def test_train_config_validation():
     from supersub_tf.errors import ConfigError
 

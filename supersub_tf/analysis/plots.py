@@ -160,7 +160,9 @@ def read_history(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Reads a Keras ``CSVLogger`` file into ``{column: float array}``.
 
     Empty or non-numeric cells become NaN (not plotted). A missing ``epoch`` column is
-    replaced by the row number. When an epoch appears twice (a run resumed from a backup
+    replaced by the row number. A network with two heads (the generalist's auxiliary
+    fine head) also gets its ``logits`` head's metrics under the plain names
+    (``accuracy``, ``val_accuracy``). When an epoch appears twice (a run resumed from a backup
     taken before that epoch's row was written), its last row is kept.
 
     Raises:
@@ -182,6 +184,11 @@ def read_history(path: str | os.PathLike) -> dict[str, np.ndarray]:
                for col, raw in zip(columns, reader.fieldnames)}
     if "epoch" not in history:
         history["epoch"] = np.arange(len(rows), dtype=np.float64)
+    for prefix in ("", "val_"):  # a two-head network: its main head's under the plain names
+        for metric in ("accuracy", "top5"):
+            main = f"{prefix}logits_{metric}"
+            if main in history and f"{prefix}{metric}" not in history:
+                history[f"{prefix}{metric}"] = history[main]
     return history
 
 

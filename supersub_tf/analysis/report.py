@@ -138,6 +138,8 @@ def supersub_section(results: dict[str, dict], vanilla_top1: float | None,
                      routing["oracle"]["top1"], routing["hard"]["errors_from_stage1"],
                      storage["a"], storage["a_n_plus_1"]])
     passes = routing_rows(results)
+    variants = [f"{tag}: " + ", ".join(v) for tag, r in results.items()
+                if (v := variant_notes(r))]
     return ["## The Super-Sub pipeline", "",
             "A generalist predicts the superclass; that superclass's specialist (the "
             "generalist's weights plus its deltas, applied in place) predicts the subclass. "
@@ -146,6 +148,7 @@ def supersub_section(results: dict[str, dict], vanilla_top1: float | None,
             "of N specialists costs a*N + 1 networks instead of N + 1.", "",
             markdown_table(["system", "top-1 hard", "top-1 top-k", "top-1 gated",
                             "top-1 oracle", "errors from stage 1", "a", "a*N + 1"], rows), "",
+            *([f"Variants of this system: {'; '.join(variants)}.", ""] if variants else []),
             *(["Routing variants: accuracy against specialist passes per image (stage 1's "
                "pass not counted; gated routing sends an image to one specialist when its top "
                "superclass probability reaches tau, else to the top k):", "",
@@ -154,6 +157,19 @@ def supersub_section(results: dict[str, dict], vanilla_top1: float | None,
             "Per superclass (top-1, hard routing):", "",
             markdown_table(["superclass", "vanilla", *results],
                            per_superclass_rows(results, vanilla_per_superclass)), ""]
+
+
+def variant_notes(result: dict[str, Any]) -> list[str]:
+    """What a system does beyond the paper's Super-Sub (catch-all specialists, a
+    generalist trained with an auxiliary fine head), in words; empty for neither."""
+    notes = []
+    if result.get("catch_all"):
+        notes.append(f"catch-all specialists ({result['catch_all']:g} other-superclass "
+                     "images per own image; routed blocks weighed by 1 - p(other))")
+    if result.get("generalist_fine_head"):
+        notes.append("generalist trained with an auxiliary fine head (loss weight "
+                     f"{result['generalist_fine_head']:g})")
+    return notes
 
 
 def routing_rows(results: dict[str, dict]) -> list[list[Any]]:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 
+import numpy as np
+
 from supersub_tf.config import DataConfig
 from supersub_tf.data.pipeline import prepare
 from supersub_tf.data.source import SPLITS, ImageSource
@@ -90,3 +92,42 @@ def load_dataset(config: DataConfig, split: str, *, training: bool | None = None
     count = src.count(split, fine)
     ds = prepare(raw, hierarchy, config, training=training, batch_size=batch_size, seed=seed)
     return SplitData(ds, hierarchy, split, count, list(src.skipped.get(split, [])))
+
+
+def load_catch_all_dataset(config: DataConfig, split: str, superclass: int | str,
+                           others_per_image: float, *, training: bool | None = None,
+                           batch_size: int | None = None, seed: int = 0,
+                           source: ImageSource | None = None) -> SplitData:
+    """One superclass's images plus a sample of the others': a catch-all specialist's data.
+
+    The sample is ``others_per_image`` times the superclass's image count (at most all
+    other images), drawn uniformly from the other superclasses' images with ``seed`` and
+    fixed across epochs. Labels keep their global meaning; the trainer maps the others to
+    the "other" output.
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; choose one of {SPLITS}")
+    src = source or create_source(config)
+    src.check_split(split)
+    hierarchy = src.hierarchy
+    own = hierarchy.fine_labels_of(superclass)
+    others = np.setdiff1d(np.arange(hierarchy.num_classes), own)
+    training = split == "train" if training is None else training
+    own_count, other_total = src.count(split, own), src.count(split, others)
+    other_count = min(other_total, int(round(others_per_image * own_count)))
+    # The others' order is always shuffled (the listing is sorted by class), so the
+    # first ``other_count`` of them are a uniform sample.
+    own_raw = src.raw(split, own, order_seed=seed if training else None)
+    other_raw = src.raw(split, others, order_seed=seed + 7919).take(other_count)
+    if training:  # interleave the two at random positions: a stream mixed from the start
+        import tensorflow as tf
+
+        choice = np.random.default_rng(seed).permutation(
+            np.repeat(np.array([0, 1], np.int64), [own_count, other_count]))
+        raw = tf.data.Dataset.choose_from_datasets(
+            [own_raw, other_raw], tf.data.Dataset.from_tensor_slices(choice))
+    else:
+        raw = own_raw.concatenate(other_raw)
+    ds = prepare(raw, hierarchy, config, training=training, batch_size=batch_size, seed=seed)
+    return SplitData(ds, hierarchy, split, own_count + other_count,
+                     list(src.skipped.get(split, [])))

@@ -76,12 +76,27 @@ class DeltaSet:
         owned: Layer name -> the full weights the specialist uses instead of the
             generalist's (its head and, if trained, its batch-norm layers), in the
             layer's ``get_weights()`` order.
+        catch_all: The head has one output more than the superclass has subclasses,
+            the last: "not my superclass" (``deltas.catch_all``).
     """
 
     superclass: str
     bits: int | None
     deltas: dict[str, QuantizedTensor]
     owned: dict[str, list[np.ndarray]]
+    catch_all: bool = False
+
+    def without_other(self) -> DeltaSet:
+        """The same specialist without its catch-all output (itself when it has none).
+
+        ``p(subclass | superclass, not other)`` is the softmax of the remaining logits,
+        so hard routing, which never compares specialists, answers exactly the same.
+        """
+        if not self.catch_all:
+            return self
+        kernel, bias = self.owned["logits"]
+        owned = {**self.owned, "logits": [kernel[..., :-1], bias[:-1]]}
+        return dataclasses.replace(self, owned=owned, catch_all=False)
 
     def num_delta_values(self) -> int:
         """Number of delta entries (one per kernel weight that has a delta)."""
@@ -111,7 +126,8 @@ def save_delta_set(path, delta_set: DeltaSet) -> None:
         for i, value in enumerate(weights):
             arrays[f"owned/{name}/{i}"] = np.asarray(value, np.float32)
     meta = {"superclass": delta_set.superclass, "bits": delta_set.bits,
-            "deltas": list(delta_set.deltas), "owned": owned_counts}
+            "deltas": list(delta_set.deltas), "owned": owned_counts,
+            "catch_all": delta_set.catch_all}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
@@ -130,4 +146,4 @@ def load_delta_set(path) -> DeltaSet:
                   for name in meta["deltas"]}
         owned = {name: [data[f"owned/{name}/{i}"] for i in range(count)]
                  for name, count in meta["owned"].items()}
-    return DeltaSet(meta["superclass"], bits, deltas, owned)
+    return DeltaSet(meta["superclass"], bits, deltas, owned, meta.get("catch_all", False))

@@ -190,7 +190,7 @@ def _owned_weights(specialist: keras.Model) -> dict[str, list[np.ndarray]]:
 
 
 def extract_delta_set(specialist: keras.Model, superclass: str,
-                      bits: int | None) -> DeltaSet:
+                      bits: int | None, catch_all: bool = False) -> DeltaSet:
     """Reads a trained delta specialist out as a :class:`DeltaSet`.
 
     Args:
@@ -200,6 +200,7 @@ def extract_delta_set(specialist: keras.Model, superclass: str,
             training bits (the codes are exactly those the model computes with) or be
             None (the same deltas as float32); a float specialist is quantized after
             training (None keeps its float deltas).
+        catch_all: Its head's last output is "not my superclass".
 
     Returns:
         Deltas keyed by the generalist's layer names, and ``owned`` weights: the
@@ -211,7 +212,7 @@ def extract_delta_set(specialist: keras.Model, superclass: str,
     if not deltas:
         raise ValueError(f"model {specialist.name} has no delta layers")
     return DeltaSet(superclass=superclass, bits=bits, deltas=deltas,
-                    owned=_owned_weights(specialist))
+                    owned=_owned_weights(specialist), catch_all=catch_all)
 
 
 def materialize(generalist: keras.Model, delta_set: DeltaSet,

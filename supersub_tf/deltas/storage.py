@@ -91,6 +91,17 @@ class SuperSubSystem:
     generalist: keras.Model
     delta_sets: dict[str, DeltaSet]
 
+    def for_hard_routing(self) -> SuperSubSystem:
+        """The system as hard routing runs it: catch-all specialists' "other" output
+        dropped (:meth:`DeltaSet.without_other`; the answers are the same). The exports,
+        which route hard, use this view."""
+        if not any(d.catch_all for d in self.delta_sets.values()):
+            return self
+        return dataclasses.replace(
+            self, delta_sets={k: d.without_other() for k, d in self.delta_sets.items()},
+            delta_settings={**self.delta_settings, "catch_all": False,
+                            "catch_all_dropped": True})
+
 
 # --------------------------------------------------------------------------- bit packing
 def _group(bits: int) -> tuple[int, int]:
@@ -270,9 +281,24 @@ def _check_inputs(generalist: keras.Model, delta_sets: Mapping[str, DeltaSet],
                         f"{backbone.get('num_classes')}, the hierarchy "
                         f"{hierarchy.num_superclasses} superclasses")
     layers = {layer.name: len(layer.weights) for layer in generalist.layers}
-    bits = delta_settings["bits"]
+    bits, catch_all = delta_settings["bits"], bool(delta_settings.get("catch_all", False))
     for name, delta_set in delta_sets.items():
         _check_delta_set(name, delta_set, bits, layers)
+        if delta_set.catch_all != catch_all:
+            raise DataError(f"specialist {name!r} has catch_all={delta_set.catch_all}, "
+                            f"delta_settings says catch_all={catch_all}")
+        _check_head(f"specialist {name!r}", delta_set, hierarchy.num_subclasses(name))
+
+
+def _check_head(where: str, delta_set: DeltaSet, num_subclasses: int) -> None:
+    """DataError unless the head has one output per subclass (plus "other" for a
+    catch-all specialist)."""
+    head = delta_set.owned.get("logits")
+    wanted = num_subclasses + int(delta_set.catch_all)
+    if head is None or np.shape(head[0])[-1] != wanted:
+        got = "no logits weights" if head is None else f"{np.shape(head[0])[-1]} outputs"
+        raise DataError(f"{where}: its head has {got}, expected {wanted} ({num_subclasses} "
+                        f"subclasses{' + other' if delta_set.catch_all else ''})")
 
 
 def _check_delta_set(name: str, delta_set: DeltaSet, bits: int | None,
@@ -549,7 +575,7 @@ def _check_classes(path: Path, arrays: Mapping[str, np.ndarray], hierarchy: Hier
 
 def _load_specialist(root: Path, entry: Mapping[str, Any],
                      layout: list[tuple[str, tuple]], bits: int | None,
-                     hierarchy: Hierarchy) -> DeltaSet:
+                     hierarchy: Hierarchy, catch_all: bool = False) -> DeltaSet:
     """One verified specialist archive, unpacked into a :class:`DeltaSet`.
 
     Raises:
@@ -573,7 +599,10 @@ def _load_specialist(root: Path, entry: Mapping[str, Any],
             raise DataError(f"{path}: owned layer {layer!r} has shapes "
                             f"{[w.shape for w in weights]}, the manifest says {shapes}")
         owned[layer] = weights
-    return DeltaSet(superclass=str(entry["superclass"]), bits=bits, deltas=deltas, owned=owned)
+    delta_set = DeltaSet(superclass=str(entry["superclass"]), bits=bits, deltas=deltas,
+                         owned=owned, catch_all=catch_all)
+    _check_head(str(path), delta_set, hierarchy.num_subclasses(delta_set.superclass))
+    return delta_set
 
 
 def _load_generalist(root: Path, manifest: Mapping[str, Any],
@@ -628,7 +657,9 @@ def load_system(path: str | os.PathLike) -> SuperSubSystem:
     hierarchy = _manifest_hierarchy(root, manifest)
     layout = _delta_layout_of(root, manifest)
     bits = manifest["delta_settings"].get("bits")
-    delta_sets = {entry["superclass"]: _load_specialist(root, entry, layout, bits, hierarchy)
+    catch_all = bool(manifest["delta_settings"].get("catch_all", False))
+    delta_sets = {entry["superclass"]: _load_specialist(root, entry, layout, bits, hierarchy,
+                                                        catch_all)
                   for entry in manifest["specialists"]}
     generalist = _load_generalist(root, manifest, layout)
     return SuperSubSystem(root, hierarchy, dict(manifest["backbone"]),

@@ -393,6 +393,7 @@ def export_savedmodel(system: str | os.PathLike | SuperSubSystem, out_dir: str |
     """
     if not isinstance(system, SuperSubSystem):
         system = load_system(system)
+    system = system.for_hard_routing()  # the export routes hard
     module = SuperSubModule(system)
     with atomic_directory(out_dir, MARKER, "SavedModel") as work:
         tf.saved_model.save(module, str(work), signatures={SIGNATURE: module.serve})

@@ -334,6 +334,8 @@ def export_tflite(system: SuperSubSystem, out_dir: str | os.PathLike,
 
     if quantization not in QUANTIZATIONS:
         raise ConfigError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
+    # Hard routing stays exact; the runtime's top-k then combines without rejection.
+    system = system.for_hard_routing()
     h = system.hierarchy
     size = int(system.backbone["image_size"])
     mode = system.backbone.get("normalization", "imagenet")

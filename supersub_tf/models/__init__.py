@@ -13,7 +13,9 @@ from supersub_tf.models.registry import create_model, list_models, register_mode
 # Importing the architecture modules registers their builders.
 from supersub_tf.models import mobilenet, resnet_cifar, resnet_imagenet  # noqa: E402,F401,I001
 from supersub_tf.models.heads import (  # noqa: E402
-    copy_model, features_output, flatness_problems, trunk, with_head)
+    AUX_LOGITS_LAYER, aux_head, copy_model, features_output, flatness_problems, main_head, trunk,
+    with_aux_head, with_head)
 
-__all__ = ["copy_model", "create_model", "features_output", "flatness_problems", "list_models",
-           "register_model", "trunk", "with_head"]
+__all__ = ["AUX_LOGITS_LAYER", "aux_head", "copy_model", "create_model", "features_output",
+           "flatness_problems", "list_models", "main_head", "register_model", "trunk",
+           "with_aux_head", "with_head"]

@@ -7,7 +7,9 @@ contract:
 
 * :func:`trunk`: the model up to ``"features"``, sharing its layers and weights;
 * :func:`with_head`: the same trunk (shared weights) under a new ``"logits"`` Dense;
-* :func:`copy_model`: an independent copy with its own weights.
+* :func:`copy_model`: an independent copy with its own weights;
+* :func:`with_aux_head` / :func:`main_head`: a second head trained beside ``"logits"``
+  (the generalist's auxiliary fine-class head), and the model without it again.
 
 All return flat functional models, which tfmot can quantize.
 """
@@ -64,6 +66,40 @@ def with_head(model: keras.Model, num_classes: int, name: str | None = None) -> 
 
     outputs = blocks.logits_head(features_output(model), check_num_classes(num_classes))
     return keras.Model(model.inputs, outputs, name=name or model.name)
+
+
+AUX_LOGITS_LAYER = "aux_fine_logits"
+
+
+def with_aux_head(model: keras.Model, num_classes: int) -> keras.Model:
+    """``model`` with a second float32 Dense head on its features, ``"aux_fine_logits"``.
+
+    The two-output model shares every layer with ``model``; Keras trains it with one
+    loss per output (named by these layer names).
+    """
+    import tf_keras as keras
+
+    aux = blocks.logits_head(features_output(model), check_num_classes(num_classes),
+                             name=AUX_LOGITS_LAYER)
+    logits = model.get_layer(blocks.LOGITS_LAYER).output
+    return keras.Model(model.inputs, [logits, aux], name=model.name)
+
+
+def main_head(model: keras.Model, name: str | None = None) -> keras.Model:
+    """``model`` up to its ``"logits"`` layer only (shared layers and weights): a
+    two-head model as the one-head model every later stage expects."""
+    import tf_keras as keras
+
+    return keras.Model(model.inputs, model.get_layer(blocks.LOGITS_LAYER).output,
+                       name=name or model.name)
+
+
+def aux_head(model: keras.Model) -> keras.Model:
+    """``model`` up to its ``"aux_fine_logits"`` layer (shared layers and weights)."""
+    import tf_keras as keras
+
+    return keras.Model(model.inputs, model.get_layer(AUX_LOGITS_LAYER).output,
+                       name=f"{model.name}_aux")
 
 
 def copy_model(model: keras.Model, name: str | None = None,

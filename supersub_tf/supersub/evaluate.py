@@ -23,26 +23,31 @@ def collect_predictions(pipeline: SuperSubPipeline, dataset, routings=ROUTINGS, 
     Returns:
         ``(fine_probs by routing [N, C], labels {"fine", "superclass", "subclass"})``,
         plus ``"superclass_probs"`` (stage 1, ``[N, S]``), ``"subclass_probs"`` (stage 2
-        over the union, ``[N, C]``) and ``"<routing>_passes"`` (specialist passes per
+        over the union, ``[N, C]``), for catch-all specialists ``"other_probs"``
+        (``[N, S]``, see :func:`~supersub_tf.supersub.routing.combine`) and ``"<routing>_passes"`` (specialist passes per
         image, ``[]`` arrays of one value) under the same dict as routings.
     """
     h = pipeline.hierarchy
-    parts: dict[str, list[np.ndarray]] = {"superclass_probs": [], "subclass_probs": []}
+    parts: dict[str, list[np.ndarray]] = {"superclass_probs": [], "subclass_probs": [],
+                                          "other_probs": []}
     labels: dict[str, list[np.ndarray]] = {}
     for images, batch_labels in dataset:
         sup_probs = pipeline.superclass_probs(images)
         union = np.concatenate([routes_for(sup_probs, "topk", k),
                                 batch_labels["superclass"].numpy().reshape(-1, 1)], axis=1)
         parts["superclass_probs"].append(sup_probs)
-        parts["subclass_probs"].append(pipeline.routed_subclass_probs(images, union))
+        sub_given, other = pipeline.routed_subclass_probs(images, union)
+        parts["subclass_probs"].append(sub_given)
+        if other is not None:
+            parts["other_probs"].append(other)
         for key, value in batch_labels.items():
             labels.setdefault(key, []).append(value.numpy())
-    out = {key: np.concatenate(v) for key, v in parts.items()}
+    out = {key: np.concatenate(v) for key, v in parts.items() if v}
     labels = {key: np.concatenate(v) for key, v in labels.items()}
     for routing in routings:
         routes = routes_for(out["superclass_probs"], routing, k, labels["superclass"], tau)
         out[routing] = combine(out["superclass_probs"], out["subclass_probs"], routes, h,
-                               weighted=routing != "oracle")
+                               weighted=routing != "oracle", other_probs=out.get("other_probs"))
         out[f"{routing}_passes"] = np.asarray(specialist_passes(routes))
     return out, labels
 

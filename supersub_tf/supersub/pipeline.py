@@ -34,7 +34,8 @@ class Prediction:
     Attributes:
         superclass_probs: ``[N, S]`` stage-1 probabilities.
         fine_probs: ``[N, C]`` combined ``p(superclass) * p(subclass | superclass)``
-            over the routed superclasses (zero elsewhere).
+            over the routed superclasses (zero elsewhere; renormalised after weighing
+            by ``1 - p(other)`` for catch-all specialists).
         superclass: ``[N]`` superclass of the predicted fine label.
         subclass: ``[N]`` its local index inside that superclass.
         fine: ``[N]`` the predicted global fine label.
@@ -112,29 +113,55 @@ class SuperSubPipeline:
         kernel, bias = self.generalist_head
         return _softmax(features @ kernel + bias)
 
-    def subclass_probs(self, images, superclass: str) -> np.ndarray:
-        """Stage 2 for one superclass: ``p(subclass | superclass)`` of ``images``."""
+    @property
+    def catch_all(self) -> bool:
+        """Whether the specialists are catch-all ones (a last "not my superclass" output)."""
+        return any(d.catch_all for d in self.delta_sets.values())
+
+    def specialist_probs(self, images, superclass: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """Stage 2 for one superclass: ``p(subclass | superclass)`` of ``images`` and, for
+        a catch-all specialist, ``p(other)`` ``[N]`` (the subclass probabilities are then
+        ``p(subclass | superclass, not other)``); None otherwise."""
         self.apply(superclass)
         try:
             features = self._features(images).numpy()
         finally:
             self.restore()
-        kernel, bias = self.delta_sets[superclass].owned["logits"]
-        return _softmax(features @ kernel + bias)
+        delta_set = self.delta_sets[superclass]
+        kernel, bias = delta_set.owned["logits"]
+        probs = _softmax(features @ kernel + bias)
+        if not delta_set.catch_all:
+            return probs, None
+        other = probs[:, -1]
+        rest = np.maximum(1.0 - other, 1e-12)[:, None]
+        return (probs[:, :-1] / rest).astype(np.float32), other
 
-    def routed_subclass_probs(self, images, routes: np.ndarray) -> np.ndarray:
-        """Stage 2 for a route table: ``[N, C]`` with ``p(subclass | s)`` in superclass
-        ``s``'s block for every image routed to ``s`` (zeros elsewhere); each specialist
-        runs once, on the images routed to it."""
+    def subclass_probs(self, images, superclass: str) -> np.ndarray:
+        """``p(subclass | superclass)`` of ``images`` (see :meth:`specialist_probs`)."""
+        return self.specialist_probs(images, superclass)[0]
+
+    def routed_subclass_probs(self, images, routes: np.ndarray
+                              ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Stage 2 for a route table, each specialist run once, on the images routed to it.
+
+        Returns:
+            ``[N, C]`` with ``p(subclass | s)`` in superclass ``s``'s block for every image
+            routed to ``s`` (zeros elsewhere), and for catch-all specialists ``[N, S]``
+            ``p(other)`` of each routed specialist (None for plain ones).
+        """
         images = tf.convert_to_tensor(images)
         h = self.hierarchy
         sub_given = np.zeros((len(routes), h.num_classes), np.float32)
+        other = np.zeros((len(routes), h.num_superclasses), np.float32) if self.catch_all \
+            else None
         for s, name in enumerate(h.superclass_names):
             rows = np.flatnonzero((routes == s).any(1))
             if len(rows):
-                sub_given[np.ix_(rows, h.fine_labels_of(s))] = self.subclass_probs(
-                    tf.gather(images, rows), name)
-        return sub_given
+                probs, other_s = self.specialist_probs(tf.gather(images, rows), name)
+                sub_given[np.ix_(rows, h.fine_labels_of(s))] = probs
+                if other is not None:
+                    other[rows, s] = other_s
+        return sub_given, other
 
     def predict(self, images, routing: str = "hard", k: int = 2,
                 true_superclass: np.ndarray | None = None, tau: float = 0.5) -> Prediction:
@@ -154,8 +181,9 @@ class SuperSubPipeline:
         h = self.hierarchy
         sup_probs = self.superclass_probs(images)
         routes = routes_for(sup_probs, routing, k, true_superclass, tau)
-        sub_given = self.routed_subclass_probs(images, routes)
-        fine_probs = combine(sup_probs, sub_given, routes, h, weighted=routing != "oracle")
+        sub_given, other = self.routed_subclass_probs(images, routes)
+        fine_probs = combine(sup_probs, sub_given, routes, h, weighted=routing != "oracle",
+                             other_probs=other)
         n = len(fine_probs)
         fine = fine_probs.argmax(1)
         return Prediction(sup_probs, fine_probs, h.fine_to_superclass[fine],

@@ -12,6 +12,12 @@ Routing modes:
 * ``gated``: ``hard`` where stage 1 is confident (``max p(superclass) >= tau``),
   ``topk`` below it: top-k's recovery of wrong routes, paid only for uncertain images;
 * ``oracle``: the true superclass (analysis only: the best stage 2 can do).
+
+Catch-all specialists (``deltas.catch_all``) also say ``p(other)``, how sure each is
+that the image is not of its superclass. :func:`combine` then gives block ``s`` the
+weight ``p(s) * (1 - p_s(other))`` and renormalises over the routed blocks, so a route
+the specialist rejects loses to the next one; ``p(subclass | s)`` is then
+``p(subclass | s, not other)``.
 """
 
 from __future__ import annotations
@@ -54,7 +60,8 @@ def specialist_passes(routes: np.ndarray) -> float:
 
 
 def combine(superclass_probs: np.ndarray, subclass_probs: np.ndarray, routes: np.ndarray,
-            hierarchy: Hierarchy, weighted: bool = True) -> np.ndarray:
+            hierarchy: Hierarchy, weighted: bool = True,
+            other_probs: np.ndarray | None = None) -> np.ndarray:
     """``p(fine)`` ``[N, C]`` over the routed blocks (zero elsewhere).
 
     Args:
@@ -64,6 +71,8 @@ def combine(superclass_probs: np.ndarray, subclass_probs: np.ndarray, routes: np
         routes: The route table.
         hierarchy: Block layout of the fine classes.
         weighted: Weight each block by ``p(superclass)`` (False for ``oracle``).
+        other_probs: ``[N, S]`` catch-all specialists' ``p(other)`` (entry ``s`` for
+            images routed to ``s``); None for plain specialists.
     """
     n = len(routes)
     fine_probs = np.zeros((n, hierarchy.num_classes), np.float32)
@@ -72,14 +81,20 @@ def combine(superclass_probs: np.ndarray, subclass_probs: np.ndarray, routes: np
         if not len(rows):
             continue
         block = hierarchy.fine_labels_of(s)
-        weight = superclass_probs[rows, s:s + 1] if weighted else 1.0
+        weight = superclass_probs[rows, s:s + 1] if weighted else np.ones((len(rows), 1))
+        if other_probs is not None:
+            weight = weight * (1.0 - other_probs[rows, s:s + 1])
         fine_probs[np.ix_(rows, block)] = weight * subclass_probs[np.ix_(rows, block)]
+    if other_probs is not None:  # renormalise over the routed blocks
+        total = fine_probs.sum(1, keepdims=True)
+        fine_probs = np.divide(fine_probs, total, out=fine_probs, where=total > 0)
     return fine_probs
 
 
 def gated_curve(superclass_probs: np.ndarray, subclass_probs: np.ndarray,
                 fine_labels: np.ndarray, hierarchy: Hierarchy, k: int,
-                taus: np.ndarray | None = None) -> list[dict[str, float]]:
+                taus: np.ndarray | None = None,
+                other_probs: np.ndarray | None = None) -> list[dict[str, float]]:
     """Top-1 and specialist passes per image of ``gated`` routing over thresholds.
 
     ``subclass_probs`` must hold the top-``k`` blocks of every image (as
@@ -90,7 +105,8 @@ def gated_curve(superclass_probs: np.ndarray, subclass_probs: np.ndarray,
     curve = []
     for tau in [*map(float, taus), 1.01]:
         routes = routes_for(superclass_probs, "gated", k, tau=tau)
-        fine = combine(superclass_probs, subclass_probs, routes, hierarchy).argmax(1)
+        fine = combine(superclass_probs, subclass_probs, routes, hierarchy,
+                       other_probs=other_probs).argmax(1)
         curve.append({"tau": tau, "top1": float((fine == fine_labels).mean()),
                       "specialist_passes": specialist_passes(routes)})
     return curve

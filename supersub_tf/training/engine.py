@@ -81,20 +81,57 @@ def with_targets(dataset, key: str, num_classes: int):
                        num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
-    """Compiles with the configured optimizer, schedule, loss and top-1/top-5 metrics."""
-    num_classes = model.output_shape[-1]
+def with_catch_all_targets(dataset, superclass_index: int, num_subclasses: int):
+    """Maps ``(image, labels)`` to a catch-all specialist's one-hot target: the subclass
+    for images of superclass ``superclass_index``, the extra last output for the others."""
+    def target(image, labels):
+        own = tf.equal(labels["superclass"], superclass_index)
+        index = tf.where(own, labels["subclass"], num_subclasses)
+        return image, tf.one_hot(index, num_subclasses + 1)
+
+    return dataset.map(target, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def with_head_targets(dataset, heads: dict[str, tuple[str, int]]):
+    """Maps ``(image, labels)`` to ``(image, {output: one_hot(labels[key])})`` for a model
+    with several heads; ``heads`` maps each output name to ``(label key, classes)``."""
+    def targets(image, labels):
+        return image, {name: tf.one_hot(labels[key], n) for name, (key, n) in heads.items()}
+
+    return dataset.map(targets, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _metrics(num_classes: int) -> list:
     metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
     if num_classes > 5:
         metrics.append(keras.metrics.TopKCategoricalAccuracy(5, name="top5"))
-    model.compile(optimizer=make_optimizer(config, steps_per_epoch),
-                  loss=keras.losses.CategoricalCrossentropy(
-                      from_logits=True, label_smoothing=config.label_smoothing),
-                  metrics=metrics)
+    return metrics
+
+
+def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int,
+                  loss_weights: dict[str, float] | None = None) -> None:
+    """Compiles with the configured optimizer, schedule, loss and top-1/top-5 metrics.
+
+    A model with several outputs gets one loss and one set of metrics per output,
+    weighted by ``loss_weights`` (output name -> weight); Keras then prefixes each
+    metric with its output's name (``logits_accuracy``).
+    """
+    def loss():
+        return keras.losses.CategoricalCrossentropy(from_logits=True,
+                                                    label_smoothing=config.label_smoothing)
+
+    optimizer = make_optimizer(config, steps_per_epoch)
+    if len(model.outputs) == 1:
+        model.compile(optimizer=optimizer, loss=loss(), metrics=_metrics(model.output_shape[-1]))
+        return
+    shapes = dict(zip(model.output_names, model.output_shape))
+    model.compile(optimizer=optimizer, loss={name: loss() for name in shapes},
+                  loss_weights=loss_weights,
+                  metrics={name: _metrics(shape[-1]) for name, shape in shapes.items()})
 
 
 def fit(model: keras.Model, train, val, config: TrainConfig, out_dir: str | os.PathLike,
-        steps_per_epoch: int) -> dict:
+        steps_per_epoch: int, loss_weights: dict[str, float] | None = None) -> dict:
     """Trains ``model`` into ``out_dir``, resuming from a backup if one is there.
 
     Args:
@@ -104,6 +141,8 @@ def fit(model: keras.Model, train, val, config: TrainConfig, out_dir: str | os.P
         config: Optimizer, schedule, epochs and verbosity.
         out_dir: The network's folder (see the module docstring).
         steps_per_epoch: Batches per epoch of ``train`` (sets the schedule's length).
+        loss_weights: For a model with several outputs (targets a dict by output name):
+            each output's loss weight. The best checkpoint follows the first output.
 
     Returns:
         The epoch history read back from ``history.csv`` (``{column: array}``, all
@@ -115,7 +154,8 @@ def fit(model: keras.Model, train, val, config: TrainConfig, out_dir: str | os.P
     resuming = backup.exists()
     if not resuming and (out / HISTORY).exists():
         (out / HISTORY).unlink()  # a stale history of an unfinished, unbacked-up run
-    compile_model(model, config, steps_per_epoch)
+    compile_model(model, config, steps_per_epoch, loss_weights)
+    monitor = "val_accuracy" if len(model.outputs) == 1 else f"val_{model.output_names[0]}_accuracy"
     callbacks = [
         keras.callbacks.BackupAndRestore(
             str(backup), save_freq=config.backup_every_steps or "epoch", delete_checkpoint=False),
@@ -123,7 +163,7 @@ def fit(model: keras.Model, train, val, config: TrainConfig, out_dir: str | os.P
         keras.callbacks.TensorBoard(str(out / "logs"), write_graph=False, profile_batch=0),
     ]
     if val is not None:
-        callbacks.append(AtomicModelCheckpoint(out / BEST_WEIGHTS, monitor="val_accuracy",
+        callbacks.append(AtomicModelCheckpoint(out / BEST_WEIGHTS, monitor=monitor,
                                                mode="max", save_best_only=True,
                                                save_weights_only=True))
     model.fit(train, validation_data=val, epochs=config.epochs, callbacks=callbacks,

@@ -1,7 +1,9 @@
 """The three kinds of networks the paper compares, trained with one engine.
 
 * **vanilla**: one network over all fine classes of the hierarchy (target ``fine``);
-* **generalist**: the same backbone over the superclasses (target ``superclass``);
+* **generalist**: the same backbone over the superclasses (target ``superclass``),
+  optionally with an auxiliary fine-class head trained beside it
+  (``train.generalist_fine_head``) and dropped afterwards;
 * **specialists**: one network per superclass, trained from scratch on that
   superclass's images only, over its subclasses (target ``subclass``): the paper's
   "ensemble networks trained each only on subclasses of a given superclass".
@@ -32,9 +34,9 @@ from supersub_tf.data import load_dataset
 from supersub_tf.data.source import ImageSource
 from supersub_tf.freshness import check_stage, network_settings, record_settings
 from supersub_tf.hierarchy import Hierarchy
-from supersub_tf.models import create_model
+from supersub_tf.models import AUX_LOGITS_LAYER, aux_head, create_model, main_head, with_aux_head
 from supersub_tf.training.engine import (
-    FINAL_WEIGHTS, fit, seed_everything, steps_for, with_targets)
+    FINAL_WEIGHTS, fit, seed_everything, steps_for, with_head_targets, with_targets)
 
 TARGETS = {"vanilla": "fine", "generalist": "superclass", "specialist": "subclass"}
 
@@ -80,11 +82,20 @@ def predict(model: keras.Model, dataset) -> tuple[np.ndarray, dict[str, np.ndarr
 
 
 def load_network(out_dir: Path) -> TrainedNetwork:
-    """Rebuilds a finished network from its folder (``network.json`` + final weights)."""
+    """Rebuilds a finished network from its folder (``network.json`` + final weights).
+
+    A generalist trained with an auxiliary fine head comes back without it: the one-head
+    model every later stage uses.
+    """
     spec = json.loads((out_dir / "network.json").read_text())
     train = TrainConfig(**{k: v for k, v in spec["train"].items()})
     model = build_model(train, spec["num_classes"], spec["image_size"])
-    model.load_weights(str(out_dir / FINAL_WEIGHTS))
+    if spec.get("aux_fine_classes"):
+        full = with_aux_head(model, spec["aux_fine_classes"])
+        full.load_weights(str(out_dir / FINAL_WEIGHTS))
+        model = main_head(full)
+    else:
+        model.load_weights(str(out_dir / FINAL_WEIGHTS))
     return TrainedNetwork(model, out_dir, json.loads((out_dir / "metrics.json").read_text()))
 
 
@@ -122,12 +133,22 @@ def train_network(config: RunConfig, source: ImageSource, kind: str, run_dir: st
     val = load_dataset(config.data, "val", batch_size=train_cfg.eval_batch_size,
                        training=False, superclass=superclass, source=source)
     model = build_model(train_cfg, n, config.data.image_size)
+    fine_head = train_cfg.generalist_fine_head if kind == "generalist" else 0.0
     log(f"[{label}] {train_cfg.model} x{train_cfg.width}, {model.count_params():,} parameters, "
-        f"{n} classes, {train.num_examples:,} training images, {train_cfg.epochs} epochs")
+        f"{n} classes, {train.num_examples:,} training images, {train_cfg.epochs} epochs"
+        + (f", auxiliary fine head (loss weight {fine_head})" if fine_head else ""))
     start = time.time()
     steps_per_epoch = steps_for(train.num_examples, train_cfg.batch_size)
-    history = fit(model, with_targets(train.dataset, key, n), with_targets(val.dataset, key, n),
-                  train_cfg, out, steps_per_epoch)
+    if fine_head:  # both heads on the shared trunk; later stages use the superclass head
+        full = with_aux_head(model, hierarchy.num_classes)
+        heads = {"logits": (key, n), AUX_LOGITS_LAYER: ("fine", hierarchy.num_classes)}
+        history = fit(full, with_head_targets(train.dataset, heads),
+                      with_head_targets(val.dataset, heads), train_cfg, out, steps_per_epoch,
+                      loss_weights={"logits": 1.0, AUX_LOGITS_LAYER: fine_head})
+        model = main_head(full)
+    else:
+        history = fit(model, with_targets(train.dataset, key, n),
+                      with_targets(val.dataset, key, n), train_cfg, out, steps_per_epoch)
     seconds = time.time() - start
     probs, labels = predict(model, val.dataset)
     save_predictions(out / PREDICTIONS, probs, labels)
@@ -144,8 +165,12 @@ def train_network(config: RunConfig, source: ImageSource, kind: str, run_dir: st
         "final_train_accuracy": (float(history["accuracy"][-1]) if "accuracy" in history
                                  else None),
     }
+    if fine_head:  # the auxiliary head is a vanilla-size fine classifier of its own
+        fine_probs, _ = predict(aux_head(full), val.dataset)
+        metrics["aux_fine_top1"] = float(np.mean(fine_probs.argmax(1) == labels["fine"]))
     atomic_write_text(out / "network.json", json.dumps({
         "kind": kind, "superclass": superclass, "num_classes": n,
+        **({"aux_fine_classes": hierarchy.num_classes} if fine_head else {}),
         "image_size": config.data.image_size, "train": dataclasses.asdict(train_cfg)},
         indent=2) + "\n")
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
