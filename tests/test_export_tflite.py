@@ -18,6 +18,9 @@ from supersub_tf.errors import ConfigError, DataError
 from supersub_tf.export import litert_runtime, tflite
 from supersub_tf.export.litert_runtime import ExportError, LiteRTSuperSub
 
+# Every test here converts or runs LiteRT models of a trained system: the slow tier.
+pytestmark = pytest.mark.slow
+
 SIZE = 16
 SYNTH = SyntheticConfig(num_superclasses=3, subclasses_per_superclass=2, images_per_class=48,
                         image_size=SIZE, seed=3)
