@@ -117,6 +117,16 @@ def test_export_is_full_integer_with_complete_manifest(trained, export):
         assert entry["input"]["scale"] > 0 and entry["calibration_images"] == 64
     assert (export / "litert_runtime.py").read_bytes() == Path(litert_runtime.__file__).read_bytes()
     assert manifest["runtime"]["file"] == "litert_runtime.py"
+    # Routing and the file checks are the package's own modules, copied byte for byte.
+    from supersub_tf import manifest_files
+    from supersub_tf.supersub import routing
+
+    for name, module in (("supersub_routing.py", routing),
+                         ("supersub_manifest_files.py", manifest_files)):
+        assert (export / name).read_bytes() == Path(module.__file__).read_bytes()
+    assert [e["file"] for e in manifest["runtime_modules"]] == [
+        "supersub_routing.py", "supersub_manifest_files.py"]
+    assert manifest["catch_all"] is False
     assert not [p for p in export.parent.iterdir() if p.name.startswith(".export")]
 
 
@@ -322,18 +332,59 @@ sys.meta_path.insert(0, Block())
 sys.path.insert(0, ".")
 import numpy as np
 from litert_runtime import LiteRTSuperSub
-result = LiteRTSuperSub(".", num_threads=1).predict(np.load("images.npy"))
+runtime = LiteRTSuperSub(".", num_threads=1)
+images = np.load("images.npy")
+fine = {mode: runtime.predict(images, mode, tau=0.9)["fine"].tolist()
+        for mode in ("hard", "topk", "gated")}
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
-print(json.dumps({"fine": result["fine"].tolist(), "loaded": loaded}))
+print(json.dumps({"fine": fine, "loaded": loaded,
+                  "routing_from": sys.modules["supersub_routing"].__file__}))
 """
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TF_USE_LEGACY_KERAS")}
     proc = subprocess.run([sys.executable, "-c", script], cwd=folder, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["loaded"] == []
-    expected = LiteRTSuperSub(export).predict(val_x)["fine"].tolist()
-    assert out["fine"] == expected
+    assert out["loaded"] == [] and Path(out["routing_from"]).parent == folder
+    # The copies answer exactly as the package's modules do, in every routing mode.
+    in_package = LiteRTSuperSub(export)
+    for mode in ("hard", "topk", "gated"):
+        assert out["fine"][mode] == in_package.predict(val_x, mode, tau=0.9)["fine"].tolist()
+
+
+def test_catch_all_export_runs_every_routing_like_the_keras_pipeline(trained, tmp_path):
+    """A float32 export of catch-all specialists: the runtime's hard, top-k and gated
+    routing (with the "other" rejection) against the Keras pipeline's."""
+    import dataclasses
+
+    from supersub_tf.supersub.pipeline import SuperSubPipeline
+
+    system = trained["system"]
+    rng = np.random.default_rng(0)
+    sets = {}
+    for name, delta_set in system.delta_sets.items():
+        kernel, bias = delta_set.owned["logits"]
+        other = rng.normal(0, 0.5, (kernel.shape[0], 1)).astype(np.float32)
+        sets[name] = dataclasses.replace(
+            delta_set, catch_all=True,
+            owned={**delta_set.owned, "logits": [np.concatenate([kernel, other], 1),
+                                                 np.append(bias, np.float32(-1.0))]})
+    caught = dataclasses.replace(system, delta_sets=sets,
+                                 delta_settings={**system.delta_settings, "catch_all": True})
+    path = tflite.export_tflite(caught, tmp_path / "ca", quantization="float32")
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["catch_all"] is True
+    assert [e["num_outputs"] for e in manifest["specialists"]] == [3, 3, 3]
+    runtime = LiteRTSuperSub(path, num_threads=1)
+    val_x, _ = trained["val"]
+    pipeline = SuperSubPipeline(caught.generalist, sets, caught.hierarchy)
+    x = tflite.normalize_images(val_x, "imagenet")
+    for mode in ("hard", "topk", "gated"):
+        ours = runtime.predict(val_x, mode, tau=0.9)
+        keras_pred = pipeline.predict(x, mode, tau=0.9)
+        np.testing.assert_allclose(ours["fine_probs"], keras_pred.fine_probs, atol=1e-4)
+        assert (ours["fine"] == keras_pred.fine).mean() >= 0.97
+    assert runtime.subclass_probs(val_x[:3], 0).shape == (3, 2)   # "other" left out
 
 
 def test_runtime_command_line_errors_go_to_stderr_naming_the_culprit(export, tmp_path):

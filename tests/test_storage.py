@@ -294,7 +294,7 @@ def test_specialist_arrays_disagreeing_with_manifest(system, generalist):
                                                     make_hierarchy().superclasses[0].subclasses])
 
     def rehash(m):
-        m["specialists"][0].update(storage._file_entry(system, "specialists/dog.npz"))
+        m["specialists"][0].update(storage.file_entry(system, "specialists/dog.npz"))
     edit_manifest(system, rehash)
     with pytest.raises(DataError, match=r"dog.npz: arrays disagree.*stage2_block1_1_conv"):
         load_system(system)

@@ -40,7 +40,6 @@ manifest (presence, size, sha256, layers and shapes) and raises
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -52,21 +51,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from supersub_tf import manifest_files
 from supersub_tf.atomic import atomic_directory
 from supersub_tf.deltas.delta_set import DeltaSet, QuantizedTensor
 from supersub_tf.errors import DataError, SuperSubError
 from supersub_tf.hierarchy import Hierarchy
+from supersub_tf.manifest_files import MANIFEST, file_entry, read_manifest_file, sha256_file
 
 if TYPE_CHECKING:
     import tf_keras as keras
 
 FORMAT_NAME = "supersub-system"
 FORMAT_VERSION = 2  # 2: each specialist archive records its superclass and subclasses
-MANIFEST = "manifest.json"
 GENERALIST_FILE = "generalist.weights.h5"
 SPECIALIST_DIR = "specialists"
 SCALES_DTYPE = "float32"
-_HASH_CHUNK = 1 << 20
 
 
 @dataclasses.dataclass
@@ -185,21 +184,6 @@ def unpack_codes(packed: np.ndarray, bits: int, shape: Iterable[int]) -> np.ndar
 
 
 # --------------------------------------------------------------------------- file helpers
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _file_entry(root: Path, relative: str) -> dict[str, Any]:
-    """The manifest record of a written file: its relative path, size and sha256."""
-    path = root / relative
-    return {"file": relative, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
-
-
 def _specialist_filename(name: str, taken: set[str]) -> str:
     """A safe, unique (case-insensitively) ``specialists/<name>.npz`` for a superclass."""
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".") or "superclass"
@@ -378,7 +362,7 @@ def _write_contents(root: Path, generalist: keras.Model, delta_sets: Mapping[str
             "superclass": sup.name, "num_subclasses": len(sup.subclasses),
             "owned": {layer: [list(np.shape(w)) for w in weights]
                       for layer, weights in delta_set.owned.items()},
-            **_file_entry(root, relative)})
+            **file_entry(root, relative)})
     manifest = {
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
         "hierarchy": hierarchy.to_dict(),
@@ -388,7 +372,7 @@ def _write_contents(root: Path, generalist: keras.Model, delta_sets: Mapping[str
         "packing": {"codes": "unsigned little-endian dense k-bit, code + 2^(k-1) - 1",
                     "scales": SCALES_DTYPE, "npz": "uncompressed"},
         "delta_layers": [{"name": name, "shape": list(shape)} for name, shape in layout],
-        "generalist": _file_entry(root, GENERALIST_FILE),
+        "generalist": file_entry(root, GENERALIST_FILE),
         "specialists": specialists,
     }
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
@@ -434,15 +418,7 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
             or a missing key.
     """
     manifest_path = Path(path) / MANIFEST
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{manifest_path}: not found ({path} is not a Super-Sub "
-                        "system directory)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{manifest_path}: unreadable ({err})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise DataError(f"{manifest_path}: not a {FORMAT_NAME} manifest")
+    manifest = read_manifest_file(path, FORMAT_NAME, DataError, "Super-Sub system directory")
     if manifest.get("format_version") == 1:
         raise DataError(f"{manifest_path}: written by an older supersub_tf (format 1, whose "
                         "specialists do not record their classes); rebuild it by rerunning the "
@@ -472,22 +448,7 @@ def verify_file(root: Path, entry: Mapping[str, Any]) -> Path:
         DataError: Naming the file, when it is missing, its size differs or its sha256
             differs (a truncated, replaced or corrupted file).
     """
-    try:
-        relative = str(entry["file"])
-        size, digest = int(entry["bytes"]), str(entry["sha256"])
-    except (KeyError, TypeError, ValueError):
-        raise DataError(f"{root / MANIFEST}: malformed file entry {entry!r}") from None
-    path = root / relative
-    if Path(relative).is_absolute() or ".." in Path(relative).parts:
-        raise DataError(f"{root / MANIFEST}: file {relative!r} lies outside the system")
-    if not path.is_file():
-        raise DataError(f"{path}: missing (listed in {MANIFEST})")
-    actual = path.stat().st_size
-    if actual != size:
-        raise DataError(f"{path}: size {actual} bytes, the manifest says {size}")
-    if sha256_file(path) != digest:
-        raise DataError(f"{path}: sha256 mismatch (the file is corrupted or was replaced)")
-    return path
+    return manifest_files.verify_file(root, entry, DataError, "system")
 
 
 def _manifest_hierarchy(root: Path, manifest: Mapping[str, Any]) -> Hierarchy:

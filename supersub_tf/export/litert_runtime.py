@@ -10,8 +10,8 @@ This file is copied into every export folder written by
     result = model.predict(images)                 # uint8 [N, H, W, 3] RGB pixels
     print(result["class_name"][0], result["fine_prob"][0])
 
-It imports neither TensorFlow nor ``supersub_tf`` (not even indirectly), so it needs
-only ``pip install ai-edge-litert numpy``.
+In an export folder it imports neither TensorFlow nor ``supersub_tf`` (not even
+indirectly), so it needs only ``pip install ai-edge-litert numpy``.
 
 The export folder holds ``manifest.json``, ``generalist.tflite`` (image -> superclass
 logits) and one ``specialists/*.tflite`` per superclass (image -> logits over that
@@ -21,7 +21,11 @@ float32), quantizes them with each model's input quantization (for integer model
 dequantizes the logits before the softmax. Stage 1 gives ``p(superclass)``; stage 2
 runs each specialist once on the group of images routed to it (the interpreter's batch
 is resized to the group), and the fine probability is ``p(superclass) *
-p(subclass | superclass)``, exactly as ``supersub_tf.supersub.SuperSubPipeline``.
+p(subclass | superclass)``, exactly as ``supersub_tf.supersub.SuperSubPipeline``: the
+routing and combination are ``supersub_routing.py``, a byte-for-byte copy of
+``supersub_tf/supersub/routing.py`` in the export folder (every routing mode, catch-all
+specialists included), and the file checks ``supersub_manifest_files.py``, a copy of
+``supersub_tf/manifest_files.py``.
 
 Opening an export checks everything before any image is run, and raises
 :class:`ExportError` naming the file at fault: a missing or unreadable manifest, an
@@ -32,8 +36,6 @@ model whose input does not match the manifest's image size.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -41,25 +43,25 @@ from typing import Any
 
 import numpy as np
 
+try:  # in an export folder: byte-for-byte copies of the package's modules, beside this file
+    import supersub_manifest_files as manifest_files
+    import supersub_routing as routing
+except ImportError:  # inside the package
+    from supersub_tf import manifest_files
+    from supersub_tf.supersub import routing
+
 FORMAT_NAME = "supersub-litert"
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-ROUTINGS = ("hard", "topk", "oracle")
-_HASH_CHUNK = 1 << 20
+MANIFEST = manifest_files.MANIFEST
+#: The copies of package modules an export folder holds next to this runtime.
+MODULE_COPIES = {"supersub_routing.py": routing, "supersub_manifest_files.py": manifest_files}
+ROUTINGS = routing.ALL_ROUTINGS
+sha256_file = manifest_files.sha256_file
 _INTEGER_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
 
 
 class ExportError(ValueError):
     """An export folder that cannot be used: the message names the file and the problem."""
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_manifest(export_dir: str | os.PathLike) -> dict[str, Any]:
@@ -70,16 +72,8 @@ def read_manifest(export_dir: str | os.PathLike) -> dict[str, Any]:
             version or a missing key.
     """
     path = Path(export_dir) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ExportError(f"{path}: not found ({export_dir} is not a Super-Sub LiteRT "
-                          "export)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ExportError(f"{path}: unreadable ({err})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        found = manifest.get("format") if isinstance(manifest, dict) else None
-        raise ExportError(f"{path}: not a {FORMAT_NAME} manifest (format {found!r})")
+    manifest = manifest_files.read_manifest_file(export_dir, FORMAT_NAME, ExportError,
+                                                 "Super-Sub LiteRT export")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ExportError(f"{path}: unknown format version {manifest.get('format_version')!r} "
                           f"(this runtime reads {FORMAT_VERSION})")
@@ -96,22 +90,7 @@ def verify_file(root: Path, entry: Any) -> Path:
         ExportError: Naming the file when it is missing, lies outside the export, or
             its size or sha256 differs from the manifest's.
     """
-    try:
-        relative = str(entry["file"])
-        size, digest = int(entry["bytes"]), str(entry["sha256"])
-    except (KeyError, TypeError, ValueError):
-        raise ExportError(f"{root / MANIFEST}: malformed file entry {entry!r}") from None
-    if Path(relative).is_absolute() or ".." in Path(relative).parts:
-        raise ExportError(f"{root / MANIFEST}: file {relative!r} lies outside the export")
-    path = root / relative
-    if not path.is_file():
-        raise ExportError(f"{path}: missing (listed in {MANIFEST})")
-    actual = path.stat().st_size
-    if actual != size:
-        raise ExportError(f"{path}: size {actual} bytes, the manifest says {size}")
-    if sha256_file(path) != digest:
-        raise ExportError(f"{path}: sha256 mismatch (the file is corrupted or was replaced)")
-    return path
+    return manifest_files.verify_file(root, entry, ExportError, "export")
 
 
 class _Hierarchy:
@@ -149,15 +128,9 @@ class _Hierarchy:
     def num_classes(self) -> int:
         return int(self.offsets[-1])
 
-    def block(self, k: int) -> np.ndarray:
+    def fine_labels_of(self, k: int) -> np.ndarray:
         """Global fine labels of superclass ``k``'s subclasses."""
         return np.arange(self.offsets[k], self.offsets[k + 1])
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def _round_half_away(x: np.ndarray) -> np.ndarray:
@@ -286,10 +259,14 @@ class LiteRTSuperSub:
         def load(path: Path, entry: dict, outputs: int, what: str) -> _Model:
             return _Model(path, entry, outputs, what, self.image_size, num_threads, Interpreter)
 
+        # Catch-all specialists have one output more: "not my superclass".
+        self.catch_all = bool(manifest.get("catch_all", False))
+        extra = int(self.catch_all)
         self.generalist = load(paths[0], manifest["generalist"], h.num_superclasses,
                                f"the generalist of {h.num_superclasses} superclasses")
         self.specialists = [
-            load(path, entry, n, f"superclass {name!r} with {n} subclasses")
+            load(path, entry, n + extra, f"superclass {name!r} with {n} subclasses"
+                 + (" + other" if extra else ""))
             for path, entry, name, n in zip(paths[1:], entries, h.superclass_names, h.sizes)]
 
     def _check(self, entry: Any, verify: bool) -> Path:
@@ -341,12 +318,17 @@ class LiteRTSuperSub:
 
     def superclass_probs(self, images: np.ndarray) -> np.ndarray:
         """Stage 1: ``p(superclass)`` ``[N, S]`` of uint8 images."""
-        return _softmax(self.generalist.logits(self.normalize(images)))
+        return routing.softmax(self.generalist.logits(self.normalize(images)))
 
     def subclass_probs(self, images: np.ndarray, superclass: int | str) -> np.ndarray:
-        """Stage 2 for one superclass (index or name): ``p(subclass | superclass)``."""
+        """Stage 2 for one superclass (index or name): ``p(subclass | superclass)``
+        (for catch-all specialists, given that the image is of that superclass)."""
         k = self._superclass_index(superclass)
-        return _softmax(self.specialists[k].logits(self.normalize(images)))
+        return self._specialist(k, self.normalize(images))[0]
+
+    def _specialist(self, k: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        probs = routing.softmax(self.specialists[k].logits(x))
+        return routing.specialist_outputs(probs, self.catch_all)
 
     def _superclass_index(self, superclass: int | str) -> int:
         names = self.hierarchy.superclass_names
@@ -358,16 +340,19 @@ class LiteRTSuperSub:
 
     def predict(self, images: np.ndarray, routing: str = "hard", k: int = 2,
                 true_superclass: np.ndarray | None = None,
-                batch_size: int = 256) -> dict[str, Any]:
+                batch_size: int = 256, tau: float = 0.5) -> dict[str, Any]:
         """Runs both stages on uint8 images, ``batch_size`` images at a time.
 
         Args:
             images: ``uint8 [N, H, W, 3]`` RGB pixels at the manifest's size.
             routing: ``hard`` (the most likely superclass), ``topk`` (the ``k`` most
-                likely) or ``oracle`` (``true_superclass``), as in SuperSubPipeline.
-            k: Superclasses per image for ``topk``.
+                likely), ``gated`` (hard when ``max p(superclass) >= tau``, top-k below)
+                or ``oracle`` (``true_superclass``): ``supersub_routing``, the same code
+                as SuperSubPipeline's.
+            k: Superclasses per image for ``topk`` and uncertain ``gated`` images.
             true_superclass: ``[N]`` superclass indices, for ``oracle``.
             batch_size: Images per stage-1 batch (bounds memory).
+            tau: ``gated``'s confidence threshold.
 
         Returns:
             A dict of numpy arrays: ``superclass_probs`` ``[N, S]``, ``fine_probs``
@@ -375,7 +360,7 @@ class LiteRTSuperSub:
             ``subclass``, ``fine``, ``fine_prob``, ``subclass_prob``, plus the lists
             ``superclass_name``, ``class_id`` and ``class_name``.
         """
-        if routing not in ROUTINGS:
+        if routing not in ROUTINGS:  # ``routing`` names the mode here, not the module
             raise ValueError(f"routing must be one of {ROUTINGS}, got {routing!r}")
         images = self.check_images(images)
         n = images.shape[0]
@@ -391,7 +376,7 @@ class LiteRTSuperSub:
             stop = min(n, start + max(1, int(batch_size)))
             truth = None if true_superclass is None else true_superclass[start:stop]
             parts.append(self._predict_batch(self.normalize(images[start:stop]), routing, k,
-                                             truth))
+                                             truth, tau))
         if not parts:
             parts.append(self._empty())
         result = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
@@ -409,29 +394,23 @@ class LiteRTSuperSub:
                 "superclass": ints, "subclass": ints, "fine": ints, "fine_prob": floats,
                 "subclass_prob": floats}
 
-    def _predict_batch(self, x: np.ndarray, routing: str, k: int,
-                       true_superclass: np.ndarray | None) -> dict[str, np.ndarray]:
+    def _predict_batch(self, x: np.ndarray, mode: str, k: int,
+                       true_superclass: np.ndarray | None, tau: float) -> dict[str, np.ndarray]:
         h = self.hierarchy
-        sup_probs = _softmax(self.generalist.logits(x))
+        sup_probs = routing.softmax(self.generalist.logits(x))
         n = x.shape[0]
-        if routing == "oracle":
-            routes = true_superclass.reshape(n, 1)
-        elif routing == "topk":
-            routes = np.argsort(-sup_probs, axis=1, kind="stable")[
-                :, :max(1, min(int(k), h.num_superclasses))]
-        else:
-            routes = sup_probs.argmax(1)[:, None]
-        fine_probs = np.zeros((n, h.num_classes), np.float32)
+        routes = routing.routes_for(sup_probs, mode, int(k), true_superclass, tau)
         sub_given = np.zeros((n, h.num_classes), np.float32)
-        for s in range(h.num_superclasses):
+        other = np.zeros((n, h.num_superclasses), np.float32) if self.catch_all else None
+        for s in range(h.num_superclasses):  # each specialist once, on its routed images
             rows = np.flatnonzero((routes == s).any(1))
-            if not len(rows):
-                continue
-            sub = _softmax(self.specialists[s].logits(x[rows]))
-            block = h.block(s)
-            weight = 1.0 if routing == "oracle" else sup_probs[rows, s:s + 1]
-            fine_probs[np.ix_(rows, block)] = weight * sub
-            sub_given[np.ix_(rows, block)] = sub
+            if len(rows):
+                sub, other_s = self._specialist(s, x[rows])
+                sub_given[np.ix_(rows, h.fine_labels_of(s))] = sub
+                if other is not None:
+                    other[rows, s] = other_s
+        fine_probs = routing.combine(sup_probs, sub_given, routes, h, weighted=mode != "oracle",
+                                     other_probs=other)
         fine = fine_probs.argmax(1)
         index = np.arange(n)
         return {"superclass_probs": sup_probs, "fine_probs": fine_probs,

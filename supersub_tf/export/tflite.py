@@ -8,6 +8,8 @@ into a folder that runs on its own with only ``ai_edge_litert`` and numpy::
     specialists/00_<name>.tflite, ...   image -> that superclass's subclass logits
     litert_runtime.py          the two-stage pipeline (a copy of
                                supersub_tf/export/litert_runtime.py)
+    supersub_routing.py        routing and combination (supersub_tf/supersub/routing.py)
+    supersub_manifest_files.py the file checks (supersub_tf/manifest_files.py)
 
 Each specialist is first materialized (``W + dequantized delta``, its own batch norms
 and head: exactly the network its quantization-aware training computed) and then
@@ -50,7 +52,6 @@ The measurement helpers (:func:`compare_with_keras`, :func:`export_sizes`,
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -68,6 +69,7 @@ from supersub_tf.config import EXPORT_QUANTIZATIONS
 from supersub_tf.errors import ConfigError, DataError
 from supersub_tf.export import litert_runtime
 from supersub_tf.export.litert_runtime import FORMAT_NAME, FORMAT_VERSION, MANIFEST
+from supersub_tf.manifest_files import file_entry
 
 if TYPE_CHECKING:
     from supersub_tf.config import DataConfig
@@ -274,12 +276,6 @@ def inspect_model(path: str | os.PathLike) -> dict[str, Any]:
             "float_tensors": sum(np.dtype(t["dtype"]) == np.float32 for t in tensors)}
 
 
-def _file_entry(root: Path, relative: str) -> dict[str, Any]:
-    path = root / relative
-    return {"file": relative, "bytes": path.stat().st_size,
-            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-
-
 def _specialist_file(index: int, name: str) -> str:
     """``specialists/<index>_<safe name>.tflite``: unique by index, readable by name."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip(".") or "s"
@@ -296,7 +292,7 @@ def _write_model(root: Path, relative: str, model, quantization: str,
     if quantization == "int8" and info["float_tensors"]:
         raise DataError(f"{path}: the int8 conversion left {info['float_tensors']} float32 "
                         f"tensors (ops {info['ops']}); the model is not full-integer")
-    entry = _file_entry(root, relative)
+    entry = file_entry(root, relative)
     entry.update(input=info["input"], output=info["output"], ops=info["ops"],
                  calibration_images=0 if representative is None else int(len(representative)))
     return entry
@@ -334,9 +330,8 @@ def export_tflite(system: SuperSubSystem, out_dir: str | os.PathLike,
 
     if quantization not in QUANTIZATIONS:
         raise ConfigError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
-    # Hard routing stays exact; the runtime's top-k then combines without rejection.
-    system = system.for_hard_routing()
     h = system.hierarchy
+    catch_all = any(d.catch_all for d in system.delta_sets.values())
     size = int(system.backbone["image_size"])
     mode = system.backbone.get("normalization", "imagenet")
     divisor, mean, std = normalization_constants(mode)
@@ -361,11 +356,14 @@ def export_tflite(system: SuperSubSystem, out_dir: str | os.PathLike,
             entry = _write_model(work, _specialist_file(k, name), model, quantization,
                                  representative([k]))
             specialists.append({"superclass": name, "num_subclasses": h.num_subclasses(k),
-                                "num_outputs": h.num_subclasses(k), **entry})
+                                "num_outputs": h.num_subclasses(k) + int(catch_all), **entry})
         shutil.copyfile(Path(litert_runtime.__file__), work / RUNTIME_FILE)
+        for copy_name, module in litert_runtime.MODULE_COPIES.items():
+            shutil.copyfile(Path(module.__file__), work / copy_name)
         manifest = {
             "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
             "quantization": quantization,
+            "catch_all": catch_all,
             "hierarchy": h.to_dict(),
             "input": {"size": size, "dtype": "uint8", "shape": [None, size, size, 3],
                       "layout": "NHWC", "channels": "RGB", "normalization": mode,
@@ -381,7 +379,8 @@ def export_tflite(system: SuperSubSystem, out_dir: str | os.PathLike,
                               "delta_settings": dict(system.delta_settings)},
             "generalist": generalist,
             "specialists": specialists,
-            "runtime": _file_entry(work, RUNTIME_FILE),
+            "runtime": file_entry(work, RUNTIME_FILE),
+            "runtime_modules": [file_entry(work, name) for name in litert_runtime.MODULE_COPIES],
         }
         (work / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
                                      encoding="utf-8")

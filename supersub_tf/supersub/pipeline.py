@@ -22,7 +22,9 @@ import tf_keras as keras
 from supersub_tf.deltas.delta_set import DeltaSet
 from supersub_tf.hierarchy import Hierarchy
 from supersub_tf.models import trunk
-from supersub_tf.supersub.routing import ALL_ROUTINGS, ROUTINGS, combine, routes_for
+from supersub_tf.models.blocks import LOGITS_LAYER
+from supersub_tf.supersub.routing import (
+    ALL_ROUTINGS, ROUTINGS, combine, routes_for, softmax, specialist_outputs)
 
 __all__ = ["ALL_ROUTINGS", "Prediction", "ROUTINGS", "SuperSubPipeline"]
 
@@ -69,11 +71,11 @@ class SuperSubPipeline:
         self.hierarchy = hierarchy
         self.delta_sets = delta_sets
         self.trunk = trunk(generalist)
-        head = generalist.get_layer("logits")
+        head = generalist.get_layer(LOGITS_LAYER)
         self.generalist_head = [w.numpy() for w in head.weights]
         self._layers = {layer.name: layer for layer in self.trunk.layers}
         touched = {name for d in delta_sets.values() for name in [*d.deltas, *d.owned]
-                   if name != "logits"}
+                   if name != LOGITS_LAYER}
         unknown = touched - set(self._layers)
         if unknown:
             raise ValueError(f"deltas name layers the generalist lacks: {sorted(unknown)}")
@@ -91,7 +93,7 @@ class SuperSubPipeline:
             kernel = self._layers[name].weights[0]
             kernel.assign(self._base[name][0] + delta.dequantize())
         for name, weights in deltas.owned.items():
-            if name != "logits":
+            if name != LOGITS_LAYER:
                 self._layers[name].set_weights(weights)
 
     def restore(self) -> None:
@@ -111,7 +113,7 @@ class SuperSubPipeline:
         """Stage 1: ``p(superclass)`` from the generalist."""
         features = self._features(images).numpy()
         kernel, bias = self.generalist_head
-        return _softmax(features @ kernel + bias)
+        return softmax(features @ kernel + bias)
 
     @property
     def catch_all(self) -> bool:
@@ -128,13 +130,8 @@ class SuperSubPipeline:
         finally:
             self.restore()
         delta_set = self.delta_sets[superclass]
-        kernel, bias = delta_set.owned["logits"]
-        probs = _softmax(features @ kernel + bias)
-        if not delta_set.catch_all:
-            return probs, None
-        other = probs[:, -1]
-        rest = np.maximum(1.0 - other, 1e-12)[:, None]
-        return (probs[:, :-1] / rest).astype(np.float32), other
+        kernel, bias = delta_set.owned[LOGITS_LAYER]
+        return specialist_outputs(softmax(features @ kernel + bias), delta_set.catch_all)
 
     def subclass_probs(self, images, superclass: str) -> np.ndarray:
         """``p(subclass | superclass)`` of ``images`` (see :meth:`specialist_probs`)."""
@@ -190,8 +187,3 @@ class SuperSubPipeline:
                           h.fine_to_subclass[fine], fine, fine_probs[np.arange(n), fine],
                           sub_given[np.arange(n), fine])
 
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)

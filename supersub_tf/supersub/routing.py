@@ -18,17 +18,49 @@ that the image is not of its superclass. :func:`combine` then gives block ``s`` 
 weight ``p(s) * (1 - p_s(other))`` and renormalises over the routed blocks, so a route
 the specialist rejects loses to the next one; ``p(subclass | s)`` is then
 ``p(subclass | s, not other)``.
+
+This module is the one definition of routing and combination for every inference path.
+It imports only numpy because the LiteRT export copies it, byte for byte, next to its
+runtime (as ``supersub_routing.py``), which runs without ``supersub_tf``; a test checks
+the copy is identical. A ``hierarchy`` here is anything with ``num_superclasses``,
+``num_classes`` and ``fine_labels_of(s)`` (the package's
+:class:`~supersub_tf.hierarchy.Hierarchy`, the runtime's own reader of the manifest).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from supersub_tf.hierarchy import Hierarchy
+if TYPE_CHECKING:  # annotations only: no package import at run time
+    from supersub_tf.hierarchy import Hierarchy
 
 ROUTINGS = ("hard", "topk", "oracle")
 #: Every routing :func:`routes_for` knows (``gated`` needs a threshold).
 ALL_ROUTINGS = ("hard", "topk", "gated", "oracle")
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64, returned as float32 (the logits of any network)."""
+    z = np.asarray(logits, np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def specialist_outputs(probs: np.ndarray, catch_all: bool
+                       ) -> tuple[np.ndarray, np.ndarray | None]:
+    """A specialist's softmax ``[N, n (+1)]`` as ``(p(subclass | s[, not other]), p(other))``.
+
+    A plain specialist gives its probabilities and None; a catch-all one (last output:
+    "not my superclass") gives the others renormalised and ``p(other)`` ``[N]``.
+    """
+    if not catch_all:
+        return probs, None
+    other = probs[:, -1]
+    rest = np.maximum(1.0 - other, 1e-12)[:, None]
+    return (probs[:, :-1] / rest).astype(np.float32), other
 
 
 def routes_for(superclass_probs: np.ndarray, routing: str, k: int = 2,
