@@ -39,6 +39,7 @@ from typing import Any, Callable, Sequence
 
 import supersub_tf  # noqa: F401  (selects tf_keras and oneDNN before TensorFlow loads)
 from supersub_tf.atomic import atomic_write_text
+from supersub_tf.tables import cell, pct, points, text_table  # noqa: F401 (the scripts' formats)
 from supersub_tf.config import QUICK_PROFILE, RunConfig, bits_tag, load_config
 from supersub_tf.freshness import stale_stages
 from supersub_tf.run_lock import RunLockedError, run_lock
@@ -176,54 +177,10 @@ def _jsonable(value: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- tables
-def pct(value: float | None, digits: int = 1) -> str:
-    """``0.259`` -> ``25.9%``; None -> ``-``."""
-    return "-" if value is None else f"{100 * value:.{digits}f}%"
-
-
-def points(value: float | None, digits: int = 1) -> str:
-    """A difference of two accuracies in percentage points, signed: ``+3.3``."""
-    return "-" if value is None else f"{100 * value:+.{digits}f}"
-
-
-def cell(value: Any) -> str:
-    """A table cell: None -> ``-``, floats with 3 decimals, ints with separators."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
 def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]],
                  align: str | None = None) -> str:
-    """A plain-text table of :func:`cell` values.
-
-    Args:
-        header: Column names.
-        rows: One sequence of values per row, as many as ``header``.
-        align: One letter per column, ``l`` or ``r``; by default the first column is
-            left-aligned and the others right-aligned.
-    """
-    align = align or "l" + "r" * (len(header) - 1)
-    if len(align) != len(header):
-        raise ValueError(f"align {align!r} needs one letter per column ({len(header)})")
-    cells = [[str(h) for h in header]] + [[cell(v) for v in row] for row in rows]
-    for row in cells:
-        if len(row) != len(header):
-            raise ValueError(f"row {row} has {len(row)} cells, the header {len(header)}")
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-
-    def line(row: list[str]) -> str:
-        return "  ".join(v.ljust(w) if a == "l" else v.rjust(w)
-                         for v, w, a in zip(row, widths, align)).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(cells[0]), rule] + [line(row) for row in cells[1:]])
+    """A plain-text table (:func:`supersub_tf.tables.text_table`)."""
+    return text_table(header, rows, align)
 
 
 def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]],

@@ -482,9 +482,10 @@ def _host_bytes(system) -> int:
     the host copies of every weight a specialist changes (to restore the generalist)."""
     import numpy as np
 
+    from supersub_tf.deltas.delta_set import touched_layers
+
     delta_sets = system.delta_sets
-    touched = {n for d in delta_sets.values() for n in [*d.deltas, *d.owned] if n != "logits"}
-    copies = sum(w.numpy().nbytes for n in touched
+    copies = sum(w.numpy().nbytes for n in touched_layers(delta_sets.values())
                  for w in system.generalist.get_layer(n).weights)
     deltas = sum(q.codes.nbytes + (q.scales.nbytes if q.scales is not None else 0)
                  for d in delta_sets.values() for q in d.deltas.values())
@@ -501,6 +502,7 @@ def supersub_record(config: ScalingConfig, size: dict[str, Any], bits: int | Non
     import tf_keras as keras
 
     from supersub_tf.deltas.storage import MANIFEST, load_system, storage_report
+    from supersub_tf.models.blocks import LOGITS_LAYER
     from supersub_tf.supersub.pipeline import SuperSubPipeline
     from supersub_tf.training.delta_specialists import deltas_dir
     from supersub_tf.training.engine import HISTORY
@@ -518,8 +520,8 @@ def supersub_record(config: ScalingConfig, size: dict[str, Any], bits: int | Non
         h = system.hierarchy
         pipeline = SuperSubPipeline(system.generalist, system.delta_sets, h)
         generalist_macs = model_macs(system.generalist)
-        features = int(system.generalist.get_layer("logits").input_shape[-1])
-        head = system.generalist.get_layer("logits")
+        head = system.generalist.get_layer(LOGITS_LAYER)
+        features = int(head.input_shape[-1])
         trunk_macs = generalist_macs["macs"] - features * head.units
         heads = [features * h.num_subclasses(s) for s in h.superclass_names]
         macs = generalist_macs["macs"] + trunk_macs + sum(heads) / len(heads)

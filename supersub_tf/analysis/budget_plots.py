@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from supersub_tf.analysis.plots import _new_figure, _save
-from supersub_tf.analysis.report import _pct, markdown_table
+from supersub_tf.tables import markdown_table, pct
 from supersub_tf.atomic import atomic_write_text
 
 _STYLES = {"hard": ("tab:blue", "o"), "topk": ("tab:orange", "s"), "gated": ("tab:green", "^")}
@@ -49,10 +49,10 @@ def write_budget_report(result: dict[str, Any], path: str | os.PathLike) -> Path
     rows = []
     for r in result["points"]:
         routing = r["routing"]
-        rows.append([r["epochs"], r["delta_epochs"], _pct(r["vanilla_top1"]),
-                     _pct(r["generalist_top1"]), _pct(routing["hard"]["top1"]),
-                     _pct(routing["topk"]["top1"]), _pct(routing.get("gated", {}).get("top1")),
-                     _pct(routing["oracle"]["top1"]), _pct(r["errors_from_stage1"]),
+        rows.append([r["epochs"], r["delta_epochs"], pct(r["vanilla_top1"]),
+                     pct(r["generalist_top1"]), pct(routing["hard"]["top1"]),
+                     pct(routing["topk"]["top1"]), pct(routing.get("gated", {}).get("top1")),
+                     pct(routing["oracle"]["top1"]), pct(r["errors_from_stage1"]),
                      _points(routing["hard"]["minus_vanilla"]),
                      _points(routing["topk"]["minus_vanilla"])])
     lines = [f"# Budget study `{result['name']}`", "",

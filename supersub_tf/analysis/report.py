@@ -13,27 +13,7 @@ from typing import Any, Sequence
 
 from supersub_tf.atomic import atomic_write_text
 from supersub_tf.data.summary import format_table
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A Markdown table; the first column left-aligned, the others right-aligned."""
-    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
+from supersub_tf.tables import markdown_table, pct
 
 
 NETWORK_HEADER = ["network", "classes", "parameters", "epochs", "steps", "train images",
@@ -58,13 +38,13 @@ def findings_section(analysis: dict[str, Any]) -> list[str]:
             "## Finding (i): where the vanilla network's mistakes fall",
             "",
             f"The vanilla network is wrong on {errors['errors']:,} of {vanilla['images']:,} "
-            f"validation images (top-1 {_pct(vanilla['top1'])}). "
-            f"**{_pct(errors['within_share'])} of its errors stay within the true "
-            f"superclass** and {_pct(errors['across_share'])} cross to another; a uniformly "
-            f"random wrong guess would stay within {_pct(errors['chance_within_share'])}.",
+            f"validation images (top-1 {pct(vanilla['top1'])}). "
+            f"**{pct(errors['within_share'])} of its errors stay within the true "
+            f"superclass** and {pct(errors['across_share'])} cross to another; a uniformly "
+            f"random wrong guess would stay within {pct(errors['chance_within_share'])}.",
             "",
-            f"Its superclass accuracy is {_pct(sup['from_top1'])} from its top-1 fine "
-            f"prediction and {_pct(sup['from_summed_probs'])} from summed fine probabilities.",
+            f"Its superclass accuracy is {pct(sup['from_top1'])} from its top-1 fine "
+            f"prediction and {pct(sup['from_summed_probs'])} from summed fine probabilities.",
             "",
         ]
         severity = vanilla["severity"]
@@ -109,9 +89,9 @@ def findings_section(analysis: dict[str, Any]) -> list[str]:
     generalist = analysis.get("generalist_vs_vanilla")
     if generalist:
         lines += ["## The generalist", "",
-                  f"Superclass accuracy: generalist {_pct(generalist['generalist'])}, vanilla "
-                  f"{_pct(generalist['vanilla']['from_top1'])} (from its fine top-1) and "
-                  f"{_pct(generalist['vanilla']['from_summed_probs'])} (summed probabilities).",
+                  f"Superclass accuracy: generalist {pct(generalist['generalist'])}, vanilla "
+                  f"{pct(generalist['vanilla']['from_top1'])} (from its fine top-1) and "
+                  f"{pct(generalist['vanilla']['from_summed_probs'])} (summed probabilities).",
                   ""]
     vanilla = analysis.get("vanilla") or {}
     lines += supersub_section(analysis.get("supersub") or {}, vanilla.get("top1"),

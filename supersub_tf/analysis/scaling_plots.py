@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 
 from supersub_tf.analysis.plots import _new_figure, _save
-from supersub_tf.analysis.report import markdown_table
 from supersub_tf.atomic import atomic_write_text
+from supersub_tf.tables import markdown_table, pct
+from supersub_tf.tables import points as signed_points
 from supersub_tf.errors import DataError
 
 #: Cost axes of the trade-off figures: record key, axis label, file stem.
@@ -202,14 +203,6 @@ def _num(value: float | None, digits: int = 1) -> str | None:
     return None if value is None else f"{value:,.{digits}f}"
 
 
-def _pct(value: float | None) -> str | None:
-    return None if value is None else f"{100 * value:.1f}%"
-
-
-def _signed_pct(value: float | None) -> str | None:
-    return None if value is None else f"{100 * value:+.1f}"
-
-
 POINTS_HEADER = ["point", "system", "parameters", "on device", "stored kB", "files kB",
                  "MFLOPs/img", "ms (batch 1)", "img/s", "top-1", "top-5", "train acc",
                  "train-val gap (points)", "train s"]
@@ -223,16 +216,16 @@ def points_rows(points: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
         train = p.get("final_train_accuracy")
         if gap is None and p.get("specialist_gap") is not None:  # Super-Sub: its parts
             train = None
-            gap_text = (f"gen {_signed_pct(p.get('generalist_gap'))}, "
-                        f"spec {_signed_pct(p['specialist_gap'])}")
+            gap_text = (f"gen {signed_points(p.get('generalist_gap'))}, "
+                        f"spec {signed_points(p['specialist_gap'])}")
         else:
-            gap_text = _signed_pct(gap)
+            gap_text = signed_points(gap)
         rows.append([p["point"], "vanilla" if _is_vanilla(p) else p["kind"],
                      p.get("total_parameters"), p.get("device_parameters"),
                      _kb(p.get("stored_bytes")), _kb(p.get("file_bytes")),
                      _m(p.get("flops_per_image")), _num(p.get("latency_ms"), 2),
-                     _num(p.get("throughput_ips"), 0), _pct(p.get("top1")),
-                     _pct(p.get("top5")), _pct(train), gap_text,
+                     _num(p.get("throughput_ips"), 0), pct(p.get("top1")),
+                     pct(p.get("top5")), pct(train), gap_text,
                      None if p.get("train_seconds") is None else round(p["train_seconds"])])
     return rows
 
@@ -262,9 +255,9 @@ def equal_cost_rows(points: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
             vanilla = interpolate_vanilla(points, key, x)
             why = ("outside the vanilla range" if _monotonic(points, key)
                    else "vanilla cost not growing with size")
-            rows.append([f"{p['point']} {p['kind']}", label.split(" (")[0], _pct(p["top1"]),
-                         _pct(vanilla) if vanilla is not None else why,
-                         _signed_pct(None if vanilla is None else p["top1"] - vanilla)])
+            rows.append([f"{p['point']} {p['kind']}", label.split(" (")[0], pct(p["top1"]),
+                         pct(vanilla) if vanilla is not None else why,
+                         signed_points(None if vanilla is None else p["top1"] - vanilla)])
     return rows
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from supersub_tf.data.source import ImageSource
+from supersub_tf.tables import markdown_table, text_table
 
 
 def split_counts(source: ImageSource) -> dict[str, Any]:
@@ -46,20 +47,11 @@ def format_gaps(summary: dict[str, Any]) -> str:
 
 
 def format_table(summary: dict[str, Any], markdown: bool = False) -> str:
-    """Renders :func:`split_counts` output as an aligned plain-text or Markdown table."""
+    """Renders :func:`split_counts` output as an aligned plain-text or Markdown table
+    (the totals last, under a rule in plain text)."""
     columns = ["superclass", "subclasses"] + summary["splits"]
     header = ["superclass", "subclasses"] + [f"{s} images" for s in summary["splits"]]
-    body = [[f"{r[c]:,}" if isinstance(r[c], int) else str(r[c]) for c in columns]
-            for r in summary["rows"] + [summary["totals"]]]
+    body = [[r[c] for c in columns] for r in summary["rows"] + [summary["totals"]]]
     if markdown:
-        lines = ["| " + " | ".join(header) + " |",
-                 "|---|" + "---:|" * (len(header) - 1)]
-        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
-    widths = [max(len(x) for x in col) for col in zip(header, *body)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths)))
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(header), rule, *map(line, body[:-1]), rule, line(body[-1])])
+        return markdown_table(header, body)
+    return text_table(header, body, rule_before_last=True)

@@ -17,6 +17,14 @@ import dataclasses
 
 import numpy as np
 
+from supersub_tf.models.blocks import LOGITS_LAYER
+
+
+def levels(bits: int) -> int:
+    """Largest code magnitude of symmetric narrow-range ``bits``-bit quantization:
+    codes lie in ``[-levels, levels]``, ``2^(k-1) - 1`` (the one definition)."""
+    return 2 ** (bits - 1) - 1
+
 
 def quantization_scale(values: np.ndarray, bits: int) -> np.ndarray:
     """Per-output-channel (last axis) symmetric scale: ``max|x| / (2^(k-1) - 1)``.
@@ -27,10 +35,9 @@ def quantization_scale(values: np.ndarray, bits: int) -> np.ndarray:
     :func:`supersub_tf.deltas.quantization.quantized_delta` instead. Channels that are
     all zero get scale 1 (their codes are all zero anyway).
     """
-    levels = 2 ** (bits - 1) - 1
     reduce_axes = tuple(range(values.ndim - 1))
     peak = np.max(np.abs(values), axis=reduce_axes) if values.ndim > 1 else np.abs(values)
-    return np.where(peak > 0, peak / levels, 1.0).astype(np.float32)
+    return np.where(peak > 0, peak / levels(bits), 1.0).astype(np.float32)
 
 
 @dataclasses.dataclass
@@ -50,8 +57,8 @@ class QuantizedTensor:
         if not 2 <= bits <= 8:
             raise ValueError(f"delta bits must be between 2 and 8, got {bits}")
         scales = quantization_scale(values, bits)
-        levels = 2 ** (bits - 1) - 1
-        codes = np.clip(np.round(values / scales), -levels, levels).astype(np.int8)
+        top = levels(bits)
+        codes = np.clip(np.round(values / scales), -top, top).astype(np.int8)
         return cls(codes, scales, bits)
 
     def dequantize(self) -> np.ndarray:
@@ -94,13 +101,20 @@ class DeltaSet:
         """
         if not self.catch_all:
             return self
-        kernel, bias = self.owned["logits"]
-        owned = {**self.owned, "logits": [kernel[..., :-1], bias[:-1]]}
+        kernel, bias = self.owned[LOGITS_LAYER]
+        owned = {**self.owned, LOGITS_LAYER: [kernel[..., :-1], bias[:-1]]}
         return dataclasses.replace(self, owned=owned, catch_all=False)
 
     def num_delta_values(self) -> int:
         """Number of delta entries (one per kernel weight that has a delta)."""
         return int(sum(np.prod(d.shape) for d in self.deltas.values()))
+
+
+def touched_layers(delta_sets) -> set[str]:
+    """The trunk layers any of ``delta_sets`` changes (a delta or owned weights; the head
+    is replaced, not changed): what swapping a specialist in writes, and what restoring
+    the generalist must write back."""
+    return {name for d in delta_sets for name in [*d.deltas, *d.owned] if name != LOGITS_LAYER}
 
 
 def save_delta_set(path, delta_set: DeltaSet) -> None:

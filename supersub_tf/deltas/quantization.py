@@ -32,7 +32,7 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
-from supersub_tf.deltas.delta_set import QuantizedTensor
+from supersub_tf.deltas.delta_set import QuantizedTensor, levels
 from supersub_tf.deltas.layers import DeltaConv2D
 from supersub_tf.deltas.layers import custom_objects as layer_objects
 
@@ -46,11 +46,6 @@ def check_bits(bits: Any) -> int:
             bits not in SUPPORTED_BITS):
         raise ValueError(f"delta bits must be an integer from 2 to 8, got {bits!r}")
     return int(bits)
-
-
-def levels(bits: int) -> int:
-    """Largest code magnitude of symmetric narrow-range ``bits``-bit quantization."""
-    return 2 ** (bits - 1) - 1
 
 
 class Float32LastValueQuantizer(tfmot_keras.quantizers.LastValueQuantizer):

@@ -53,10 +53,11 @@ import numpy as np
 
 from supersub_tf import manifest_files
 from supersub_tf.atomic import atomic_directory
-from supersub_tf.deltas.delta_set import DeltaSet, QuantizedTensor
+from supersub_tf.deltas.delta_set import DeltaSet, QuantizedTensor, levels
 from supersub_tf.errors import DataError, SuperSubError
 from supersub_tf.hierarchy import Hierarchy
 from supersub_tf.manifest_files import MANIFEST, file_entry, read_manifest_file, sha256_file
+from supersub_tf.models.blocks import LOGITS_LAYER
 
 if TYPE_CHECKING:
     import tf_keras as keras
@@ -134,18 +135,18 @@ def pack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
     """
     if not 2 <= bits <= 8:
         raise ValueError(f"bits must be between 2 and 8, got {bits}")
-    levels = 2 ** (bits - 1) - 1
+    top = levels(bits)
     raw = np.asarray(codes).reshape(-1)
     if not np.issubdtype(raw.dtype, np.integer):
         raise ValueError(f"{bits}-bit codes must be integers, got {raw.dtype}")
-    if raw.size and (raw.min() < -levels or raw.max() > levels):
-        raise ValueError(f"{bits}-bit codes must lie in [{-levels}, {levels}], got "
+    if raw.size and (raw.min() < -top or raw.max() > top):
+        raise ValueError(f"{bits}-bit codes must lie in [{-top}, {top}], got "
                          f"[{raw.min()}, {raw.max()}]")
     flat = raw.astype(np.int16)
     per_group, group_bytes = _group(bits)
     groups = -(-flat.size // per_group)
     unsigned = np.zeros(groups * per_group, np.uint8)  # uint8 keeps big layers cheap
-    unsigned[:flat.size] = flat + levels
+    unsigned[:flat.size] = flat + top
     unsigned = unsigned.reshape(groups, per_group)
     words = np.zeros(groups, np.uint64)
     for i in range(per_group):
@@ -179,8 +180,7 @@ def unpack_codes(packed: np.ndarray, bits: int, shape: Iterable[int]) -> np.ndar
     mask = np.uint64(2 ** bits - 1)
     unsigned = np.stack([((words >> np.uint64(i * bits)) & mask).astype(np.uint8)
                          for i in range(per_group)], axis=1).reshape(-1)[:count]
-    levels = 2 ** (bits - 1) - 1
-    return (unsigned.astype(np.int16) - levels).astype(np.int8).reshape(shape)
+    return (unsigned.astype(np.int16) - levels(bits)).astype(np.int8).reshape(shape)
 
 
 # --------------------------------------------------------------------------- file helpers
@@ -277,7 +277,7 @@ def _check_inputs(generalist: keras.Model, delta_sets: Mapping[str, DeltaSet],
 def _check_head(where: str, delta_set: DeltaSet, num_subclasses: int) -> None:
     """DataError unless the head has one output per subclass (plus "other" for a
     catch-all specialist)."""
-    head = delta_set.owned.get("logits")
+    head = delta_set.owned.get(LOGITS_LAYER)
     wanted = num_subclasses + int(delta_set.catch_all)
     if head is None or np.shape(head[0])[-1] != wanted:
         got = "no logits weights" if head is None else f"{np.shape(head[0])[-1]} outputs"

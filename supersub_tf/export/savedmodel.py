@@ -63,7 +63,7 @@ import numpy as np
 import tensorflow as tf
 
 from supersub_tf.atomic import atomic_directory
-from supersub_tf.deltas.delta_set import DeltaSet
+from supersub_tf.deltas.delta_set import DeltaSet, levels
 from supersub_tf.deltas.storage import (
     MANIFEST, SuperSubSystem, load_system, pack_codes, packed_size, sha256_file, storage_report)
 from supersub_tf.errors import DataError
@@ -125,7 +125,7 @@ def unpack_codes_tf(packed: tf.Tensor, bits: int, shape: tuple[int, ...]) -> tf.
     unsigned = tf.bitwise.bitwise_and(tf.bitwise.right_shift(words, value_shifts),
                                       tf.constant(2 ** bits - 1, dtype))
     unsigned = tf.reshape(unsigned, [-1])[:count]
-    return tf.reshape(tf.cast(unsigned, tf.int32) - (2 ** (bits - 1) - 1), shape)
+    return tf.reshape(tf.cast(unsigned, tf.int32) - levels(bits), shape)
 
 
 # --------------------------------------------------------------------------- flat layouts

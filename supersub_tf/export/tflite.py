@@ -70,6 +70,7 @@ from supersub_tf.errors import ConfigError, DataError
 from supersub_tf.export import litert_runtime
 from supersub_tf.export.litert_runtime import FORMAT_NAME, FORMAT_VERSION, MANIFEST
 from supersub_tf.manifest_files import file_entry
+from supersub_tf.models.blocks import LOGITS_LAYER
 
 if TYPE_CHECKING:
     from supersub_tf.config import DataConfig
@@ -528,11 +529,11 @@ def float32_bytes(system: SuperSubSystem) -> dict[str, int]:
     """Bytes of the generalist and every specialist as separate float32 networks
     (parameters x 4, batch-norm statistics included, as the storage report counts)."""
     params = int(system.generalist.count_params())
-    head_kernel, head_bias = system.generalist.get_layer("logits").get_weights()
+    head_kernel, head_bias = system.generalist.get_layer(LOGITS_LAYER).get_weights()
     trunk = params - head_kernel.size - head_bias.size
     sizes = {"generalist": params * 4}
     for name, delta_set in system.delta_sets.items():
-        sizes[name] = (trunk + sum(w.size for w in delta_set.owned["logits"])) * 4
+        sizes[name] = (trunk + sum(w.size for w in delta_set.owned[LOGITS_LAYER])) * 4
     return sizes
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from supersub_tf.deltas.delta_set import DeltaSet
+from supersub_tf.deltas.delta_set import DeltaSet, touched_layers
 from supersub_tf.hierarchy import Hierarchy
 from supersub_tf.models import trunk
 from supersub_tf.models.blocks import LOGITS_LAYER
@@ -74,8 +74,7 @@ class SuperSubPipeline:
         head = generalist.get_layer(LOGITS_LAYER)
         self.generalist_head = [w.numpy() for w in head.weights]
         self._layers = {layer.name: layer for layer in self.trunk.layers}
-        touched = {name for d in delta_sets.values() for name in [*d.deltas, *d.owned]
-                   if name != LOGITS_LAYER}
+        touched = touched_layers(delta_sets.values())
         unknown = touched - set(self._layers)
         if unknown:
             raise ValueError(f"deltas name layers the generalist lacks: {sorted(unknown)}")

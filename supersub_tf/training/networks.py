@@ -35,6 +35,7 @@ from supersub_tf.data.source import ImageSource
 from supersub_tf.freshness import check_stage, network_settings, record_settings
 from supersub_tf.hierarchy import Hierarchy
 from supersub_tf.models import AUX_LOGITS_LAYER, aux_head, create_model, main_head, with_aux_head
+from supersub_tf.models.blocks import LOGITS_LAYER
 from supersub_tf.training.engine import (
     FINAL_WEIGHTS, fit, seed_everything, steps_for, with_head_targets, with_targets)
 
@@ -141,10 +142,10 @@ def train_network(config: RunConfig, source: ImageSource, kind: str, run_dir: st
     steps_per_epoch = steps_for(train.num_examples, train_cfg.batch_size)
     if fine_head:  # both heads on the shared trunk; later stages use the superclass head
         full = with_aux_head(model, hierarchy.num_classes)
-        heads = {"logits": (key, n), AUX_LOGITS_LAYER: ("fine", hierarchy.num_classes)}
+        heads = {LOGITS_LAYER: (key, n), AUX_LOGITS_LAYER: ("fine", hierarchy.num_classes)}
         history = fit(full, with_head_targets(train.dataset, heads),
                       with_head_targets(val.dataset, heads), train_cfg, out, steps_per_epoch,
-                      loss_weights={"logits": 1.0, AUX_LOGITS_LAYER: fine_head})
+                      loss_weights={LOGITS_LAYER: 1.0, AUX_LOGITS_LAYER: fine_head})
         model = main_head(full)
     else:
         history = fit(model, with_targets(train.dataset, key, n),
