@@ -52,6 +52,7 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
 
 def _load_config(args: argparse.Namespace):
     from supersub_tf.config import QUICK_PROFILE, load_config
+    from supersub_tf.models import check_model_name
 
     path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
     overrides = list(QUICK_PROFILE) if getattr(args, "quick", False) else []
@@ -61,7 +62,9 @@ def _load_config(args: argparse.Namespace):
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{key}={value}")
-    return load_config(path, overrides + args.overrides)
+    config = load_config(path, overrides + args.overrides)
+    check_model_name(config.train.model)  # before any work (the config cannot check it)
+    return config
 
 
 def _cmd_run(args: argparse.Namespace) -> None:

@@ -174,11 +174,8 @@ class TrainConfig:
             raise ConfigError("train.epochs and train.batch_size must be positive")
         if self.verbose not in ("auto", "0", "1", "2"):
             raise ConfigError(f"train.verbose must be auto, 0, 1 or 2, got {self.verbose!r}")
-        from supersub_tf.models import list_models
-
-        if self.model not in list_models():
-            raise ConfigError(f"train.model {self.model!r} is not a registered backbone; "
-                              f"choose one of {list_models()}")
+        # train.model is checked against the model registry by the entry points
+        # (supersub_tf.models.check_model_name): the config sits below the models.
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"train.label_smoothing must be in [0, 1), got "
                               f"{self.label_smoothing}")

@@ -38,6 +38,7 @@ from supersub_tf.data.preview import write_preview
 from supersub_tf.data.source import ImageSource
 from supersub_tf.data.summary import format_gaps, format_table, split_counts
 from supersub_tf.freshness import ensure_fresh
+from supersub_tf.models import check_model_name
 from supersub_tf.run_lock import run_lock
 
 NETWORK_KINDS = ("vanilla", "generalist", "specialists", "supersub")
@@ -65,6 +66,13 @@ def data_stage(config: RunConfig, run_dir: Path, log=print,
     return source, summary, preview.name
 
 
+def _checked_run_dir(config: RunConfig) -> Path:
+    """The run directory of an entry point, after the one check the config cannot make
+    itself (it sits below the model registry): ``train.model`` is registered."""
+    check_model_name(config.train.model)
+    return run_dir_of(config)
+
+
 def train_stage(config: RunConfig, kinds: str | list[str] | None = None,
                 source: ImageSource | None = None, log=print,
                 retrain: bool = False) -> dict[str, dict]:
@@ -81,7 +89,7 @@ def train_stage(config: RunConfig, kinds: str | list[str] | None = None,
     """
     from supersub_tf.training.networks import train_network, train_specialists
 
-    run_dir = run_dir_of(config)
+    run_dir = _checked_run_dir(config)
     kinds = [kinds] if isinstance(kinds, str) else list(kinds or config.networks)
     with run_lock(run_dir):
         # Check what this call trains too, also a kind the config's networks leave out.
@@ -111,7 +119,7 @@ def supersub_stage(config: RunConfig, source: ImageSource | None = None,
     format) and ``supersub/<bits>.json``; returns those results by bit-width tag. Holds
     the run's lock and refuses (or, with ``retrain``, retrains) stale stages first.
     """
-    run_dir = run_dir_of(config)
+    run_dir = _checked_run_dir(config)
     with run_lock(run_dir):
         ensure_fresh(config, run_dir, retrain, log)
         return _supersub_results(config, run_dir, source or create_source(config.data), log)
@@ -125,7 +133,7 @@ def _supersub_results(config: RunConfig, run_dir: Path, source: ImageSource,
     from supersub_tf.supersub.evaluate import collect_predictions, pipeline_metrics
     from supersub_tf.supersub.pipeline import SuperSubPipeline
     from supersub_tf.supersub.routing import ALL_ROUTINGS, gated_curve
-    from supersub_tf.training.delta_specialists import train_delta_specialists
+    from supersub_tf.deltas.specialist_training import train_delta_specialists
     from supersub_tf.training.networks import load_network
 
     hierarchy = source.hierarchy
@@ -182,7 +190,7 @@ def export_stage(config: RunConfig, source: ImageSource | None = None,
     Raises:
         ConfigError: When the run has no stored system of that bit width yet.
     """
-    run_dir = run_dir_of(config)
+    run_dir = _checked_run_dir(config)
     with run_lock(run_dir):
         return _export(config, run_dir, source, log)
 
@@ -300,7 +308,7 @@ def run_pipeline(config: RunConfig, log=print, retrain: bool = False) -> Path:
     recorded settings match ``config`` (otherwise it refuses before any work, or with
     ``retrain`` trains exactly the stale stages again).
     """
-    run_dir = run_dir_of(config)
+    run_dir = _checked_run_dir(config)
     with run_lock(run_dir):
         ensure_fresh(config, run_dir, retrain, log)
         return _run_all(config, run_dir, log)

@@ -380,7 +380,7 @@ def _nan_to_none(values) -> list:
 
 def history_curves(path: Path) -> dict[str, list]:
     """``epoch`` (from 1), ``accuracy`` and ``val_accuracy`` per epoch of a history.csv."""
-    from supersub_tf.analysis.plots import read_history
+    from supersub_tf.training.history import read_history
 
     history = read_history(path)
     n = len(history["epoch"])
@@ -504,7 +504,7 @@ def supersub_record(config: ScalingConfig, size: dict[str, Any], bits: int | Non
     from supersub_tf.deltas.storage import MANIFEST, load_system, storage_report
     from supersub_tf.models.blocks import LOGITS_LAYER
     from supersub_tf.supersub.pipeline import SuperSubPipeline
-    from supersub_tf.training.delta_specialists import deltas_dir
+    from supersub_tf.deltas.specialist_training import deltas_dir
     from supersub_tf.training.engine import HISTORY
 
     name, tag = point_name(size), bits_tag(bits)

@@ -100,9 +100,14 @@ def test_default_yaml_spells_out_the_defaults():
     assert load_config(path) == RunConfig()
 
 
-def test_unknown_backbone_is_named():
-    with pytest.raises(ConfigError, match="train.model 'resnet9'"):
-        load_config(None, ["train.model=resnet9"])
+def test_unknown_backbone_is_named(capsys):
+    from supersub_tf.run import run_pipeline
+
+    config = load_config(None, ["train.model=resnet9"])   # the config sits below the models
+    with pytest.raises(ConfigError, match="train.model 'resnet9' is not a registered"):
+        run_pipeline(config)
+    assert main(["run", "--set", "train.model=resnet9"]) == 2
+    assert "train.model 'resnet9'" in capsys.readouterr().err
 
 
 def test_scale_command_names_a_missing_config(tmp_path, capsys):

@@ -239,7 +239,7 @@ def test_copy_model_is_independent():
 
 
 def test_unknown_model_lists_registered_ones():
-    with pytest.raises(ConfigError, match="unknown model 'resnet21'") as error:
+    with pytest.raises(ConfigError, match="model 'resnet21' is not a registered backbone") as error:
         create_model("resnet21", 10)
     assert all(name in str(error.value) for name in list_models())
 

@@ -112,7 +112,7 @@ def test_overrides_base_path_and_quick_profile(tmp_path):
 
 @pytest.mark.slow
 def test_runner_trains_resumes_and_retrains_a_deleted_point(tmp_path, monkeypatch):
-    import supersub_tf.training.delta_specialists as delta_specialists
+    import supersub_tf.deltas.specialist_training as delta_specialists
     import supersub_tf.training.networks as networks
     from supersub_tf.scaling import run_scaling
 

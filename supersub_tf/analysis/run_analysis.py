@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from supersub_tf.analysis.metrics import analyze, restricted_accuracy, superclass_accuracy
-from supersub_tf.analysis.predictions import PREDICTIONS, load_predictions
+from supersub_tf.training.predictions import PREDICTIONS, load_predictions
 from supersub_tf.analysis.plots import (plot_confusion, plot_misclassified,
                                         plot_specialists_vs_vanilla, plot_training_curves)
 from supersub_tf.atomic import atomic_write_text

@@ -56,7 +56,7 @@ from supersub_tf.atomic import atomic_directory
 from supersub_tf.deltas.delta_set import DeltaSet, QuantizedTensor, levels
 from supersub_tf.errors import DataError, SuperSubError
 from supersub_tf.hierarchy import Hierarchy
-from supersub_tf.manifest_files import MANIFEST, file_entry, read_manifest_file, sha256_file
+from supersub_tf.manifest_files import MANIFEST, file_entry, read_manifest_file
 from supersub_tf.models.blocks import LOGITS_LAYER
 
 if TYPE_CHECKING:

@@ -65,9 +65,10 @@ import tensorflow as tf
 from supersub_tf.atomic import atomic_directory
 from supersub_tf.deltas.delta_set import DeltaSet, levels
 from supersub_tf.deltas.storage import (
-    MANIFEST, SuperSubSystem, load_system, pack_codes, packed_size, sha256_file, storage_report)
+    MANIFEST, SuperSubSystem, load_system, pack_codes, packed_size, storage_report)
 from supersub_tf.errors import DataError
 from supersub_tf.export.functional import FunctionalForward
+from supersub_tf.manifest_files import sha256_file
 from supersub_tf.models import blocks
 
 FORMAT_NAME = "supersub-savedmodel"

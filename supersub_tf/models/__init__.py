@@ -8,7 +8,8 @@ with the pooled trunk output in a layer named ``"features"``; :func:`trunk`,
 Importing this package does not import TensorFlow.
 """
 
-from supersub_tf.models.registry import create_model, list_models, register_model
+from supersub_tf.models.registry import (
+    check_model_name, create_model, list_models, register_model)
 
 # Importing the architecture modules registers their builders.
 from supersub_tf.models import mobilenet, resnet_cifar, resnet_imagenet  # noqa: E402,F401,I001
@@ -16,6 +17,6 @@ from supersub_tf.models.heads import (  # noqa: E402
     AUX_LOGITS_LAYER, aux_head, copy_model, features_output, flatness_problems, main_head, trunk,
     with_aux_head, with_head)
 
-__all__ = ["AUX_LOGITS_LAYER", "aux_head", "copy_model", "create_model", "features_output",
+__all__ = ["AUX_LOGITS_LAYER", "aux_head", "check_model_name", "copy_model", "create_model", "features_output",
            "flatness_problems", "list_models", "main_head", "register_model", "trunk",
            "with_aux_head", "with_head"]

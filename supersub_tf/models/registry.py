@@ -90,6 +90,13 @@ def _check_options(name: str, builder: Builder, args: tuple, options: dict[str, 
                           f"{error}") from None
 
 
+def check_model_name(name: str, setting: str = "train.model") -> None:
+    """ConfigError naming ``setting`` unless ``name`` is a registered model."""
+    if name not in _REGISTRY:
+        raise ConfigError(f"{setting} {name!r} is not a registered backbone; choose one of "
+                          f"{', '.join(list_models())}")
+
+
 def create_model(name: str, num_classes: int, input_shape: Sequence[int] = (32, 32, 3),
                  width: float = 1.0, **kwargs: Any) -> keras.Model:
     """Builds a registered architecture with freshly initialised weights.
@@ -110,9 +117,8 @@ def create_model(name: str, num_classes: int, input_shape: Sequence[int] = (32, 
             ``num_classes``, ``input_shape`` or ``width``, an option the builder does not
             take, or a width or input size the architecture does not support.
     """
-    builder = _REGISTRY.get(name)
-    if builder is None:
-        raise ConfigError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+    check_model_name(name, "model")
+    builder = _REGISTRY[name]
     args = (check_num_classes(num_classes), _check_input_shape(input_shape), _check_width(width))
     _check_options(name, builder, args, kwargs)
     return builder(*args, **kwargs)

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from supersub_tf.analysis.predictions import PREDICTIONS, save_predictions
+from supersub_tf.training.predictions import PREDICTIONS, save_predictions
 from supersub_tf.atomic import atomic_write_text
 from supersub_tf.config import RunConfig, TrainConfig
 from supersub_tf.data import load_dataset

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import tf_keras as keras
 
-from supersub_tf.analysis.predictions import PREDICTIONS, save_predictions
+from supersub_tf.training.predictions import PREDICTIONS, save_predictions
 from supersub_tf.atomic import atomic_write_text
 from supersub_tf.config import RunConfig, bits_tag
 from supersub_tf.data import load_catch_all_dataset, load_dataset
