@@ -1,6 +1,6 @@
 """Question 7: at which training budget, if any, does Super-Sub beat the vanilla network?
 
-Runs the budget study (:mod:`supersub_tf.budget`, the same as ``python -m supersub_tf
+Runs the budget study (:mod:`supersub_tf.studies.budget`, the same as ``python -m supersub_tf
 budget``): the vanilla network, the generalist and 4-bit delta specialists of the main
 job's recipe at growing epochs, and per budget the vanilla top-1, the generalist's
 superclass accuracy, Super-Sub under each routing, the oracle, the share of errors made
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--output", help="JSON path (default benchmarks/results/...)")
     args = parser.parse_args()
     started = time.perf_counter()
-    from supersub_tf.budget import BUDGET_QUICK_PROFILE, load_budget_config, run_budget
+    from supersub_tf.studies.budget import BUDGET_QUICK_PROFILE, load_budget_config, run_budget
 
     quick = list(BUDGET_QUICK_PROFILE) if args.small else []
     out = run_budget(load_budget_config(args.config, quick + args.overrides),

@@ -1,6 +1,6 @@
 """Question 6: does Super-Sub beat simply making the vanilla network bigger?
 
-Runs the scaling study (:mod:`supersub_tf.scaling`, the same as ``python -m supersub_tf
+Runs the scaling study (:mod:`supersub_tf.studies.scaling`, the same as ``python -m supersub_tf
 scale``): vanilla networks of growing size and Super-Sub systems on the smaller ones,
 all with the main job's data, augmentation and epochs. Prints every point (parameters,
 device-resident parameters, stored bytes, FLOPs, CPU latency and throughput, top-1,
@@ -42,7 +42,7 @@ def main() -> None:
     started = time.perf_counter()
 
     from supersub_tf.analysis.scaling_plots import equal_cost_rows, points_rows
-    from supersub_tf.scaling import SCALING_QUICK_PROFILE, load_scaling_config, run_scaling
+    from supersub_tf.studies.scaling import SCALING_QUICK_PROFILE, load_scaling_config, run_scaling
 
     if args.study:
         study_dir = Path(args.study)

@@ -50,7 +50,7 @@ import time
 import common  # also selects tf_keras and oneDNN before TensorFlow loads
 from supersub_tf.config import bits_tag, parse_bits
 from supersub_tf.errors import ConfigError
-from supersub_tf.scaling import timed_calls
+from supersub_tf.analysis.costs import timed_calls
 
 SCRIPT = "supersub_pipeline"
 

@@ -151,14 +151,14 @@ def _cmd_export_tflite(args: argparse.Namespace) -> None:
 
 
 def _cmd_scale(args: argparse.Namespace) -> None:
-    from supersub_tf.scaling import SCALING_QUICK_PROFILE, load_scaling_config, run_scaling
+    from supersub_tf.studies.scaling import SCALING_QUICK_PROFILE, load_scaling_config, run_scaling
 
     quick = list(SCALING_QUICK_PROFILE) if args.quick else []
     run_scaling(load_scaling_config(args.config, quick + args.overrides), retrain=args.retrain)
 
 
 def _cmd_budget(args: argparse.Namespace) -> None:
-    from supersub_tf.budget import BUDGET_QUICK_PROFILE, load_budget_config, run_budget
+    from supersub_tf.studies.budget import BUDGET_QUICK_PROFILE, load_budget_config, run_budget
 
     quick = list(BUDGET_QUICK_PROFILE) if args.quick else []
     run_budget(load_budget_config(args.config, quick + args.overrides), retrain=args.retrain)

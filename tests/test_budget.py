@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from supersub_tf.budget import (
+from supersub_tf.studies.budget import (
     BudgetConfig, crossover, delta_epochs, load_budget_config, point_config, run_budget)
 from supersub_tf.config import load_config
 from supersub_tf.errors import ConfigError

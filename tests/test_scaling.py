@@ -10,7 +10,7 @@ import yaml
 
 from supersub_tf.config import RunConfig, load_config
 from supersub_tf.errors import ConfigError
-from supersub_tf.scaling import (
+from supersub_tf.studies.scaling import (
     SCALING_QUICK_PROFILE, ScalingConfig, load_scaling_config, point_config, point_name)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,7 +114,7 @@ def test_overrides_base_path_and_quick_profile(tmp_path):
 def test_runner_trains_resumes_and_retrains_a_deleted_point(tmp_path, monkeypatch):
     import supersub_tf.deltas.specialist_training as delta_specialists
     import supersub_tf.training.networks as networks
-    from supersub_tf.scaling import run_scaling
+    from supersub_tf.studies.scaling import run_scaling
 
     config = load_scaling_config(tiny_scaling(tmp_path))
     fits = []

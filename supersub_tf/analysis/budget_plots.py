@@ -1,4 +1,4 @@
-"""The budget study's figure and Markdown table (see :mod:`supersub_tf.budget`)."""
+"""The budget study's figure and Markdown table (see :mod:`supersub_tf.studies.budget`)."""
 
 from __future__ import annotations
 

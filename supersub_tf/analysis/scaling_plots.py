@@ -1,4 +1,4 @@
-"""Figures and the Markdown report of the scaling study (:mod:`supersub_tf.scaling`).
+"""Figures and the Markdown report of the scaling study (:mod:`supersub_tf.studies.scaling`).
 
 Everything here reads the study's point records (``scaling.json``'s ``points``), so a
 report can be rebuilt from that file alone (:func:`rebuild_scaling_report`). Figures

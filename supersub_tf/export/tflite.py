@@ -583,13 +583,12 @@ def benchmark_litert(export_dir: str | os.PathLike, images: np.ndarray, *,
     One untimed warm-up pass, then ``repeats`` timed passes over ``images``; the best
     pass counts (the least disturbed by other processes on a shared machine).
     """
+    from supersub_tf.analysis.costs import timed_calls
+
     runtime = open_export(export_dir, num_threads=num_threads)
-    runtime.predict(images[:batch_size], batch_size=batch_size)
-    times = []
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        runtime.predict(images, batch_size=batch_size)
-        times.append(time.perf_counter() - start)
+    runtime.predict(images[:batch_size], batch_size=batch_size)  # warm-up, one batch
+    times = timed_calls(lambda: runtime.predict(images, batch_size=batch_size),
+                        max(1, repeats), warmup=0)
     best = min(times)
     return {"images": len(images), "num_threads": num_threads, "batch_size": batch_size,
             "seconds": times, "images_per_second": len(images) / best if best else math.inf}
