@@ -110,8 +110,8 @@ def _system_config(args: argparse.Namespace):
 
 
 def _cmd_export_savedmodel(args: argparse.Namespace) -> None:
-    from supersub_tf.export.savedmodel import (
-        export_savedmodel, export_size_report, format_export_size_report)
+    from supersub_tf.export.measure import export_size_report, format_export_size_report
+    from supersub_tf.export.savedmodel import export_savedmodel
 
     path = export_savedmodel(args.system, args.output)
     print(format_export_size_report(export_size_report(path, args.system)))
@@ -121,9 +121,9 @@ def _cmd_export_tflite(args: argparse.Namespace) -> None:
     from supersub_tf.data import create_source
     from supersub_tf.deltas.storage import load_system
     from supersub_tf.errors import ConfigError
-    from supersub_tf.export.tflite import (
-        CALIBRATED, calibration_images, export_sizes, export_tflite, format_measurement,
-        load_images, measure_export)
+    from supersub_tf.data.arrays import calibration_images, load_images
+    from supersub_tf.export.measure import export_sizes, format_measurement, measure_export
+    from supersub_tf.export.tflite import CALIBRATED, export_tflite
 
     system = load_system(args.system)
     config = source = None

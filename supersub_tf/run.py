@@ -199,11 +199,12 @@ def _export(config: RunConfig, run_dir: Path, source: ImageSource | None, log) -
     from supersub_tf.config import bits_tag
     from supersub_tf.deltas.storage import MANIFEST, load_system
     from supersub_tf.errors import ConfigError
-    from supersub_tf.export.savedmodel import (
-        export_savedmodel, export_size_report, format_export_size_report, savedmodel_predict)
-    from supersub_tf.export.tflite import (
-        CALIBRATED, calibration_images, evaluation_images, export_tflite, format_measurement,
-        keras_predict, measure_export)
+    from supersub_tf.data.arrays import calibration_images, evaluation_images
+    from supersub_tf.export.measure import (
+        export_size_report, format_export_size_report, format_measurement, keras_predict,
+        measure_export, savedmodel_predict)
+    from supersub_tf.export.savedmodel import export_savedmodel
+    from supersub_tf.export.tflite import CALIBRATED, export_tflite
 
     settings = config.export
     tag = bits_tag(config.deltas.bits[0])

@@ -386,7 +386,7 @@ def test_refuses_to_replace_an_unrelated_folder(system_dir, tmp_path):
 
 
 def test_size_stays_near_storage_not_n_plus_1_networks(exported, system_dir):
-    from supersub_tf.export.savedmodel import export_size_report, format_export_size_report
+    from supersub_tf.export.measure import export_size_report, format_export_size_report
 
     report = export_size_report(exported)  # finds the system from the metadata
     n, unit = report["num_specialists"], report["float32_network_bytes"]

@@ -15,7 +15,9 @@ import pytest
 
 from supersub_tf.config import SyntheticConfig
 from supersub_tf.errors import ConfigError, DataError
-from supersub_tf.export import litert_runtime, tflite
+from supersub_tf.data.arrays import calibration_images, load_images
+from supersub_tf.data.pipeline import normalize_images
+from supersub_tf.export import litert_runtime, measure, tflite
 from supersub_tf.export.litert_runtime import ExportError, LiteRTSuperSub
 
 # Every test here converts or runs LiteRT models of a trained system: the slow tier.
@@ -51,7 +53,7 @@ def trained(tmp_path_factory):
     images, fine = generate_images(SYNTH)
     held_out = np.arange(len(fine)) % 4 == 0
     train_x, train_y = images[~held_out], fine[~held_out]
-    x = tflite.normalize_images(train_x, "imagenet")
+    x = normalize_images(train_x, "imagenet")
     superclass = hierarchy.fine_to_superclass[train_y]
     generalist = create_model("resnet8", hierarchy.num_superclasses, (SIZE, SIZE, 3),
                               width=0.25)
@@ -137,7 +139,7 @@ def test_litert_agrees_with_keras(trained, export):
     # so nearly all images are far from one. 90% leaves room for that without letting a
     # broken pipeline (wrong normalisation, routing or quantization: ~33-50%) pass.
     val_x, val_y = trained["val"]
-    result = tflite.compare_with_keras(export, trained["system"], val_x, val_y)
+    result = measure.compare_with_keras(export, trained["system"], val_x, val_y)
     assert result["images"] == len(val_y) == 72
     assert result["keras_accuracy"] > 0.6  # the system learned something
     assert result["fine_agreement"] >= 0.9, result
@@ -201,9 +203,9 @@ def test_normalisation_equals_the_training_pipeline():
     pixels = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
     for mode in ("imagenet", "unit", "none"):
         expected = normalize(tf.constant(pixels), mode).numpy()
-        np.testing.assert_array_equal(tflite.normalize_images(pixels, mode), expected)
+        np.testing.assert_array_equal(normalize_images(pixels, mode), expected)
     with pytest.raises(ConfigError, match="normalization"):
-        tflite.normalize_images(pixels, "zscore")
+        normalize_images(pixels, "zscore")
 
 
 # --------------------------------------------------------------------------- validation
@@ -378,7 +380,7 @@ def test_catch_all_export_runs_every_routing_like_the_keras_pipeline(trained, tm
     runtime = LiteRTSuperSub(path, num_threads=1)
     val_x, _ = trained["val"]
     pipeline = SuperSubPipeline(caught.generalist, sets, caught.hierarchy)
-    x = tflite.normalize_images(val_x, "imagenet")
+    x = normalize_images(val_x, "imagenet")
     for mode in ("hard", "topk", "gated"):
         ours = runtime.predict(val_x, mode, tau=0.9)
         keras_pred = pipeline.predict(x, mode, tau=0.9)
@@ -405,7 +407,7 @@ def test_runtime_command_line_errors_go_to_stderr_naming_the_culprit(export, tmp
 # --------------------------------------------------------------------------- measurement
 def test_sizes_and_speed(trained, export):
     system = trained["system"]
-    sizes = tflite.export_sizes(export, system)
+    sizes = measure.export_sizes(export, system)
     assert sizes["models_bytes"] == sum(m["bytes"] for m in sizes["models"])
     assert len(sizes["models"]) == 4 and sizes["total_bytes"] > sizes["models_bytes"]
     from supersub_tf.deltas.specialist import materialize
@@ -415,12 +417,12 @@ def test_sizes_and_speed(trained, export):
     assert sizes["float32_bytes"] == 4 * sum(m.count_params() for m in networks)
     assert sizes["models_vs_float32"] < 1  # int8 weights, plus the flatbuffer overhead
     assert sizes["storage_bytes"] > 0 and sizes["models_vs_storage"] > 0
-    speed = tflite.benchmark_litert(export, trained["val"][0], batch_size=32, repeats=1)
+    speed = measure.benchmark_litert(export, trained["val"][0], batch_size=32, repeats=1)
     assert speed["images_per_second"] > 0 and speed["num_threads"] == 2
-    report = tflite.measure_export(export, system, *trained["val"], repeats=1)
+    report = measure.measure_export(export, system, *trained["val"], repeats=1)
     assert json.loads(json.dumps(report)) == report  # JSON-ready for run reports
     assert report["meets_target"] == (report["comparison"]["fine_agreement"] >= 0.99)
-    text = tflite.format_measurement(report)
+    text = measure.format_measurement(report)
     assert "identical fine labels vs Keras" in text and "images/s" in text
 
 
@@ -430,10 +432,10 @@ def test_load_images_from_a_source():
     config = DataConfig(dataset="synthetic", image_size=12,
                         synthetic=SyntheticConfig(num_superclasses=2, subclasses_per_superclass=2,
                                                   images_per_class=10, image_size=16))
-    images, fine = tflite.calibration_images(config, per_superclass=3)
+    images, fine = calibration_images(config, per_superclass=3)
     assert images.shape == (6, 12, 12, 3) and images.dtype == np.uint8
     assert sorted(np.bincount(fine // 2).tolist()) == [3, 3]
-    val, val_fine = tflite.load_images(config, "val")
+    val, val_fine = load_images(config, "val")
     assert len(val) == len(val_fine) > 0 and val.shape[1:] == (12, 12, 3)
 
 
@@ -462,7 +464,7 @@ def test_export_commands(trained, tmp_path, capsys):
     assert "4 models" in capsys.readouterr().out
     runtime = tflite.open_export(tmp_path / "lite")
     val_x, _ = trained["val"]
-    reference = tflite.keras_predict(trained["system"], val_x)
+    reference = measure.keras_predict(trained["system"], val_x)
     assert (runtime.predict(val_x)["fine"] == reference["fine"]).all()
     # An unrelated folder is never replaced.
     assert main(["export", "savedmodel", system, str(trained["root"])]) == 2

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from supersub_tf.config import RunConfig, load_config
+from supersub_tf.config import load_config
 from supersub_tf.errors import ConfigError
 from supersub_tf.studies.scaling import (
     SCALING_QUICK_PROFILE, ScalingConfig, load_scaling_config, point_config, point_name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from supersub_tf.config import DataConfig
+from supersub_tf.errors import ConfigError
 from supersub_tf.hierarchy import Hierarchy
 
 # ImageNet channel statistics on the [0, 1] scale.
@@ -41,6 +42,29 @@ def normalize(image, mode: str):
     if mode == "unit":
         return image
     return (image - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
+
+
+def normalization_constants(mode: str) -> tuple[float, tuple, tuple]:
+    """``(pixel divisor, mean, std)`` with ``normalised = (pixel / divisor - mean) / std``.
+
+    The same arithmetic as :func:`normalize` for each mode (``imagenet``, ``unit``,
+    ``none``), so the exports' float32 values equal the training pipeline's.
+    """
+    if mode == "imagenet":
+        return 255.0, tuple(IMAGENET_MEAN), tuple(IMAGENET_STD)
+    if mode == "unit":
+        return 255.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    if mode == "none":
+        return 1.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    raise ConfigError(f"normalization must be imagenet, unit or none, got {mode!r}")
+
+
+def normalize_images(images: np.ndarray, mode: str) -> np.ndarray:
+    """uint8 pixels ``[N, H, W, 3]`` -> float32 model input, in numpy (as the LiteRT
+    runtime computes it: :func:`normalization_constants`)."""
+    divisor, mean, std = normalization_constants(mode)
+    x = np.asarray(images).astype(np.float32) / np.float32(divisor)
+    return (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
 
 
 def denormalize(images: np.ndarray, mode: str) -> np.ndarray:

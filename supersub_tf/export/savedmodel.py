@@ -54,7 +54,6 @@ import datetime
 import json
 import math
 import os
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -65,7 +64,7 @@ import tensorflow as tf
 from supersub_tf.atomic import atomic_directory
 from supersub_tf.deltas.delta_set import DeltaSet, levels
 from supersub_tf.deltas.storage import (
-    MANIFEST, SuperSubSystem, load_system, pack_codes, packed_size, storage_report)
+    MANIFEST, SuperSubSystem, load_system, pack_codes, packed_size)
 from supersub_tf.errors import DataError
 from supersub_tf.export.functional import FunctionalForward
 from supersub_tf.manifest_files import sha256_file
@@ -462,97 +461,3 @@ def check_export(path: str | os.PathLike, module: SuperSubModule) -> None:
         if not same:
             raise RuntimeError(f"{path}: the reloaded SavedModel's {name!r} differs from the "
                                f"exported module's ({a} vs {b})")
-
-
-def savedmodel_predict(export_dir: str | os.PathLike, images: np.ndarray,
-                       batch_size: int = 256) -> dict[str, np.ndarray]:
-    """Runs an exported SavedModel's signature over uint8 images, batch by batch.
-
-    It loads the folder with plain ``tf.saved_model.load``, as a serving stack would.
-
-    Returns:
-        Every numeric output of :data:`OUTPUTS`, concatenated over the batches, plus
-        ``seconds``: the wall time of the calls (loading excluded).
-    """
-    serve = tf.saved_model.load(str(export_dir)).signatures[SIGNATURE]
-    numeric = [name for name, (dtype, _) in OUTPUTS.items() if dtype != "string"]
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in numeric}
-    start = time.perf_counter()
-    for first in range(0, len(images), batch_size):
-        outputs = serve(**{INPUT_NAME: tf.constant(images[first:first + batch_size])})
-        for name in numeric:
-            parts[name].append(outputs[name].numpy())
-    seconds = time.perf_counter() - start
-    result = {name: (np.concatenate(values) if values else np.zeros(0))
-              for name, values in parts.items()}
-    result["seconds"] = seconds
-    return result
-
-
-# --------------------------------------------------------------------------- sizes
-def _folder_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
-def export_size_report(export_dir: str | os.PathLike,
-                       system: str | os.PathLike | None = None) -> dict[str, Any]:
-    """On-disk bytes of an exported SavedModel, next to its source system's storage.
-
-    Args:
-        export_dir: A folder written by :func:`export_savedmodel`.
-        system: The system directory to compare with; defaults to the source recorded in
-            ``supersub_export.json`` when it still exists.
-
-    Returns:
-        ``savedmodel_bytes`` (every file), ``variables_bytes`` (the weights),
-        ``graph_bytes`` (``saved_model.pb``), and when a system is found its
-        ``system_bytes`` (:func:`~supersub_tf.deltas.storage.storage_report`'s total),
-        ``float32_network_bytes`` (one float32 generalist), ``num_specialists``,
-        ``savedmodel_units`` and ``system_units`` (sizes in float32 networks, against
-        ``separate_networks = N + 1``) and ``savedmodel_to_system`` (their ratio).
-
-    Raises:
-        DataError: When ``export_dir`` is not an exported SavedModel.
-    """
-    root = Path(export_dir)
-    if not (root / MARKER).is_file():
-        raise DataError(f"{root}: no {MARKER} (not a SavedModel)")
-    report: dict[str, Any] = {
-        "path": str(root), "savedmodel_bytes": _folder_bytes(root),
-        "variables_bytes": _folder_bytes(root / "variables"),
-        "graph_bytes": (root / MARKER).stat().st_size,
-    }
-    if system is None:
-        try:
-            metadata = json.loads((root / METADATA_FILE).read_text(encoding="utf-8"))
-            source = metadata["source"]["path"]
-        except (OSError, ValueError, KeyError, TypeError):
-            source = None
-        system = source if source and (Path(source) / MANIFEST).is_file() else None
-    if system is not None:
-        storage = storage_report(system)
-        unit = storage["float32_network_bytes"]
-        report.update({
-            "system": storage["path"], "system_bytes": storage["total_bytes"],
-            "float32_network_bytes": unit, "num_specialists": storage["num_specialists"],
-            "savedmodel_units": report["savedmodel_bytes"] / unit,
-            "system_units": storage["total_units"],
-            "separate_networks": storage["separate_networks"],
-            "savedmodel_to_system": report["savedmodel_bytes"] / storage["total_bytes"],
-        })
-    return report
-
-
-def format_export_size_report(report: Mapping[str, Any]) -> str:
-    """A few readable lines of :func:`export_size_report`'s numbers."""
-    lines = [f"SavedModel {report['path']}: {report['savedmodel_bytes']:,} bytes "
-             f"(variables {report['variables_bytes']:,}, graph {report['graph_bytes']:,})"]
-    if "system_bytes" in report:
-        lines += [
-            f"system {report['system']}: {report['system_bytes']:,} bytes",
-            f"in float32 networks ({report['float32_network_bytes']:,} bytes): SavedModel "
-            f"{report['savedmodel_units']:.3f}, system {report['system_units']:.3f}, "
-            f"N + 1 separate networks {report['separate_networks']}",
-            f"SavedModel / system = {report['savedmodel_to_system']:.3f}",
-        ]
-    return "\n".join(lines)

@@ -45,18 +45,15 @@ Design choices:
   (the only images it ever sees at inference under hard routing). The images go through
   the same resize and normalisation as evaluation, without augmentation.
 
-The measurement helpers (:func:`compare_with_keras`, :func:`export_sizes`,
-:func:`benchmark_litert`, :func:`measure_export`) compare an export with the Keras
-:class:`~supersub_tf.supersub.pipeline.SuperSubPipeline` it came from.
+How an export compares with the Keras pipeline (agreement, sizes, speed) is measured by
+:mod:`supersub_tf.export.measure`; the images come from :mod:`supersub_tf.data.arrays`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
-import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -66,15 +63,13 @@ import numpy as np
 
 from supersub_tf.atomic import atomic_directory
 from supersub_tf.config import EXPORT_QUANTIZATIONS
+from supersub_tf.data.pipeline import normalization_constants, normalize_images
 from supersub_tf.errors import ConfigError, DataError
 from supersub_tf.export import litert_runtime
 from supersub_tf.export.litert_runtime import FORMAT_NAME, FORMAT_VERSION, MANIFEST
 from supersub_tf.manifest_files import file_entry
-from supersub_tf.models.blocks import LOGITS_LAYER
 
 if TYPE_CHECKING:
-    from supersub_tf.config import DataConfig
-    from supersub_tf.data.source import ImageSource
     from supersub_tf.deltas.storage import SuperSubSystem
 
 #: Conversion modes (see the module docstring); the config validates against the same tuple.
@@ -86,103 +81,6 @@ GENERALIST_FILE = "generalist.tflite"
 SPECIALIST_DIR = "specialists"
 DEFAULT_CALIBRATION_SIZE = 256
 _EXPORT_KIND = "Super-Sub LiteRT export"
-#: Share of identical fine labels (LiteRT vs Keras, hard routing) an export aims for.
-AGREEMENT_TARGET = 0.99
-#: Keras decision margins (distance from a tie, see keras_predict) at which agreement is
-#: also reported.
-MARGINS = (0.01, 0.05, 0.1)
-
-
-# ------------------------------------------------------------------------------ images
-def normalization_constants(mode: str) -> tuple[float, tuple, tuple]:
-    """``(pixel divisor, mean, std)`` with ``normalised = (pixel / divisor - mean) / std``.
-
-    The same arithmetic as :func:`supersub_tf.data.pipeline.normalize` for each mode
-    (``imagenet``, ``unit``, ``none``), so the runtime's float32 values equal the
-    training pipeline's.
-    """
-    from supersub_tf.data.pipeline import IMAGENET_MEAN, IMAGENET_STD
-
-    if mode == "imagenet":
-        return 255.0, tuple(IMAGENET_MEAN), tuple(IMAGENET_STD)
-    if mode == "unit":
-        return 255.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
-    if mode == "none":
-        return 1.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
-    raise ConfigError(f"normalization must be imagenet, unit or none, got {mode!r}")
-
-
-def normalize_images(images: np.ndarray, mode: str) -> np.ndarray:
-    """uint8 pixels ``[N, H, W, 3]`` -> float32 model input, as the runtime computes it."""
-    divisor, mean, std = normalization_constants(mode)
-    x = np.asarray(images).astype(np.float32) / np.float32(divisor)
-    return (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-
-
-def load_images(data_config: DataConfig, split: str, *, source: ImageSource | None = None,
-                per_superclass: int | None = None, seed: int = 0
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """A split's images as uint8 pixels at the configured size, with their fine labels.
-
-    Args:
-        data_config: Data settings (image size; the source is created from them).
-        split: ``train``, ``val`` or ``test``.
-        source: Reuse an already created source.
-        per_superclass: Take only this many images of every superclass, drawn at random
-            (with ``seed``) before decoding, so only those are read; None: the whole
-            split in the source's order.
-        seed: Seed of that draw.
-
-    Returns:
-        ``uint8 [N, S, S, 3]`` images (resized as the training pipeline does, not
-        normalised, not augmented) and ``int32 [N]`` fine labels.
-    """
-    import tensorflow as tf
-
-    from supersub_tf.data import create_source
-    from supersub_tf.data.pipeline import resize
-
-    src = source or create_source(data_config)
-    src.check_split(split)
-    hierarchy = src.hierarchy
-    size = data_config.image_size
-    if per_superclass is None:
-        raws = [src.raw(split)]
-    else:
-        if per_superclass < 1:
-            raise ConfigError(f"per_superclass must be >= 1, got {per_superclass}")
-        raws = [src.raw(split, hierarchy.fine_labels_of(s), order_seed=seed + s)
-                .take(per_superclass) for s in range(hierarchy.num_superclasses)]
-    images, labels = [], []
-    for raw in raws:
-        ds = raw.map(lambda image, fine: (resize(image, size), tf.cast(fine, tf.int32)),
-                     num_parallel_calls=tf.data.AUTOTUNE).batch(512)
-        for batch_images, batch_fine in ds:
-            images.append(batch_images.numpy())
-            labels.append(batch_fine.numpy())
-    if not images:
-        return np.zeros((0, size, size, 3), np.uint8), np.zeros(0, np.int32)
-    return np.concatenate(images), np.concatenate(labels).astype(np.int32)
-
-
-def calibration_images(data_config: DataConfig, *, source: ImageSource | None = None,
-                       per_superclass: int = DEFAULT_CALIBRATION_SIZE, seed: int = 0
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """Representative images for :func:`export_tflite`: ``per_superclass`` random
-    *training* images of every superclass, uint8, with their fine labels."""
-    return load_images(data_config, "train", source=source, per_superclass=per_superclass,
-                       seed=seed)
-
-
-def evaluation_images(data_config: DataConfig, *, source: ImageSource | None = None,
-                      count: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Validation images (uint8) and fine labels for comparing an export with Keras:
-    the whole split, or a seeded random subset of ``count`` images in split order."""
-    images, fine = load_images(data_config, "val", source=source)
-    if count and count < len(images):
-        keep = np.sort(np.random.default_rng(seed).choice(len(images), count, replace=False))
-        images, fine = images[keep], fine[keep]
-    return images, fine
 
 
 def _balanced(fine_to_superclass: np.ndarray, fine: np.ndarray, superclasses: list[int],
@@ -417,223 +315,3 @@ def open_export(export_dir: str | os.PathLike, num_threads: int | None = 2,
         raise DataError(str(err)) from None
 
 
-# ------------------------------------------------------------------------------ measure
-def keras_predict(system: SuperSubSystem, images: np.ndarray, *, batch_size: int = 256,
-                  routing: str = "hard") -> dict[str, np.ndarray]:
-    """The Keras :class:`SuperSubPipeline`'s predictions on uint8 images, batch by batch.
-
-    Returns:
-        ``fine``, ``superclass``, ``fine_prob``, ``margin`` ``[N]`` and
-        ``superclass_probs`` ``[N, S]``, plus ``seconds`` spent. ``margin`` is how far
-        each decision is from a tie: the smaller of the superclass margin (top-1 minus
-        top-2 of ``p(superclass)``, which decides the route) and the fine margin (top-1
-        minus top-2 of the combined fine probabilities in the routed block).
-    """
-    from supersub_tf.supersub.pipeline import SuperSubPipeline
-
-    pipeline = SuperSubPipeline(system.generalist, system.delta_sets, system.hierarchy)
-    mode = system.backbone.get("normalization", "imagenet")
-    parts: dict[str, list] = {"fine": [], "superclass": [], "fine_prob": [],
-                              "superclass_probs": [], "margin": []}
-    start = time.perf_counter()
-    for i in range(0, len(images), batch_size):
-        pred = pipeline.predict(normalize_images(images[i:i + batch_size], mode), routing)
-        for key in parts:
-            if key != "margin":
-                parts[key].append(getattr(pred, key))
-        sup2 = np.sort(pred.superclass_probs, axis=1)[:, -2:]
-        fine2 = np.sort(pred.fine_probs, axis=1)[:, -2:]
-        parts["margin"].append(np.minimum(sup2[:, 1] - sup2[:, 0], fine2[:, 1] - fine2[:, 0]))
-    result = {key: np.concatenate(v) if v else np.zeros(0) for key, v in parts.items()}
-    result["seconds"] = time.perf_counter() - start
-    return result
-
-
-def compare_with_keras(export_dir: str | os.PathLike, system: SuperSubSystem,
-                       images: np.ndarray, fine: np.ndarray | None = None, *,
-                       batch_size: int = 256, num_threads: int = 2,
-                       reference: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
-    """Agreement (hard routing) of an export with the Keras pipeline, and accuracies.
-
-    Args:
-        export_dir: An export of ``system``.
-        system: The system it was exported from.
-        images: ``uint8 [N, S, S, 3]`` evaluation images (e.g. ``load_images(..., "val")``).
-        fine: Their fine labels, for accuracies (optional).
-        batch_size: Images per batch for both pipelines.
-        num_threads: LiteRT interpreter threads.
-        reference: Precomputed :func:`keras_predict` output for ``images`` (saves
-            recomputing it when several exports of one system are compared).
-
-    Returns:
-        ``images``; ``fine_agreement`` (share of identical fine labels),
-        ``superclass_agreement`` (identical stage-1 routing), ``specialist_agreement``
-        (identical fine labels among the images routed alike), ``disagreements``,
-        ``agreement_by_margin`` (for Keras decision margins, see :func:`keras_predict`,
-        of at least 0.01, 0.05 and 0.1: the share of images and their agreement; the
-        quantized models mostly flip near-ties); the
-        mean and max absolute difference of the stage-1 probabilities; with labels,
-        ``keras_accuracy`` and ``litert_accuracy`` (fine top-1) and both superclass
-        accuracies; the seconds each pipeline took.
-    """
-    if reference is None:
-        reference = keras_predict(system, images, batch_size=batch_size)
-    runtime = open_export(export_dir, num_threads=num_threads)
-    start = time.perf_counter()
-    lite = runtime.predict(images, batch_size=batch_size)
-    lite_seconds = time.perf_counter() - start
-    n = len(images)
-    same_route = lite["superclass_probs"].argmax(1) == reference["superclass_probs"].argmax(1)
-    same_fine = lite["fine"] == reference["fine"]
-    diff = np.abs(lite["superclass_probs"] - reference["superclass_probs"]) if n else np.zeros(1)
-    result: dict[str, Any] = {
-        "export": str(export_dir), "quantization": runtime.manifest.get("quantization"),
-        "images": n,
-        "fine_agreement": float(same_fine.mean()) if n else 1.0,
-        "disagreements": int((~same_fine).sum()),
-        "superclass_agreement": float(same_route.mean()) if n else 1.0,
-        "specialist_agreement": (float(same_fine[same_route].mean())
-                                 if same_route.any() else 1.0),
-        "agreement_by_margin": _agreement_by_margin(same_fine, reference.get("margin")),
-        "superclass_prob_mean_abs_diff": float(diff.mean()),
-        "superclass_prob_max_abs_diff": float(diff.max()),
-        "keras_seconds": float(reference.get("seconds", float("nan"))),
-        "litert_seconds": lite_seconds,
-    }
-    if fine is not None:
-        fine = np.asarray(fine)
-        truth_super = system.hierarchy.fine_to_superclass[fine]
-        result.update(
-            keras_accuracy=float((reference["fine"] == fine).mean()),
-            litert_accuracy=float((lite["fine"] == fine).mean()),
-            keras_superclass_accuracy=float(
-                (reference["superclass_probs"].argmax(1) == truth_super).mean()),
-            litert_superclass_accuracy=float(
-                (lite["superclass_probs"].argmax(1) == truth_super).mean()))
-    return result
-
-
-def _agreement_by_margin(same: np.ndarray, margin: np.ndarray | None) -> list[dict]:
-    if margin is None:
-        return []
-    rows = []
-    for threshold in MARGINS:
-        confident = np.asarray(margin) >= threshold
-        rows.append({"min_margin": threshold,
-                     "share": float(confident.mean()) if len(same) else 0.0,
-                     "agreement": float(same[confident].mean()) if confident.any() else 1.0})
-    return rows
-
-
-def float32_bytes(system: SuperSubSystem) -> dict[str, int]:
-    """Bytes of the generalist and every specialist as separate float32 networks
-    (parameters x 4, batch-norm statistics included, as the storage report counts)."""
-    params = int(system.generalist.count_params())
-    head_kernel, head_bias = system.generalist.get_layer(LOGITS_LAYER).get_weights()
-    trunk = params - head_kernel.size - head_bias.size
-    sizes = {"generalist": params * 4}
-    for name, delta_set in system.delta_sets.items():
-        sizes[name] = (trunk + sum(w.size for w in delta_set.owned[LOGITS_LAYER])) * 4
-    return sizes
-
-
-def export_sizes(export_dir: str | os.PathLike,
-                 system: SuperSubSystem | None = None) -> dict[str, Any]:
-    """File sizes of an export, against the system's storage format and float32 networks.
-
-    Returns:
-        ``models`` (file, bytes per model), ``models_bytes`` (their sum), ``total_bytes``
-        (the whole folder: manifest and runtime included); with ``system``,
-        ``float32_bytes`` (all N + 1 networks as float32) and, when the system was read
-        from a folder, ``storage_bytes`` (its compact generalist + deltas format), with
-        the ratios of the models to each.
-    """
-    from supersub_tf.deltas.storage import storage_report
-
-    root = Path(export_dir)
-    manifest = litert_runtime.read_manifest(root)
-    entries = [manifest["generalist"], *manifest["specialists"]]
-    models = [{"file": e["file"], "superclass": e.get("superclass"), "bytes": int(e["bytes"])}
-              for e in entries]
-    models_bytes = sum(m["bytes"] for m in models)
-    total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
-    result: dict[str, Any] = {"export": str(root), "quantization": manifest.get("quantization"),
-                              "models": models, "models_bytes": models_bytes,
-                              "generalist_bytes": models[0]["bytes"],
-                              "specialist_bytes_mean": (float(np.mean([m["bytes"]
-                                                                       for m in models[1:]]))
-                                                        if len(models) > 1 else 0.0),
-                              "total_bytes": total}
-    if system is not None:
-        floats = float32_bytes(system)
-        result["float32_bytes"] = sum(floats.values())
-        result["models_vs_float32"] = models_bytes / result["float32_bytes"]
-        if system.path is not None and (Path(system.path) / MANIFEST).is_file():
-            storage = storage_report(system.path)
-            result["storage_bytes"] = int(storage["total_bytes"])
-            result["models_vs_storage"] = models_bytes / result["storage_bytes"]
-    return result
-
-
-def benchmark_litert(export_dir: str | os.PathLike, images: np.ndarray, *,
-                     num_threads: int = 2, batch_size: int = 256,
-                     repeats: int = 3) -> dict[str, Any]:
-    """Images per second of the LiteRT two-stage pipeline (hard routing).
-
-    One untimed warm-up pass, then ``repeats`` timed passes over ``images``; the best
-    pass counts (the least disturbed by other processes on a shared machine).
-    """
-    from supersub_tf.analysis.costs import timed_calls
-
-    runtime = open_export(export_dir, num_threads=num_threads)
-    runtime.predict(images[:batch_size], batch_size=batch_size)  # warm-up, one batch
-    times = timed_calls(lambda: runtime.predict(images, batch_size=batch_size),
-                        max(1, repeats), warmup=0)
-    best = min(times)
-    return {"images": len(images), "num_threads": num_threads, "batch_size": batch_size,
-            "seconds": times, "images_per_second": len(images) / best if best else math.inf}
-
-
-def measure_export(export_dir: str | os.PathLike, system: SuperSubSystem, images: np.ndarray,
-                   fine: np.ndarray | None = None, *, num_threads: int = 2,
-                   batch_size: int = 256, repeats: int = 3,
-                   reference: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
-    """:func:`compare_with_keras`, :func:`export_sizes` and :func:`benchmark_litert` in
-    one dict (keys ``comparison``, ``sizes``, ``speed``), plus ``meets_target``: at
-    least 99% identical fine labels, the target of the export issue."""
-    comparison = compare_with_keras(export_dir, system, images, fine, batch_size=batch_size,
-                                    num_threads=num_threads, reference=reference)
-    return {"comparison": comparison, "sizes": export_sizes(export_dir, system),
-            "speed": benchmark_litert(export_dir, images, num_threads=num_threads,
-                                      batch_size=batch_size, repeats=repeats),
-            "meets_target": comparison["fine_agreement"] >= AGREEMENT_TARGET}
-
-
-def format_measurement(report: Mapping[str, Any]) -> str:
-    """A readable summary of :func:`measure_export`'s numbers."""
-    c, s, v = report["comparison"], report["sizes"], report["speed"]
-    lines = [f"LiteRT export {c['export']} ({c['quantization']})",
-             f"identical fine labels vs Keras: {c['fine_agreement']:.2%} of {c['images']:,} "
-             f"images ({c['disagreements']} differ; target {AGREEMENT_TARGET:.0%}: "
-             f"{'met' if report['meets_target'] else 'not met'})",
-             f"identical routing (stage 1): {c['superclass_agreement']:.2%}; identical fine "
-             f"labels when routed alike: {c['specialist_agreement']:.2%}"]
-    for row in c.get("agreement_by_margin", []):
-        lines.append(f"  images whose Keras margin is >= {row['min_margin']:.2f} "
-                     f"({row['share']:.1%} of them): {row['agreement']:.2%} identical")
-    if "keras_accuracy" in c:
-        lines.append(f"top-1: Keras {c['keras_accuracy']:.2%}, LiteRT {c['litert_accuracy']:.2%}"
-                     f" (superclass: {c['keras_superclass_accuracy']:.2%} vs "
-                     f"{c['litert_superclass_accuracy']:.2%})")
-    lines.append(f"models: {s['models_bytes']:,} bytes (generalist {s['generalist_bytes']:,}, "
-                 f"specialist mean {s['specialist_bytes_mean']:,.0f}); folder "
-                 f"{s['total_bytes']:,}")
-    if "float32_bytes" in s:
-        lines.append(f"float32 networks: {s['float32_bytes']:,} bytes "
-                     f"(models are {s['models_vs_float32']:.1%} of it)")
-    if "storage_bytes" in s:
-        lines.append(f"storage format (generalist + deltas): {s['storage_bytes']:,} bytes "
-                     f"(models are {s['models_vs_storage']:.2f}x it)")
-    lines.append(f"LiteRT speed: {v['images_per_second']:,.0f} images/s "
-                 f"({v['num_threads']} threads, batch {v['batch_size']})")
-    return "\n".join(lines)

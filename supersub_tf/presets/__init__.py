@@ -81,8 +81,6 @@ def class_list_for(spec: SuperclassingSpec, classes_path: str | os.PathLike | No
     ImageNet zip/folder (its ``wnids.txt`` is read). ``classes: tiny_imagenet`` reads the
     archive at ``tiny_imagenet_path`` (default: the one under ``$SUPERSUB_DATA_DIR``).
     """
-    from supersub_tf.paths import data_dir
-
     if classes_path is not None:
         p = Path(classes_path)
         if p.suffix == ".zip" or p.is_dir():
