@@ -2,7 +2,10 @@
 
 Every error a user can cause (a missing archive, a corrupt image, an invalid hierarchy, a
 bad config value) is raised as a :class:`SuperSubError` subclass whose message names the
-file, class or setting at fault. The command line prints these messages without a
+file, class or setting at fault: :class:`ConfigError` for settings, :class:`DataError`
+for dataset files (with :class:`StorageError` for stored systems and
+:class:`ExportError` for exports), :class:`HierarchyError` for hierarchies and
+superclassing specs, :class:`OutputError` for results that cannot be written. The command line prints these messages without a
 traceback; anything else is a bug and keeps its traceback.
 """
 
@@ -21,6 +24,17 @@ class DataError(SuperSubError, ValueError):
 
 class ConfigError(SuperSubError, ValueError):
     """An invalid configuration value or file."""
+
+
+class StorageError(DataError):
+    """A stored Super-Sub system that cannot be written or read back consistently (the
+    message names the file: a checksum, a shape, a hierarchy that disagrees)."""
+
+
+class ExportError(DataError):
+    """A SavedModel or LiteRT export that cannot be written, read or trusted. (The LiteRT
+    runtime, which runs without this package, has its own ``ExportError``; the package
+    re-raises it as this one.)"""
 
 
 class OutputError(SuperSubError, OSError):

@@ -271,7 +271,7 @@ def analyze_run(config: RunConfig, run_dir: str | Path | None = None,
     run.
     """
     from supersub_tf.analysis.report import write_report
-    from supersub_tf.analysis.run_analysis import analyze_run as analyze_networks
+    from supersub_tf.analysis.run_analysis import analyze_networks
 
     start = time.time()
     run_dir = Path(run_dir) if run_dir else run_dir_of(config)

@@ -84,9 +84,11 @@ def misclassified_images(data_config: DataConfig, source, indices: np.ndarray) -
     return [found[int(i)] for i in indices]
 
 
-def analyze_run(run_dir: str | Path, hierarchy: Hierarchy, data_config: DataConfig,
+def analyze_networks(run_dir: str | Path, hierarchy: Hierarchy, data_config: DataConfig,
                 source=None, misclassified: int = 32, seed: int = 0, log=print) -> dict:
-    """Runs the whole analysis on a run directory; returns the summary it also writes.
+    """The analysis of a run directory's trained networks, from their saved predictions
+    (the main job's report is :func:`supersub_tf.run.analyze_run`); returns the summary it
+    also writes.
 
     Args:
         run_dir: The run directory with trained networks.

@@ -34,7 +34,7 @@ Writing is atomic for the whole folder: everything goes into a hidden sibling
 directory that is renamed into place only when complete, so a failure never leaves a
 half-written system where a good one was. Reading verifies every file against the
 manifest (presence, size, sha256, layers and shapes) and raises
-:class:`~supersub_tf.errors.DataError` naming the file and the problem.
+:class:`~supersub_tf.errors.StorageError` naming the file and the problem.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ import numpy as np
 from supersub_tf import manifest_files
 from supersub_tf.atomic import atomic_directory
 from supersub_tf.deltas.delta_set import DeltaSet, QuantizedTensor, levels
-from supersub_tf.errors import DataError, SuperSubError
+from supersub_tf.errors import StorageError, SuperSubError
 from supersub_tf.hierarchy import Hierarchy
 from supersub_tf.manifest_files import MANIFEST, file_entry, read_manifest_file
 from supersub_tf.models.blocks import LOGITS_LAYER
@@ -218,7 +218,7 @@ def _delta_layout(generalist: keras.Model,
     """The delta layers (generalist order) and kernel shapes all specialists share.
 
     Raises:
-        DataError: When specialists differ in their delta layers or shapes, or a delta
+        StorageError: When specialists differ in their delta layers or shapes, or a delta
             names a layer the generalist lacks or has another kernel shape.
     """
     kernels = _kernel_shapes(generalist)
@@ -227,14 +227,14 @@ def _delta_layout(generalist: keras.Model,
     for name, delta_set in delta_sets.items():
         shapes = {layer: tuple(q.shape) for layer, q in delta_set.deltas.items()}
         if shapes != layout:
-            raise DataError(f"specialist {name!r} has delta layers/shapes {shapes}, but "
+            raise StorageError(f"specialist {name!r} has delta layers/shapes {shapes}, but "
                             f"specialist {first_name!r} has {layout}; all must share them")
     for layer, shape in layout.items():
         if layer not in kernels:
-            raise DataError(f"delta layer {layer!r} is not a layer with weights of the "
+            raise StorageError(f"delta layer {layer!r} is not a layer with weights of the "
                             "generalist")
         if kernels[layer] != shape:
-            raise DataError(f"delta of layer {layer!r} has shape {shape}, the generalist's "
+            raise StorageError(f"delta of layer {layer!r} has shape {shape}, the generalist's "
                             f"kernel {kernels[layer]}")
     order = [layer.name for layer in generalist.layers]
     return sorted(layout.items(), key=lambda item: order.index(item[0]))
@@ -246,22 +246,22 @@ def _check_inputs(generalist: keras.Model, delta_sets: Mapping[str, DeltaSet],
     """Rejects a system that could not be loaded back consistently.
 
     Raises:
-        DataError: On a missing backbone or delta setting, specialists that are not
+        StorageError: On a missing backbone or delta setting, specialists that are not
             exactly the hierarchy's superclasses, a generalist or specialist head of the
             wrong size, or deltas of another bit width than ``delta_settings["bits"]``.
     """
     missing = [key for key in ("model", "width", "image_size") if key not in backbone]
     if missing:
-        raise DataError(f"backbone is missing {missing} (needs model, width, image_size)")
+        raise StorageError(f"backbone is missing {missing} (needs model, width, image_size)")
     if "bits" not in delta_settings:
-        raise DataError("delta_settings needs 'bits' (an int, or None for float deltas)")
+        raise StorageError("delta_settings needs 'bits' (an int, or None for float deltas)")
     names = hierarchy.superclass_names
     if sorted(delta_sets) != sorted(names):
-        raise DataError(f"specialists {sorted(delta_sets)} do not match the hierarchy's "
+        raise StorageError(f"specialists {sorted(delta_sets)} do not match the hierarchy's "
                         f"superclasses {sorted(names)}")
     outputs = int(generalist.output_shape[-1])
     if outputs != hierarchy.num_superclasses or backbone.get("num_classes", outputs) != outputs:
-        raise DataError(f"the generalist has {outputs} outputs and backbone num_classes "
+        raise StorageError(f"the generalist has {outputs} outputs and backbone num_classes "
                         f"{backbone.get('num_classes')}, the hierarchy "
                         f"{hierarchy.num_superclasses} superclasses")
     layers = {layer.name: len(layer.weights) for layer in generalist.layers}
@@ -269,19 +269,19 @@ def _check_inputs(generalist: keras.Model, delta_sets: Mapping[str, DeltaSet],
     for name, delta_set in delta_sets.items():
         _check_delta_set(name, delta_set, bits, layers)
         if delta_set.catch_all != catch_all:
-            raise DataError(f"specialist {name!r} has catch_all={delta_set.catch_all}, "
+            raise StorageError(f"specialist {name!r} has catch_all={delta_set.catch_all}, "
                             f"delta_settings says catch_all={catch_all}")
         _check_head(f"specialist {name!r}", delta_set, hierarchy.num_subclasses(name))
 
 
 def _check_head(where: str, delta_set: DeltaSet, num_subclasses: int) -> None:
-    """DataError unless the head has one output per subclass (plus "other" for a
+    """StorageError unless the head has one output per subclass (plus "other" for a
     catch-all specialist)."""
     head = delta_set.owned.get(LOGITS_LAYER)
     wanted = num_subclasses + int(delta_set.catch_all)
     if head is None or np.shape(head[0])[-1] != wanted:
         got = "no logits weights" if head is None else f"{np.shape(head[0])[-1]} outputs"
-        raise DataError(f"{where}: its head has {got}, expected {wanted} ({num_subclasses} "
+        raise StorageError(f"{where}: its head has {got}, expected {wanted} ({num_subclasses} "
                         f"subclasses{' + other' if delta_set.catch_all else ''})")
 
 
@@ -289,15 +289,15 @@ def _check_delta_set(name: str, delta_set: DeltaSet, bits: int | None,
                      layers: Mapping[str, int]) -> None:
     """Checks one specialist's bit width, superclass and owned layers (see _check_inputs)."""
     if delta_set.superclass != name:
-        raise DataError(f"delta set stored under {name!r} is for superclass "
+        raise StorageError(f"delta set stored under {name!r} is for superclass "
                         f"{delta_set.superclass!r}")
     wrong = [layer for layer, q in delta_set.deltas.items() if q.bits != bits]
     if delta_set.bits != bits or wrong:
-        raise DataError(f"specialist {name!r} has {delta_set.bits}-bit deltas (layers "
+        raise StorageError(f"specialist {name!r} has {delta_set.bits}-bit deltas (layers "
                         f"{wrong} differ), delta_settings says {bits}")
     for layer, weights in delta_set.owned.items():
         if layers.get(layer) != len(weights):
-            raise DataError(f"specialist {name!r} owns layer {layer!r} with {len(weights)} "
+            raise StorageError(f"specialist {name!r} owns layer {layer!r} with {len(weights)} "
                             f"arrays; the generalist's layer has {layers.get(layer)}")
 
 
@@ -311,7 +311,7 @@ def _specialist_arrays(delta_set: DeltaSet, superclass_index: int,
     edited or reordered hierarchy then fails to load instead of naming classes wrongly.
 
     Raises:
-        DataError: When a delta's codes do not fit its bit width (they would not
+        StorageError: When a delta's codes do not fit its bit width (they would not
             survive packing).
     """
     arrays: dict[str, np.ndarray] = {
@@ -324,7 +324,7 @@ def _specialist_arrays(delta_set: DeltaSet, superclass_index: int,
             try:
                 arrays[f"delta/{layer}/codes"] = pack_codes(q.codes, q.bits)
             except ValueError as err:
-                raise DataError(f"specialist {delta_set.superclass!r}, delta of layer "
+                raise StorageError(f"specialist {delta_set.superclass!r}, delta of layer "
                                 f"{layer!r}: {err}") from None
             arrays[f"delta/{layer}/scales"] = np.asarray(q.scales, np.float32)
     for layer, weights in delta_set.owned.items():
@@ -400,7 +400,7 @@ def save_system(path: str | os.PathLike, generalist: keras.Model,
         The system directory.
 
     Raises:
-        DataError: When the inputs are inconsistent (see :func:`_check_inputs`) or
+        StorageError: When the inputs are inconsistent (see :func:`_check_inputs`) or
             ``path`` is something other than an empty folder or a previous system.
     """
     _check_inputs(generalist, delta_sets, hierarchy, backbone, delta_settings)
@@ -414,29 +414,29 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     """Reads and checks a system's manifest (format, version, required keys).
 
     Raises:
-        DataError: On a missing or unreadable manifest, an unknown format or version,
+        StorageError: On a missing or unreadable manifest, an unknown format or version,
             or a missing key.
     """
     manifest_path = Path(path) / MANIFEST
-    manifest = read_manifest_file(path, FORMAT_NAME, DataError, "Super-Sub system directory")
+    manifest = read_manifest_file(path, FORMAT_NAME, StorageError, "Super-Sub system directory")
     if manifest.get("format_version") == 1:
-        raise DataError(f"{manifest_path}: written by an older supersub_tf (format 1, whose "
+        raise StorageError(f"{manifest_path}: written by an older supersub_tf (format 1, whose "
                         "specialists do not record their classes); rebuild it by rerunning the "
                         "run that made it (python -m supersub_tf run ... with the same settings "
                         "reuses its trained delta specialists and rewrites systems/)")
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise DataError(f"{manifest_path}: unknown format version "
+        raise StorageError(f"{manifest_path}: unknown format version "
                         f"{manifest.get('format_version')!r} (this code reads "
                         f"{FORMAT_VERSION})")
     required = ("hierarchy", "backbone", "delta_settings", "delta_layers", "generalist",
                 "specialists")
     missing = [key for key in required if key not in manifest]
     if missing:
-        raise DataError(f"{manifest_path}: missing {missing}")
+        raise StorageError(f"{manifest_path}: missing {missing}")
     entries = manifest["specialists"]
     if not isinstance(entries, list) or not all(isinstance(e, dict) and "superclass" in e
                                                 for e in entries):
-        raise DataError(f"{manifest_path}: specialists must be a list of "
+        raise StorageError(f"{manifest_path}: specialists must be a list of "
                         "{superclass, num_subclasses, file, bytes, sha256} records")
     return manifest
 
@@ -445,39 +445,39 @@ def verify_file(root: Path, entry: Mapping[str, Any]) -> Path:
     """Checks that a listed file exists with the manifest's size and sha256.
 
     Raises:
-        DataError: Naming the file, when it is missing, its size differs or its sha256
+        StorageError: Naming the file, when it is missing, its size differs or its sha256
             differs (a truncated, replaced or corrupted file).
     """
-    return manifest_files.verify_file(root, entry, DataError, "system")
+    return manifest_files.verify_file(root, entry, StorageError, "system")
 
 
 def _manifest_hierarchy(root: Path, manifest: Mapping[str, Any]) -> Hierarchy:
     """The manifest's hierarchy, checked against its specialist list.
 
     Raises:
-        DataError: On a malformed hierarchy, or superclasses (names, order or subclass
+        StorageError: On a malformed hierarchy, or superclasses (names, order or subclass
             counts) that disagree with the specialists listed.
     """
     source = str(root / MANIFEST)
     try:
         hierarchy = Hierarchy.from_dict(manifest["hierarchy"], source=source)
     except SuperSubError as err:
-        raise DataError(f"{source}: invalid hierarchy ({err})") from None
+        raise StorageError(f"{source}: invalid hierarchy ({err})") from None
     listed = [(s.get("superclass"), s.get("num_subclasses")) for s in manifest["specialists"]]
     expected = list(hierarchy.summary_rows())
     if listed != expected:
-        raise DataError(f"{source}: the hierarchy's superclasses {expected} do not match the "
+        raise StorageError(f"{source}: the hierarchy's superclasses {expected} do not match the "
                         f"specialists listed {listed}")
     return hierarchy
 
 
 def _delta_layout_of(root: Path, manifest: Mapping[str, Any]) -> list[tuple[str, tuple]]:
-    """``(layer, kernel shape)`` pairs from the manifest; DataError when malformed."""
+    """``(layer, kernel shape)`` pairs from the manifest; StorageError when malformed."""
     try:
         return [(str(d["name"]), tuple(int(x) for x in d["shape"]))
                 for d in manifest["delta_layers"]]
     except (KeyError, TypeError, ValueError):
-        raise DataError(f"{root / MANIFEST}: malformed delta_layers") from None
+        raise StorageError(f"{root / MANIFEST}: malformed delta_layers") from None
 
 
 def _expected_keys(layout: list[tuple[str, tuple]], bits: int | None,
@@ -491,12 +491,12 @@ def _expected_keys(layout: list[tuple[str, tuple]], bits: int | None,
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    """All arrays of an ``.npz`` (no pickles); DataError when it cannot be read."""
+    """All arrays of an ``.npz`` (no pickles); StorageError when it cannot be read."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise DataError(f"{path}: unreadable specialist archive ({err})") from None
+        raise StorageError(f"{path}: unreadable specialist archive ({err})") from None
 
 
 def _load_delta(path: Path, arrays: Mapping[str, np.ndarray], layer: str,
@@ -505,17 +505,17 @@ def _load_delta(path: Path, arrays: Mapping[str, np.ndarray], layer: str,
     if bits is None:
         values = arrays[f"delta/{layer}/values"]
         if values.shape != shape or values.dtype != np.float32:
-            raise DataError(f"{path}: float delta of layer {layer!r} is {values.dtype} "
+            raise StorageError(f"{path}: float delta of layer {layer!r} is {values.dtype} "
                             f"{values.shape}, the manifest says float32 {shape}")
         return QuantizedTensor(values, None, None)
     scales = arrays[f"delta/{layer}/scales"]
     if scales.shape != shape[-1:] or scales.dtype != np.float32:
-        raise DataError(f"{path}: scales of layer {layer!r} are {scales.dtype} {scales.shape}, "
+        raise StorageError(f"{path}: scales of layer {layer!r} are {scales.dtype} {scales.shape}, "
                         f"the manifest's shape {shape} needs float32 {shape[-1:]}")
     try:
         codes = unpack_codes(arrays[f"delta/{layer}/codes"], bits, shape)
     except ValueError as err:
-        raise DataError(f"{path}: codes of layer {layer!r} do not fit the manifest's shape "
+        raise StorageError(f"{path}: codes of layer {layer!r} do not fit the manifest's shape "
                         f"{shape} ({err})") from None
     return QuantizedTensor(codes, scales, bits)
 
@@ -528,7 +528,7 @@ def _check_classes(path: Path, arrays: Mapping[str, np.ndarray], hierarchy: Hier
     stored = [str(c) for c in arrays["meta/subclasses"].reshape(-1)]
     wanted = [c.id for c in hierarchy.superclasses[index].subclasses]
     if int(arrays["meta/superclass_index"]) != index or stored != wanted:
-        raise DataError(f"{path}: this specialist was trained as superclass "
+        raise StorageError(f"{path}: this specialist was trained as superclass "
                         f"#{int(arrays['meta/superclass_index'])} over {stored}, but the "
                         f"manifest's hierarchy makes {superclass!r} #{index} over {wanted}; "
                         f"{MANIFEST} was edited or mixed up with another system's")
@@ -540,7 +540,7 @@ def _load_specialist(root: Path, entry: Mapping[str, Any],
     """One verified specialist archive, unpacked into a :class:`DeltaSet`.
 
     Raises:
-        DataError: Naming the archive, when it fails :func:`verify_file`, is unreadable,
+        StorageError: Naming the archive, when it fails :func:`verify_file`, is unreadable,
             holds other arrays than the manifest implies, or shapes disagree with it.
     """
     path = verify_file(root, entry)
@@ -549,7 +549,7 @@ def _load_specialist(root: Path, entry: Mapping[str, Any],
     expected = _expected_keys(layout, bits, owned_shapes)
     if set(arrays) != expected:
         extra, missing = sorted(set(arrays) - expected), sorted(expected - set(arrays))
-        raise DataError(f"{path}: arrays disagree with the manifest (missing {missing}, "
+        raise StorageError(f"{path}: arrays disagree with the manifest (missing {missing}, "
                         f"unexpected {extra})")
     _check_classes(path, arrays, hierarchy, str(entry["superclass"]))
     deltas = {layer: _load_delta(path, arrays, layer, shape, bits) for layer, shape in layout}
@@ -557,7 +557,7 @@ def _load_specialist(root: Path, entry: Mapping[str, Any],
     for layer, shapes in owned_shapes.items():
         weights = [arrays[f"owned/{layer}/{i}"] for i in range(len(shapes))]
         if [list(w.shape) for w in weights] != [list(s) for s in shapes]:
-            raise DataError(f"{path}: owned layer {layer!r} has shapes "
+            raise StorageError(f"{path}: owned layer {layer!r} has shapes "
                             f"{[w.shape for w in weights]}, the manifest says {shapes}")
         owned[layer] = weights
     delta_set = DeltaSet(superclass=str(entry["superclass"]), bits=bits, deltas=deltas,
@@ -571,7 +571,7 @@ def _load_generalist(root: Path, manifest: Mapping[str, Any],
     """Rebuilds the generalist with ``create_model`` and loads its verified weights.
 
     Raises:
-        DataError: When the weights file fails :func:`verify_file` or does not load into
+        StorageError: When the weights file fails :func:`verify_file` or does not load into
             the backbone, or the backbone's kernels disagree with the delta layers.
     """
     from supersub_tf.models import create_model
@@ -583,16 +583,16 @@ def _load_generalist(root: Path, manifest: Mapping[str, Any],
         model = create_model(backbone["model"], int(backbone["num_classes"]), (size, size, 3),
                              width=backbone["width"])
     except (KeyError, TypeError, ValueError, SuperSubError) as err:
-        raise DataError(f"{root / MANIFEST}: cannot rebuild the backbone {backbone} "
+        raise StorageError(f"{root / MANIFEST}: cannot rebuild the backbone {backbone} "
                         f"({err})") from None
     try:
         model.load_weights(str(path))
     except Exception as err:  # h5py and Keras raise many types for a mismatched file
-        raise DataError(f"{path}: does not load into {backbone['model']} ({err})") from None
+        raise StorageError(f"{path}: does not load into {backbone['model']} ({err})") from None
     kernels = _kernel_shapes(model)
     for layer, shape in layout:
         if kernels.get(layer) != shape:
-            raise DataError(f"{root / MANIFEST}: delta layer {layer!r} has shape {shape}, the "
+            raise StorageError(f"{root / MANIFEST}: delta layer {layer!r} has shape {shape}, the "
                             f"generalist's kernel {kernels.get(layer)}")
     return model
 
@@ -608,7 +608,7 @@ def load_system(path: str | os.PathLike) -> SuperSubSystem:
         specialist's deltas, unpacked exactly as they were saved.
 
     Raises:
-        DataError: Naming the file and the problem: a missing or unreadable manifest,
+        StorageError: Naming the file and the problem: a missing or unreadable manifest,
             an unknown format version, a missing file, a size or sha256 mismatch, a
             specialist whose arrays or shapes disagree with the manifest, or a hierarchy
             whose superclasses do not match the specialists listed.
@@ -652,7 +652,7 @@ def storage_report(path: str | os.PathLike) -> dict[str, Any]:
     same measured with the real files (the HDF5 generalist and the manifest included).
 
     Raises:
-        DataError: When the manifest or a listed file fails verification.
+        StorageError: When the manifest or a listed file fails verification.
     """
     root = Path(path)
     manifest = read_manifest(root)

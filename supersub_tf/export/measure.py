@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from supersub_tf.data.pipeline import normalize_images
 from supersub_tf.deltas.storage import storage_report
-from supersub_tf.errors import DataError
+from supersub_tf.errors import ExportError
 from supersub_tf.export import litert_runtime
 from supersub_tf.export.savedmodel import INPUT_NAME, MARKER, METADATA_FILE, OUTPUTS, SIGNATURE
 from supersub_tf.export.tflite import open_export
@@ -308,11 +308,11 @@ def export_size_report(export_dir: str | os.PathLike,
         ``separate_networks = N + 1``) and ``savedmodel_to_system`` (their ratio).
 
     Raises:
-        DataError: When ``export_dir`` is not an exported SavedModel.
+        ExportError: When ``export_dir`` is not an exported SavedModel.
     """
     root = Path(export_dir)
     if not (root / MARKER).is_file():
-        raise DataError(f"{root}: no {MARKER} (not a SavedModel)")
+        raise ExportError(f"{root}: no {MARKER} (not a SavedModel)")
     report: dict[str, Any] = {
         "path": str(root), "savedmodel_bytes": _folder_bytes(root),
         "variables_bytes": _folder_bytes(root / "variables"),

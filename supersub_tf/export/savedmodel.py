@@ -65,7 +65,7 @@ from supersub_tf.atomic import atomic_directory
 from supersub_tf.deltas.delta_set import DeltaSet, levels
 from supersub_tf.deltas.storage import (
     MANIFEST, SuperSubSystem, load_system, pack_codes, packed_size)
-from supersub_tf.errors import DataError
+from supersub_tf.errors import ExportError
 from supersub_tf.export.functional import FunctionalForward
 from supersub_tf.manifest_files import sha256_file
 from supersub_tf.models import blocks
@@ -176,7 +176,7 @@ class SuperSubModule(tf.Module):
         system: A loaded system (its generalist is read, not modified).
 
     Raises:
-        DataError: When a specialist's deltas or owned weights do not fit the generalist,
+        ExportError: When a specialist's deltas or owned weights do not fit the generalist,
             the specialists' delta layers or bit widths differ, a head does not match
             the hierarchy, or the normalization is unknown.
         ConfigError: When the generalist has a layer the functional pass cannot replay.
@@ -191,8 +191,8 @@ class SuperSubModule(tf.Module):
         self.normalization = normalization_of(system)
         self._forward = FunctionalForward(system.generalist)
         for s, delta_set in enumerate(delta_sets):
-            _check_delta_set(self._forward, delta_set, hierarchy.num_subclasses(s))
-        self.bits, self.delta_layers = _delta_layout(delta_sets)
+            _check_exportable(self._forward, delta_set, hierarchy.num_subclasses(s))
+        self.bits, self.delta_layers = _shared_delta_layers(delta_sets)
         base = self._forward.model_weights(system.generalist)
         flat, self._generalist_shapes = flatten(base)
         self.generalist_weights = tf.Variable(flat, trainable=False, name="generalist_weights")
@@ -323,47 +323,47 @@ def normalization_of(system: SuperSubSystem) -> str:
     """The system's input normalization (``imagenet`` for systems saved without one).
 
     Raises:
-        DataError: When the backbone names an unknown mode.
+        ExportError: When the backbone names an unknown mode.
     """
     mode = system.backbone.get("normalization", "imagenet")
     if mode not in NORMALIZATIONS:
-        raise DataError(f"{system.path}: unknown normalization {mode!r} (expected one of "
+        raise ExportError(f"{system.path}: unknown normalization {mode!r} (expected one of "
                         f"{NORMALIZATIONS})")
     return mode
 
 
-def _delta_layout(delta_sets: list[DeltaSet]) -> tuple[int | None, list[str]]:
-    """``(bits, delta layers)`` all specialists share; DataError when they differ."""
+def _shared_delta_layers(delta_sets: list[DeltaSet]) -> tuple[int | None, list[str]]:
+    """``(bits, delta layers)`` all specialists share; ExportError when they differ."""
     first = delta_sets[0]
     layout = {layer: (q.bits, q.shape) for layer, q in first.deltas.items()}
     for delta_set in delta_sets:
         other = {layer: (q.bits, q.shape) for layer, q in delta_set.deltas.items()}
         if other != layout:
-            raise DataError(f"specialists {first.superclass!r} and {delta_set.superclass!r} "
+            raise ExportError(f"specialists {first.superclass!r} and {delta_set.superclass!r} "
                             "differ in their delta layers, shapes or bits; all must share them")
     bits = {q.bits for q in first.deltas.values()}
     if len(bits) > 1:
-        raise DataError(f"specialist {first.superclass!r} mixes delta bit widths {bits}")
+        raise ExportError(f"specialist {first.superclass!r} mixes delta bit widths {bits}")
     return (bits.pop() if bits else first.bits), list(layout)
 
 
-def _check_delta_set(forward: FunctionalForward, delta_set: DeltaSet, subclasses: int) -> None:
-    """DataError unless every delta and owned weight fits the generalist's layers."""
+def _check_exportable(forward: FunctionalForward, delta_set: DeltaSet, subclasses: int) -> None:
+    """ExportError unless every delta and owned weight fits the generalist's layers."""
     shapes, who = forward.weight_shapes, f"specialist {delta_set.superclass!r}"
     for layer, q in delta_set.deltas.items():
         if layer not in shapes or shapes[layer][0] != q.shape:
-            raise DataError(f"{who}: delta of layer {layer!r} has shape {q.shape}, the "
+            raise ExportError(f"{who}: delta of layer {layer!r} has shape {q.shape}, the "
                             f"generalist's kernel {shapes.get(layer, [None])[0]}")
         if q.bits is not None and (q.scales is None or np.shape(q.scales) != q.shape[-1:]):
-            raise DataError(f"{who}: delta of layer {layer!r} needs {q.shape[-1]} scales")
+            raise ExportError(f"{who}: delta of layer {layer!r} needs {q.shape[-1]} scales")
     if blocks.LOGITS_LAYER not in delta_set.owned:
-        raise DataError(f"{who}: has no {blocks.LOGITS_LAYER!r} head")
+        raise ExportError(f"{who}: has no {blocks.LOGITS_LAYER!r} head")
     for layer, weights in delta_set.owned.items():
         expected = list(shapes.get(layer, []))
         if layer == blocks.LOGITS_LAYER and expected:
             expected = [(expected[0][0], subclasses), (subclasses,)][:len(expected)]
         if [tuple(np.shape(w)) for w in weights] != expected:
-            raise DataError(f"{who}: owned layer {layer!r} has shapes "
+            raise ExportError(f"{who}: owned layer {layer!r} has shapes "
                             f"{[np.shape(w) for w in weights]}, expected {expected}")
 
 
@@ -386,7 +386,7 @@ def export_savedmodel(system: str | os.PathLike | SuperSubSystem, out_dir: str |
         described by :data:`OUTPUTS` and the module docstring.
 
     Raises:
-        DataError: When the system is invalid (see :func:`load_system` and
+        ExportError: When the system is invalid (see :func:`load_system` and
             :class:`SuperSubModule`) or ``out_dir`` is an unrelated folder or a file.
         ConfigError: When the generalist has a layer type the export cannot replay.
         RuntimeError: When ``check`` finds the reloaded SavedModel disagreeing.

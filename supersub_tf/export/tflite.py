@@ -64,7 +64,7 @@ import numpy as np
 from supersub_tf.atomic import atomic_directory
 from supersub_tf.config import EXPORT_QUANTIZATIONS
 from supersub_tf.data.pipeline import normalization_constants, normalize_images
-from supersub_tf.errors import ConfigError, DataError
+from supersub_tf.errors import ConfigError, ExportError
 from supersub_tf.export import litert_runtime
 from supersub_tf.export.litert_runtime import FORMAT_NAME, FORMAT_VERSION, MANIFEST
 from supersub_tf.manifest_files import file_entry
@@ -189,7 +189,7 @@ def _write_model(root: Path, relative: str, model, quantization: str,
     path.write_bytes(convert_model(model, quantization, representative))
     info = inspect_model(path)
     if quantization == "int8" and info["float_tensors"]:
-        raise DataError(f"{path}: the int8 conversion left {info['float_tensors']} float32 "
+        raise ExportError(f"{path}: the int8 conversion left {info['float_tensors']} float32 "
                         f"tensors (ops {info['ops']}); the model is not full-integer")
     entry = file_entry(root, relative)
     entry.update(input=info["input"], output=info["output"], ops=info["ops"],
@@ -222,7 +222,7 @@ def export_tflite(system: SuperSubSystem, out_dir: str | os.PathLike,
     Raises:
         ConfigError: For an unknown mode, or calibration images that are missing, of
             another size or dtype, or lack a superclass.
-        DataError: When ``out_dir`` cannot be replaced, or an int8 model is not
+        ExportError: When ``out_dir`` cannot be replaced, or an int8 model is not
             full-integer.
     """
     from supersub_tf.deltas.specialist import materialize
@@ -308,10 +308,10 @@ def _check_calibration(images, fine, size: int, hierarchy) -> tuple[np.ndarray, 
 def open_export(export_dir: str | os.PathLike, num_threads: int | None = 2,
                 verify: bool = True) -> litert_runtime.LiteRTSuperSub:
     """:class:`~supersub_tf.export.litert_runtime.LiteRTSuperSub` over an export, its
-    :class:`~supersub_tf.export.litert_runtime.ExportError` raised as DataError."""
+    :class:`~supersub_tf.export.litert_runtime.ExportError` raised as ExportError."""
     try:
         return litert_runtime.LiteRTSuperSub(export_dir, num_threads=num_threads, verify=verify)
     except litert_runtime.ExportError as err:
-        raise DataError(str(err)) from None
+        raise ExportError(str(err)) from None
 
 
