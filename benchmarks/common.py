@@ -40,9 +40,10 @@ from typing import Any, Callable, Sequence
 import supersub_tf  # noqa: F401  (selects tf_keras and oneDNN before TensorFlow loads)
 from supersub_tf.atomic import atomic_write_text
 from supersub_tf.tables import cell, pct, points, text_table  # noqa: F401 (the scripts' formats)
-from supersub_tf.config import QUICK_PROFILE, RunConfig, bits_tag, load_config
-from supersub_tf.freshness import stale_stages
-from supersub_tf.run_lock import RunLockedError, run_lock
+from supersub_tf.config import QUICK_PROFILE, RunConfig, load_config
+from supersub_tf.freshness import StaleRunError
+from supersub_tf.run_completion import complete_run
+from supersub_tf.run_lock import RunLockedError
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "benchmarks" / "results"
@@ -202,14 +203,6 @@ def resolve_run_dir(config: RunConfig) -> Path:
     return (out if out.is_absolute() else REPO / out) / config.name
 
 
-def superclass_names(run_dir: Path) -> list[str] | None:
-    """The run's superclasses, in hierarchy order, from its ``data_summary.json``."""
-    path = run_dir / "data_summary.json"
-    if not path.is_file():
-        return None
-    return [row["superclass"] for row in read_json(path)["rows"]]
-
-
 def supersub_results(run_dir: Path) -> dict[str, dict]:
     """``supersub/<tag>.json`` of a run by tag, in the order float, 8bit, 7bit, ..., 2bit."""
     found = {p.stem: read_json(p) for p in (run_dir / "supersub").glob("*.json")}
@@ -231,50 +224,16 @@ def tag_bits(tag: str) -> int:
     return 32 if tag == "float" else int(tag.removesuffix("bit"))
 
 
-def missing_parts(run_dir: Path, config: RunConfig) -> list[str]:
-    """What a finished run of ``config`` has that ``run_dir`` lacks (empty: complete).
-
-    Complete means: ``report.json`` lists every network of ``config.networks`` (each
-    superclass's specialist), and for ``supersub`` a ``supersub/<tag>.json`` for every
-    bit width in ``config.deltas.bits`` is present and in the report.
-    """
-    report_path = run_dir / "report.json"
-    if not report_path.is_file():
-        return ["report.json"]
-    report = read_json(report_path)
-    networks = report.get("networks") or {}
-    missing = []
-    for kind in ("vanilla", "generalist"):
-        if kind in config.networks and kind not in networks:
-            missing.append(kind)
-    if "specialists" in config.networks:
-        names = superclass_names(run_dir)
-        if names is None:
-            missing.append("data_summary.json")
-        else:
-            missing += [f"specialists/{n}" for n in names if f"specialist/{n}" not in networks]
-    if "supersub" in config.networks:
-        in_report = (report.get("analysis") or {}).get("supersub") or {}
-        for bits in config.deltas.bits:
-            tag = bits_tag(bits)
-            if not (run_dir / "supersub" / f"{tag}.json").is_file() or tag not in in_report:
-                missing.append(f"supersub/{tag}")
-    return missing
-
-
 def ensure_run(overrides: Sequence[str] = (), run: str | os.PathLike | None = None,
                wait: bool = False, log: Callable[[str], None] = print,
                retrain: bool = False) -> dict[str, Any]:
     """The finished run a benchmark reads: ``run`` as it is, or the run of the main job's
     config with ``overrides``, trained or resumed first when parts are missing.
 
-    A run whose bit widths are all there but some are missing gets only the missing
-    delta specialists (``supersub_stage``) and a fresh report; anything else missing
-    goes through ``run_pipeline``, which reuses every finished network and delta set.
-    It holds the run's lock (:mod:`supersub_tf.run_lock`), so it never writes into a run
-    another command is writing: it stops, or with ``wait`` waits for that command to
-    end. Stages trained with other settings (:mod:`supersub_tf.freshness`) stop it, or
-    with ``retrain`` are trained again.
+    Completing is the package's :func:`~supersub_tf.run_completion.complete_run`: only
+    the missing parts train, under the run's lock (another command writing the run stops
+    it, or with ``wait`` is waited for), and stages trained with other settings stop it,
+    or with ``retrain`` are trained again.
 
     Returns:
         ``run_dir`` (Path), ``config`` (RunConfig), ``report`` (report.json),
@@ -295,44 +254,13 @@ def ensure_run(overrides: Sequence[str] = (), run: str | os.PathLike | None = No
     config = load_run_config(overrides)
     run_dir = resolve_run_dir(config)
     try:
-        with run_lock(run_dir, wait=wait):
-            stale = stale_stages(config, run_dir)
-            if stale and not retrain:
-                raise SystemExit(f"{run_dir} holds stages trained with other settings; pass "
-                                 "--retrain, or --run to read it as it is:\n  " + "\n  ".join(
-                                     f"{folder.relative_to(run_dir)}: {'; '.join(diffs)}"
-                                     for folder, diffs in stale.items()))
-            missing = missing_parts(run_dir, config) if not stale else ["stale stages"]
-            if missing:
-                log(f"[bench] {run_dir} lacks {', '.join(missing)}: running the main job "
-                    "(finished parts are reused)")
-                _complete(run_dir, config, missing, log)
-            return _run_info(run_dir, config, trained=bool(missing), missing=missing)
+        with contextlib.chdir(REPO):  # the config's paths are the repository's
+            missing = complete_run(config, run_dir, retrain=retrain, wait=wait, log=log)
+    except StaleRunError as err:
+        raise SystemExit(f"{err}\npass --retrain, or --run to read it as it is") from None
     except RunLockedError as err:
         raise SystemExit(f"{err}; or pass --wait, or read the run as it is (--run)") from None
-
-
-def _complete(run_dir: Path, config: RunConfig, missing: list[str],
-              log: Callable[[str], None]) -> None:
-    import copy
-
-    from supersub_tf.config import save_config
-    from supersub_tf.run import analyze_run, run_pipeline, supersub_stage
-
-    with contextlib.chdir(REPO):
-        if all(m.startswith("supersub/") for m in missing):
-            tags = {m.split("/", 1)[1] for m in missing}
-            partial = copy.deepcopy(config)
-            partial.deltas.bits = [b for b in config.deltas.bits if bits_tag(b) in tags]
-            saved = load_config(run_dir / "config.yaml")
-            union = copy.deepcopy(config)
-            union.deltas.bits = list(saved.deltas.bits) + [
-                b for b in config.deltas.bits if b not in saved.deltas.bits]
-            save_config(union, run_dir / "config.yaml")
-            supersub_stage(partial, log=log)  # only missing widths: nothing is stale
-            analyze_run(union, run_dir, log=log)
-        else:
-            run_pipeline(config, log=log, retrain=True)  # stale stages were asked for
+    return _run_info(run_dir, config, trained=bool(missing), missing=missing)
 
 
 def _run_info(run_dir: Path, config: RunConfig, trained: bool,

@@ -149,14 +149,16 @@ def test_small_mode_is_the_quick_profile_under_its_own_name(bench):
 
 
 def test_missing_parts(bench, tmp_path):
+    from supersub_tf.run_completion import missing_parts
+
     run_dir = make_run(bench, tmp_path)
     config = bench.load_run_config(["name=tiny", f"output_dir={tmp_path}", "deltas.bits=[8]"])
     assert bench.resolve_run_dir(config) == run_dir
-    assert bench.missing_parts(run_dir, config) == []
+    assert missing_parts(run_dir, config) == []
     config.deltas.bits = [8, 4]
-    assert bench.missing_parts(run_dir, config) == ["supersub/4bit"]
+    assert missing_parts(run_dir, config) == ["supersub/4bit"]
     (run_dir / "report.json").unlink()
-    assert bench.missing_parts(run_dir, config) == ["report.json"]
+    assert missing_parts(run_dir, config) == ["report.json"]
 
 
 def test_ensure_run_reads_a_finished_run_without_training(bench, tmp_path, monkeypatch):
