@@ -278,6 +278,7 @@ np.savez(sys.argv[4], errors=json.dumps(errors), **results)
 """
 
 
+@pytest.mark.slow
 def test_savedmodel_in_clean_process_equals_keras_pipeline(exported, system_dir, images,
                                                            tmp_path):
     site_dirs = sorted({*site.getsitepackages(), sysconfig.get_paths()["purelib"],

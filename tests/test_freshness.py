@@ -130,6 +130,7 @@ def test_a_second_command_on_a_run_folder_refuses_and_a_killed_holder_frees_it(t
             pass
 
 
+@pytest.mark.slow
 def test_a_rerun_with_another_width_refuses_or_retrains_exactly_the_stale_stages(tmp_path):
     from test_training import tiny_config
 

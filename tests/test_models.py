@@ -103,7 +103,9 @@ def test_trains_one_step(name):
 
 
 #: Deep backbones take 3-12 s each to rewrite for QAT: the slow tier covers them.
-SLOW_TO_QUANTIZE = {"resnet34", "resnet44", "resnet50", "resnet56", "resnet110", "mobilenetv2"}
+# The fast tier quantizes the small ResNets (one per family); the rest are slow.
+SLOW_TO_QUANTIZE = {"resnet14", "resnet18", "resnet32", "resnet34", "resnet44", "resnet50",
+                    "resnet56", "resnet110", "mobilenetv2"}
 
 
 def test_stride_two_stem_halves_the_resolution_at_the_same_parameters():

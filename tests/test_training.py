@@ -61,6 +61,7 @@ def test_verbosity(monkeypatch):
     assert keras_verbosity("auto") == (1 if sys.stdout.isatty() else 2)
 
 
+@pytest.mark.slow
 def test_networks_train_evaluate_and_skip_when_done(tmp_path):
     from supersub_tf.data import create_source
     from supersub_tf.run import finished_networks, train_stage
