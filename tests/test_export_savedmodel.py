@@ -187,7 +187,7 @@ def test_functional_forward_equals_keras(name):
     (MobileNetV2 passes too; it is left out as slow to build.)"""
     import tf_keras as keras
 
-    from supersub_tf.export.functional import FunctionalForward
+    from supersub_tf.models.functional import FunctionalForward
     from supersub_tf.models import create_model
 
     keras.utils.set_random_seed(1)
@@ -204,7 +204,7 @@ def test_functional_forward_equals_keras(name):
 def test_unsupported_layer_is_named():
     import tf_keras as keras
 
-    from supersub_tf.export.functional import FunctionalForward
+    from supersub_tf.models.functional import FunctionalForward
 
     inputs = keras.Input((4, 4, 3))
     x = keras.layers.Conv2D(2, 3, name="conv")(inputs)

@@ -145,3 +145,31 @@ def test_evaluation_runs_stage_one_once_per_batch_for_every_routing():
                                                 tau=0.58).fine_probs
         np.testing.assert_allclose(probs[routing], expected, atol=1e-7)
     assert float(probs["gated_passes"]) == pytest.approx(4 / 3)  # only image 1 is unsure
+
+
+def test_stage_two_never_writes_the_trunk_and_a_failed_swap_restores_it(tiny_system):
+    import dataclasses
+
+    from supersub_tf.deltas.delta_set import QuantizedTensor
+
+    generalist, delta_sets, _, x = tiny_system
+    pipeline = SuperSubPipeline(generalist, delta_sets, TOY)
+    before = [w.numpy().copy() for w in pipeline.trunk.weights]
+    # The replay reads the variables and never assigns them: no restore is needed.
+    for routing in ("hard", "topk", "oracle"):
+        pipeline.predict(x[:6], routing, k=2, true_superclass=np.array([0, 1] * 3))
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, pipeline.trunk.weights))
+    # A swap that fails half-way (the last delta does not fit its kernel) puts every
+    # weight it already wrote back before the error propagates.
+    good = delta_sets["a"]
+    last = list(good.deltas)[-1]
+    shape = good.deltas[last].shape
+    # It broadcasts against its kernel (so it is computed), but the result has the wrong
+    # shape for the variable: the write of this last layer fails after the others.
+    deltas = {name: d for name, d in good.deltas.items() if name != last}
+    deltas[last] = QuantizedTensor.quantize(np.zeros((2, *shape)), 4)
+    broken = dataclasses.replace(good, deltas=deltas)
+    pipeline.delta_sets = {**delta_sets, "a": broken}
+    with pytest.raises(Exception):
+        pipeline.apply("a")
+    assert pipeline.generalist_weights_equal()

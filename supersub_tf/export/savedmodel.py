@@ -31,7 +31,7 @@ Why this design:
   10-superclass ResNet-20 five times larger than its weights.)
 * **Thread-safe serving.** Nothing is assigned: every weight a specialist uses is a
   tensor computed per call, and the layers are replayed by
-  :class:`~supersub_tf.export.functional.FunctionalForward` (pure ``tf.nn`` ops), so
+  :class:`~supersub_tf.models.functional.FunctionalForward` (pure ``tf.nn`` ops), so
   concurrent requests never interfere.
 * **Self-contained.** The graph needs only TensorFlow: ``tf.saved_model.load(path)
   .signatures["serving_default"]`` works where this package is not installed. Wrong
@@ -66,7 +66,7 @@ from supersub_tf.deltas.delta_set import DeltaSet, levels
 from supersub_tf.deltas.storage import (
     MANIFEST, SuperSubSystem, load_system, pack_codes, packed_size)
 from supersub_tf.errors import ExportError
-from supersub_tf.export.functional import FunctionalForward
+from supersub_tf.models.functional import FunctionalForward
 from supersub_tf.manifest_files import sha256_file
 from supersub_tf.models import blocks
 

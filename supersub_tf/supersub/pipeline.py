@@ -2,10 +2,18 @@
 
 Stage 1 runs the generalist (trunk + superclass head) and gives ``p(superclass)``.
 Stage 2 groups the batch by the superclass(es) each image is routed to; for each group
-it writes that specialist's weights into the *same* trunk in place (``W + delta`` for
-layers with deltas, the specialist's own batch-norm weights), runs the trunk and the
-specialist's head, and finally writes the generalist's weights back, bit for bit.
-The deltas live in host memory as k-bit codes and are dequantized when applied.
+it replays the *same* trunk with that specialist's weights, built inside one compiled
+function from the trunk's own variables and the specialist's host arrays: ``W + codes *
+scales`` for layers with deltas, the specialist's own batch-norm weights
+(:class:`~supersub_tf.models.functional.FunctionalForward`), then its head. Nothing is
+written to the trunk's variables, so the generalist's weights stay exact whatever
+happens. Device-resident weights are one network's variables; per group, one
+specialist's codes, scales and owned weights are sent in, and its ``W + delta`` kernels
+exist only while that group runs. The deltas live in host memory as k-bit codes.
+
+:meth:`SuperSubPipeline.apply` / :meth:`~SuperSubPipeline.restore` still turn the trunk
+into a specialist *in place* (for inspection, and as the reference the replay is tested
+against); a failure half-way through ``apply`` restores the generalist.
 
 Routing modes (:mod:`supersub_tf.supersub.routing`): ``hard``, ``topk``, ``gated``
 (hard when stage 1 is confident, top-k below a threshold) and ``oracle``.
@@ -23,6 +31,7 @@ from supersub_tf.deltas.delta_set import DeltaSet, touched_layers
 from supersub_tf.hierarchy import Hierarchy
 from supersub_tf.models import trunk
 from supersub_tf.models.blocks import LOGITS_LAYER
+from supersub_tf.models.functional import FunctionalForward
 from supersub_tf.supersub.routing import (
     ALL_ROUTINGS, ROUTINGS, combine, routes_for, softmax, specialist_outputs)
 
@@ -83,17 +92,33 @@ class SuperSubPipeline:
                       for name in sorted(touched)}
         self._features = tf.function(lambda x: self.trunk(x, training=False),
                                      reduce_retracing=True)
+        # Stage 2: the trunk replayed on weights built per call, its variables only read.
+        self._forward = FunctionalForward(self.trunk)
+        self._variables = {name: list(self._layers[name].weights)
+                           for name in self._forward.weight_shapes}
+        self._replayed = tf.function(self._replay, reduce_retracing=True)
+        self._host = {name: _host_arrays(d) for name, d in delta_sets.items()}
 
     # ------------------------------------------------------------------ weights
     def apply(self, superclass: str) -> None:
-        """Turns the trunk into ``superclass``'s specialist, in place."""
+        """Turns the trunk into ``superclass``'s specialist, in place.
+
+        Every new value is computed before the first write; if a write fails half-way
+        (a shape that does not fit, say), the generalist's weights are restored before
+        the error propagates.
+        """
         deltas = self.delta_sets[superclass]
-        for name, delta in deltas.deltas.items():
-            kernel = self._layers[name].weights[0]
-            kernel.assign(self._base[name][0] + delta.dequantize())
-        for name, weights in deltas.owned.items():
-            if name != LOGITS_LAYER:
-                self._layers[name].set_weights(weights)
+        kernels = {name: self._base[name][0] + delta.dequantize()
+                   for name, delta in deltas.deltas.items()}
+        try:
+            for name, kernel in kernels.items():
+                self._layers[name].weights[0].assign(kernel)
+            for name, weights in deltas.owned.items():
+                if name != LOGITS_LAYER:
+                    self._layers[name].set_weights(weights)
+        except BaseException:
+            self.restore()
+            raise
 
     def restore(self) -> None:
         """Writes the generalist's weights back exactly (from the host copies)."""
@@ -123,11 +148,9 @@ class SuperSubPipeline:
         """Stage 2 for one superclass: ``p(subclass | superclass)`` of ``images`` and, for
         a catch-all specialist, ``p(other)`` ``[N]`` (the subclass probabilities are then
         ``p(subclass | superclass, not other)``); None otherwise."""
-        self.apply(superclass)
-        try:
-            features = self._features(images).numpy()
-        finally:
-            self.restore()
+        layout, codes, scales, owned = self._host[superclass]
+        features = self._replayed(tf.convert_to_tensor(images), layout, codes, scales,
+                                  owned).numpy()
         delta_set = self.delta_sets[superclass]
         kernel, bias = delta_set.owned[LOGITS_LAYER]
         return specialist_outputs(softmax(features @ kernel + bias), delta_set.catch_all)
@@ -135,6 +158,18 @@ class SuperSubPipeline:
     def subclass_probs(self, images, superclass: str) -> np.ndarray:
         """``p(subclass | superclass)`` of ``images`` (see :meth:`specialist_probs`)."""
         return self.specialist_probs(images, superclass)[0]
+
+    def _replay(self, x, layout, codes, scales, owned):
+        """The trunk's features of ``x`` with one specialist's weights (compiled once per
+        layout and batch shape: all specialists of a system share one trace)."""
+        delta_layers, owned_layers = layout
+        weights = dict(self._variables)
+        for name, code, scale in zip(delta_layers, codes, scales):
+            base = self._variables[name]
+            delta = tf.cast(code, tf.float32)
+            weights[name] = [base[0] + (delta if scale is None else delta * scale), *base[1:]]
+        weights.update(zip(owned_layers, owned))
+        return self._forward(x, weights)
 
     def routed_subclass_probs(self, images, routes: np.ndarray
                               ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -186,3 +221,15 @@ class SuperSubPipeline:
                           h.fine_to_subclass[fine], fine, fine_probs[np.arange(n), fine],
                           sub_given[np.arange(n), fine])
 
+
+def _host_arrays(delta_set: DeltaSet) -> tuple:
+    """``(layout, codes, scales, owned)`` of one specialist as its replay takes them:
+    the layer names, the int8 codes (float32 values for float deltas) and float32
+    scales (None for float deltas) per delta layer, and its owned trunk weights."""
+    delta_layers = tuple(sorted(delta_set.deltas))
+    owned_layers = tuple(sorted(n for n in delta_set.owned if n != LOGITS_LAYER))
+    codes = [delta_set.deltas[n].codes for n in delta_layers]
+    scales = [None if delta_set.deltas[n].scales is None
+              else np.asarray(delta_set.deltas[n].scales, np.float32) for n in delta_layers]
+    owned = [[np.asarray(w, np.float32) for w in delta_set.owned[n]] for n in owned_layers]
+    return (delta_layers, owned_layers), codes, scales, owned
