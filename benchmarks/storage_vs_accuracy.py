@@ -4,7 +4,7 @@ The paper stores each specialist as k-bit deltas of the generalist's weights, so
 system of N specialists costs about ``0.2 N + 1`` networks instead of ``N + 1``. For
 deltas of 32 (float), 8, 6, 4 and 2 bits this gives the storage factor ``a`` (the mean
 stored specialist file in units of one float32 generalist, ``parameters * 4`` bytes;
-see ``supersub_tf.deltas.storage.storage_report``), what a specialist's bytes are made
+see ``supersub_tf.deltas.storage_report.storage_report``), what a specialist's bytes are made
 of (codes, scales, its own head and batch norm, file overhead), the system's total
 bytes on disk, and Super-Sub's validation top-1 under hard, top-k and oracle routing,
 against the vanilla network and against float deltas.

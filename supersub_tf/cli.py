@@ -92,7 +92,7 @@ def _cmd_analyze(args: argparse.Namespace) -> None:
 
 
 def _cmd_storage(args: argparse.Namespace) -> None:
-    from supersub_tf.deltas.storage import format_storage_report, storage_report
+    from supersub_tf.deltas.storage_report import format_storage_report, storage_report
 
     report = storage_report(args.system)
     print(json.dumps(report, indent=2) if args.json else format_storage_report(report))

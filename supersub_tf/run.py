@@ -129,7 +129,8 @@ def _supersub_results(config: RunConfig, run_dir: Path, source: ImageSource,
                       log) -> dict[str, dict]:
     from supersub_tf.config import bits_tag
     from supersub_tf.data import load_dataset
-    from supersub_tf.deltas.storage import save_system, storage_report
+    from supersub_tf.deltas.storage import save_system
+    from supersub_tf.deltas.storage_report import storage_report
     from supersub_tf.supersub.evaluate import collect_predictions, pipeline_metrics
     from supersub_tf.supersub.pipeline import SuperSubPipeline
     from supersub_tf.supersub.routing import ALL_ROUTINGS, gated_curve

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from supersub_tf.deltas.delta_set import DeltaSet, QuantizedTensor
-from supersub_tf.deltas.storage import SuperSubSystem, load_system, pack_codes, save_system
+from supersub_tf.deltas.packing import pack_codes
+from supersub_tf.deltas.storage import SuperSubSystem, load_system, save_system
 from supersub_tf.errors import ConfigError, DataError
 from supersub_tf.hierarchy import Hierarchy, Subclass, Superclass
 

@@ -416,7 +416,7 @@ def test_sizes_and_speed(trained, export):
                                       for d in system.delta_sets.values()]
     assert sizes["float32_bytes"] == 4 * sum(m.count_params() for m in networks)
     assert sizes["models_vs_float32"] < 1  # int8 weights, plus the flatbuffer overhead
-    from supersub_tf.deltas.storage import storage_report
+    from supersub_tf.deltas.storage_report import storage_report
 
     assert sizes["storage_bytes"] == storage_report(system.path)["total_bytes"]
     assert sizes["models_vs_storage"] == sizes["models_bytes"] / sizes["storage_bytes"]

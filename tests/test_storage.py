@@ -11,9 +11,9 @@ import pytest
 
 from supersub_tf.deltas import storage
 from supersub_tf.deltas.delta_set import DeltaSet, QuantizedTensor
-from supersub_tf.deltas.storage import (
-    format_storage_report, load_system, pack_codes, packed_size, save_system, storage_report,
-    unpack_codes)
+from supersub_tf.deltas.packing import pack_codes, packed_size, unpack_codes
+from supersub_tf.deltas.storage import load_system, save_system
+from supersub_tf.deltas.storage_report import format_storage_report, storage_report
 from supersub_tf.errors import DataError
 from supersub_tf.hierarchy import Hierarchy, Subclass, Superclass
 

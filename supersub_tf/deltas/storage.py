@@ -1,9 +1,10 @@
-"""The compact on-disk format of a whole Super-Sub system, and its storage accounting.
+"""The compact on-disk format of a whole Super-Sub system: writing and verified reading.
 
 The paper's storage argument: N specialists stored as k-bit deltas on one shared
 generalist cost ``a * N + 1`` networks instead of ``N + 1``, where ``a`` is the size of
 one specialist relative to a float32 generalist. This module writes such a system to a
-folder, reads it back bit for bit, and measures ``a`` from the files themselves.
+folder and reads it back bit for bit; :mod:`supersub_tf.deltas.storage_report` measures
+``a`` from the files themselves, and :mod:`supersub_tf.deltas.packing` packs the codes.
 
 A system directory holds:
 
@@ -41,11 +42,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import re
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +53,8 @@ import numpy as np
 
 from supersub_tf import manifest_files
 from supersub_tf.atomic import atomic_directory
-from supersub_tf.deltas.delta_set import DeltaSet, QuantizedTensor, levels
+from supersub_tf.deltas.delta_set import DeltaSet, QuantizedTensor
+from supersub_tf.deltas.packing import pack_codes, unpack_codes
 from supersub_tf.errors import StorageError, SuperSubError
 from supersub_tf.hierarchy import Hierarchy
 from supersub_tf.manifest_files import MANIFEST, file_entry, read_manifest_file
@@ -101,86 +102,6 @@ class SuperSubSystem:
             self, delta_sets={k: d.without_other() for k, d in self.delta_sets.items()},
             delta_settings={**self.delta_settings, "catch_all": False,
                             "catch_all_dropped": True})
-
-
-# --------------------------------------------------------------------------- bit packing
-def _group(bits: int) -> tuple[int, int]:
-    """``(values, bytes)`` of the smallest whole-byte group of ``bits``-bit values."""
-    values = 8 // math.gcd(bits, 8)
-    return values, values * bits // 8
-
-
-def packed_size(count: int, bits: int) -> int:
-    """Bytes that ``count`` values of ``bits`` bits take when packed densely."""
-    return (count * bits + 7) // 8
-
-
-def pack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
-    """Packs signed k-bit codes densely into bytes.
-
-    Each code is shifted to unsigned (``code + 2^(k-1) - 1``, so the narrow range
-    ``[-(2^(k-1) - 1), 2^(k-1) - 1]`` becomes ``[0, 2^k - 2]``) and the values are laid
-    out little-endian, value ``i`` in bits ``i*k .. i*k + k - 1`` of the stream.
-
-    Args:
-        codes: Integer codes of any shape (flattened in C order).
-        bits: Bits per code, 2 to 8.
-
-    Returns:
-        A uint8 array of ``ceil(codes.size * bits / 8)`` bytes.
-
-    Raises:
-        ValueError: When ``bits`` is outside 2..8, or the codes are not integers or lie
-            outside the narrow range.
-    """
-    if not 2 <= bits <= 8:
-        raise ValueError(f"bits must be between 2 and 8, got {bits}")
-    top = levels(bits)
-    raw = np.asarray(codes).reshape(-1)
-    if not np.issubdtype(raw.dtype, np.integer):
-        raise ValueError(f"{bits}-bit codes must be integers, got {raw.dtype}")
-    if raw.size and (raw.min() < -top or raw.max() > top):
-        raise ValueError(f"{bits}-bit codes must lie in [{-top}, {top}], got "
-                         f"[{raw.min()}, {raw.max()}]")
-    flat = raw.astype(np.int16)
-    per_group, group_bytes = _group(bits)
-    groups = -(-flat.size // per_group)
-    unsigned = np.zeros(groups * per_group, np.uint8)  # uint8 keeps big layers cheap
-    unsigned[:flat.size] = flat + top
-    unsigned = unsigned.reshape(groups, per_group)
-    words = np.zeros(groups, np.uint64)
-    for i in range(per_group):
-        words |= unsigned[:, i].astype(np.uint64) << np.uint64(i * bits)
-    packed = np.stack([(words >> np.uint64(8 * j)) & np.uint64(0xFF)
-                       for j in range(group_bytes)], axis=1).astype(np.uint8)
-    # The padding values are zero, so every byte past ceil(n * k / 8) is zero: drop them.
-    return packed.reshape(-1)[:packed_size(flat.size, bits)]
-
-
-def unpack_codes(packed: np.ndarray, bits: int, shape: Iterable[int]) -> np.ndarray:
-    """Inverts :func:`pack_codes`: int8 codes of ``shape`` from packed bytes.
-
-    Raises:
-        ValueError: When the byte count does not match ``shape`` at ``bits`` bits.
-    """
-    shape = tuple(int(d) for d in shape)
-    count = int(np.prod(shape, dtype=np.int64))
-    packed = np.asarray(packed, np.uint8).reshape(-1)
-    if packed.size != packed_size(count, bits):
-        raise ValueError(f"{packed.size} packed bytes do not hold {count} {bits}-bit values "
-                         f"(expected {packed_size(count, bits)})")
-    per_group, group_bytes = _group(bits)
-    groups = -(-count // per_group)
-    padded = np.zeros(groups * group_bytes, np.uint8)
-    padded[:packed.size] = packed
-    padded = padded.reshape(groups, group_bytes)
-    words = np.zeros(groups, np.uint64)
-    for j in range(group_bytes):
-        words |= padded[:, j].astype(np.uint64) << np.uint64(8 * j)
-    mask = np.uint64(2 ** bits - 1)
-    unsigned = np.stack([((words >> np.uint64(i * bits)) & mask).astype(np.uint8)
-                         for i in range(per_group)], axis=1).reshape(-1)[:count]
-    return (unsigned.astype(np.int16) - levels(bits)).astype(np.int8).reshape(shape)
 
 
 # --------------------------------------------------------------------------- file helpers
@@ -451,7 +372,7 @@ def verify_file(root: Path, entry: Mapping[str, Any]) -> Path:
     return manifest_files.verify_file(root, entry, StorageError, "system")
 
 
-def _manifest_hierarchy(root: Path, manifest: Mapping[str, Any]) -> Hierarchy:
+def manifest_hierarchy(root: Path, manifest: Mapping[str, Any]) -> Hierarchy:
     """The manifest's hierarchy, checked against its specialist list.
 
     Raises:
@@ -490,7 +411,7 @@ def _expected_keys(layout: list[tuple[str, tuple]], bits: int | None,
     return keys
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
+def read_archive(path: Path) -> dict[str, np.ndarray]:
     """All arrays of an ``.npz`` (no pickles); StorageError when it cannot be read."""
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -520,7 +441,7 @@ def _load_delta(path: Path, arrays: Mapping[str, np.ndarray], layer: str,
     return QuantizedTensor(codes, scales, bits)
 
 
-def _check_classes(path: Path, arrays: Mapping[str, np.ndarray], hierarchy: Hierarchy,
+def check_classes(path: Path, arrays: Mapping[str, np.ndarray], hierarchy: Hierarchy,
                    superclass: str) -> None:
     """The archive's recorded superclass index and subclasses against the manifest's
     hierarchy (what the specialist's head was trained on)."""
@@ -544,14 +465,14 @@ def _load_specialist(root: Path, entry: Mapping[str, Any],
             holds other arrays than the manifest implies, or shapes disagree with it.
     """
     path = verify_file(root, entry)
-    arrays = _read_npz(path)
+    arrays = read_archive(path)
     owned_shapes = entry.get("owned", {})
     expected = _expected_keys(layout, bits, owned_shapes)
     if set(arrays) != expected:
         extra, missing = sorted(set(arrays) - expected), sorted(expected - set(arrays))
         raise StorageError(f"{path}: arrays disagree with the manifest (missing {missing}, "
                         f"unexpected {extra})")
-    _check_classes(path, arrays, hierarchy, str(entry["superclass"]))
+    check_classes(path, arrays, hierarchy, str(entry["superclass"]))
     deltas = {layer: _load_delta(path, arrays, layer, shape, bits) for layer, shape in layout}
     owned = {}
     for layer, shapes in owned_shapes.items():
@@ -615,7 +536,7 @@ def load_system(path: str | os.PathLike) -> SuperSubSystem:
     """
     root = Path(path)
     manifest = read_manifest(root)
-    hierarchy = _manifest_hierarchy(root, manifest)
+    hierarchy = manifest_hierarchy(root, manifest)
     layout = _delta_layout_of(root, manifest)
     bits = manifest["delta_settings"].get("bits")
     catch_all = bool(manifest["delta_settings"].get("catch_all", False))
@@ -625,105 +546,3 @@ def load_system(path: str | os.PathLike) -> SuperSubSystem:
     generalist = _load_generalist(root, manifest, layout)
     return SuperSubSystem(root, hierarchy, dict(manifest["backbone"]),
                           dict(manifest["delta_settings"]), generalist, delta_sets)
-
-
-# --------------------------------------------------------------------------- accounting
-def _specialist_breakdown(path: Path, entry: Mapping[str, Any]) -> dict[str, Any]:
-    """Bytes of one specialist archive by kind: codes, scales, owned, npz overhead."""
-    arrays = _read_npz(path)
-    codes = sum(a.nbytes for k, a in arrays.items()
-                if k.startswith("delta/") and not k.endswith("/scales"))
-    scales = sum(a.nbytes for k, a in arrays.items() if k.endswith("/scales"))
-    owned = sum(a.nbytes for k, a in arrays.items() if k.startswith("owned/"))
-    size = path.stat().st_size
-    return {"superclass": entry["superclass"], "file": entry["file"], "bytes": size,
-            "code_bytes": codes, "scale_bytes": scales, "delta_bytes": codes + scales,
-            "owned_bytes": owned, "overhead_bytes": size - codes - scales - owned,
-            "owned_layers": sorted(entry.get("owned", {}))}
-
-
-def storage_report(path: str | os.PathLike) -> dict[str, Any]:
-    """Measures a system's files: the paper's ``a * N + 1`` against ``N + 1`` networks.
-
-    The unit is one float32 generalist, ``parameters * 4`` bytes (every weight, batch
-    norm statistics included). ``a`` is the mean specialist file size in that unit, so
-    the system costs ``a * N + 1`` units in the paper's accounting, where N separate
-    float specialists plus the generalist would cost ``N + 1``. ``total_units`` is the
-    same measured with the real files (the HDF5 generalist and the manifest included).
-
-    Raises:
-        StorageError: When the manifest or a listed file fails verification.
-    """
-    root = Path(path)
-    manifest = read_manifest(root)
-    hierarchy = _manifest_hierarchy(root, manifest)
-    generalist_bytes = verify_file(root, manifest["generalist"]).stat().st_size
-    specialists = []
-    for entry in manifest["specialists"]:
-        specialist = verify_file(root, entry)
-        _check_classes(specialist, _read_npz(specialist), hierarchy, str(entry["superclass"]))
-        specialists.append(_specialist_breakdown(specialist, entry))
-    parameters = int(manifest["backbone"]["parameters"])
-    unit = parameters * 4
-    n = len(specialists)
-    a = float(np.mean([s["bytes"] for s in specialists])) / unit if n else 0.0
-    manifest_bytes = (root / MANIFEST).stat().st_size
-    total = manifest_bytes + generalist_bytes + sum(s["bytes"] for s in specialists)
-    return {
-        "path": str(root), "format_version": manifest["format_version"],
-        "backbone": manifest["backbone"], "delta_settings": manifest["delta_settings"],
-        "num_delta_layers": len(manifest["delta_layers"]),
-        "delta_values": int(sum(np.prod(d["shape"]) for d in manifest["delta_layers"])),
-        "parameters": parameters, "float32_network_bytes": unit,
-        "manifest_bytes": manifest_bytes, "generalist_bytes": generalist_bytes,
-        "specialists": specialists, "num_specialists": n,
-        "specialist_bytes": sum(s["bytes"] for s in specialists),
-        "total_bytes": total,
-        "a": a, "a_n_plus_1": a * n + 1, "separate_networks": n + 1,
-        "total_units": total / unit,
-    }
-
-
-def _bits_label(bits: int | None) -> str:
-    return "float32 deltas" if bits is None else f"{bits}-bit deltas, float32 scales"
-
-
-def format_storage_report(report: Mapping[str, Any]) -> str:
-    """A readable table of :func:`storage_report`'s numbers (bytes and units)."""
-    backbone, unit = report["backbone"], report["float32_network_bytes"]
-    width = max([32] + [len(s["file"]) for s in report["specialists"]])
-    blank = " " * 40
-
-    def row(name: str, size: int, detail: str) -> str:
-        return f"{name:{width}s} {size:>11,d} {detail} {size / unit:>7.3f}"
-
-    lines = [
-        f"Super-Sub system {report['path']} (format {report['format_version']})",
-        f"backbone {backbone['model']} x{backbone['width']}, {backbone['image_size']} px, "
-        f"{backbone['num_classes']} superclasses, {report['parameters']:,} parameters",
-        f"{_bits_label(report['delta_settings'].get('bits'))} on "
-        f"{report['num_delta_layers']} layers ({report['delta_values']:,} values per "
-        "specialist)",
-        f"unit: one float32 generalist = {unit:,} bytes",
-        "",
-        f"{'part':{width}s} {'bytes':>11s} {'codes':>10s} {'scales':>8s} {'owned':>9s} "
-        f"{'overhead':>9s} {'units':>7s}",
-        row(MANIFEST, report["manifest_bytes"], blank),
-        row(GENERALIST_FILE, report["generalist_bytes"], blank),
-    ]
-    for s in report["specialists"]:
-        lines.append(row(s["file"], s["bytes"],
-                         f"{s['code_bytes']:>10,d} {s['scale_bytes']:>8,d} "
-                         f"{s['owned_bytes']:>9,d} {s['overhead_bytes']:>9,d}"))
-    lines += [
-        row("total", report["total_bytes"], blank),
-        "",
-        "codes + scales: the deltas; owned: the specialist's own head and batch norm;",
-        "overhead: .npy headers and zip entries (a few hundred bytes per array)",
-        f"N = {report['num_specialists']} specialists, a = mean specialist / unit = "
-        f"{report['a']:.4f}",
-        f"Super-Sub a*N + 1 = {report['a_n_plus_1']:.3f} units, vs N + 1 = "
-        f"{report['separate_networks']} separate float32 networks "
-        f"({report['separate_networks'] / report['a_n_plus_1']:.1f}x smaller)",
-    ]
-    return "\n".join(lines)

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from supersub_tf.data.pipeline import normalize_images
-from supersub_tf.deltas.storage import storage_report
+from supersub_tf.deltas.storage_report import storage_report
 from supersub_tf.errors import ExportError
 from supersub_tf.export import litert_runtime
 from supersub_tf.export.savedmodel import INPUT_NAME, MARKER, METADATA_FILE, OUTPUTS, SIGNATURE
@@ -302,7 +302,7 @@ def export_size_report(export_dir: str | os.PathLike,
     Returns:
         ``savedmodel_bytes`` (every file), ``variables_bytes`` (the weights),
         ``graph_bytes`` (``saved_model.pb``), and when a system is found its
-        ``system_bytes`` (:func:`~supersub_tf.deltas.storage.storage_report`'s total),
+        ``system_bytes`` (:func:`~supersub_tf.deltas.storage_report.storage_report`'s total),
         ``float32_network_bytes`` (one float32 generalist), ``num_specialists``,
         ``savedmodel_units`` and ``system_units`` (sizes in float32 networks, against
         ``separate_networks = N + 1``) and ``savedmodel_to_system`` (their ratio).

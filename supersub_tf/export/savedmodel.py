@@ -18,7 +18,7 @@ Why this design:
 
 * **Small on disk.** The deltas travel in their stored form: each specialist's k-bit
   codes packed densely into bytes as in the system's ``.npz`` files
-  (:func:`~supersub_tf.deltas.storage.pack_codes`, all its delta layers in one
+  (:func:`~supersub_tf.deltas.packing.pack_codes`, all its delta layers in one
   stream), unpacked in the graph with bitwise ops, plus float32 per-channel scales.
   The variables hold the float32 generalist once and per specialist only its codes,
   scales and owned weights, so the SavedModel is about the size of the system folder,
@@ -63,8 +63,8 @@ import tensorflow as tf
 
 from supersub_tf.atomic import atomic_directory
 from supersub_tf.deltas.delta_set import DeltaSet, levels
-from supersub_tf.deltas.storage import (
-    MANIFEST, SuperSubSystem, load_system, pack_codes, packed_size)
+from supersub_tf.deltas.packing import pack_codes, packed_size
+from supersub_tf.deltas.storage import MANIFEST, SuperSubSystem, load_system
 from supersub_tf.errors import ExportError
 from supersub_tf.models.functional import FunctionalForward
 from supersub_tf.manifest_files import sha256_file
@@ -95,7 +95,7 @@ _CHECK_BATCH = 8
 
 # --------------------------------------------------------------------------- bit unpacking
 def unpack_codes_tf(packed: tf.Tensor, bits: int, shape: tuple[int, ...]) -> tf.Tensor:
-    """In-graph inverse of :func:`~supersub_tf.deltas.storage.pack_codes`: int32 codes.
+    """In-graph inverse of :func:`~supersub_tf.deltas.packing.pack_codes`: int32 codes.
 
     The stream is little-endian, value ``i`` in bits ``i*k .. i*k + k - 1``; values
     come in whole-byte groups (``8 / gcd(k, 8)`` values in ``k / gcd(k, 8)`` bytes), so

@@ -10,7 +10,7 @@ A record per point of the study (:mod:`supersub_tf.studies.scaling`):
   the codes live in host memory, ``host_bytes``);
 * **stored bytes**: the weight payload (vanilla: ``parameters * 4``, float32; Super-Sub:
   the float32 generalist plus every specialist's packed codes, float32 scales and owned
-  float32 weights, as :func:`~supersub_tf.deltas.storage.storage_report` counts them)
+  float32 weights, as :func:`~supersub_tf.deltas.storage_report.storage_report` counts them)
   and the files on disk (``file_bytes``: the vanilla network's HDF5 weights file; the
   Super-Sub system's folder total). HDF5 adds about 80 kB of metadata per file, which
   dominates the smallest networks, so the plots use the payload;
@@ -192,7 +192,8 @@ def supersub_record(config: ScalingConfig, size: dict[str, Any], bits: int | Non
     import tensorflow as tf
     import tf_keras as keras
 
-    from supersub_tf.deltas.storage import MANIFEST, load_system, storage_report
+    from supersub_tf.deltas.storage import MANIFEST, load_system
+    from supersub_tf.deltas.storage_report import storage_report
     from supersub_tf.models.blocks import LOGITS_LAYER
     from supersub_tf.supersub.pipeline import SuperSubPipeline
     from supersub_tf.deltas.specialist_training import deltas_dir
