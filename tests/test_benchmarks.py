@@ -234,3 +234,39 @@ def test_question_scripts_on_a_hand_made_report(bench, tmp_path, monkeypatch, ca
     assert "60.0% of the vanilla network's 5 errors" in capsys.readouterr().out
     written = json.loads(output.read_text())
     assert written["overall"]["within_share"] == 0.6 and written["run"]["name"] == "tiny"
+
+
+@pytest.mark.slow
+def test_question_scripts_read_a_real_tiny_run(bench, tmp_path, monkeypatch, capsys):
+    """The scripts against what the real writers produce (the main job on a tiny synthetic
+    hierarchy), so a report field they read cannot drift from the one the run writes."""
+    import storage_vs_accuracy
+    import supersub_vs_vanilla
+    import within_vs_across_errors
+
+    from supersub_tf.run import run_pipeline
+    from test_training import tiny_config
+
+    config = tiny_config(tmp_path, epochs=1)
+    config.deltas.bits = [8]
+    config.networks = ["vanilla", "generalist", "supersub"]
+    run_dir = run_pipeline(config, log=lambda *_: None)
+    report = json.loads((run_dir / "report.json").read_text())
+    supersub = json.loads((run_dir / "supersub" / "8bit.json").read_text())
+    outputs = {}
+    for name, module in (("q1", within_vs_across_errors), ("q3", supersub_vs_vanilla),
+                         ("q4", storage_vs_accuracy)):
+        path = tmp_path / f"{name}.json"
+        monkeypatch.setattr(sys, "argv", [f"{name}.py", "--run", str(run_dir),
+                                          "--output", str(path)])
+        module.main()
+        outputs[name] = json.loads(path.read_text())
+    capsys.readouterr()
+    errors = report["analysis"]["vanilla"]["errors"]
+    assert outputs["q1"]["overall"]["within_share"] == pytest.approx(errors["within_share"])
+    best = outputs["q3"]["best_hard"]
+    assert best["tag"] == "8bit" and best["top1"] == supersub["routing"]["hard"]["top1"]
+    assert best["minus_vanilla"] == pytest.approx(
+        supersub["routing"]["hard"]["top1"] - report["networks"]["vanilla"]["top1"])
+    (row,) = [r for r in outputs["q4"]["rows"] if r["tag"] == "8bit"]
+    assert row["a"] == pytest.approx(supersub["storage"]["a"])
