@@ -148,9 +148,8 @@ class SuperSubPipeline:
         """Stage 2 for one superclass: ``p(subclass | superclass)`` of ``images`` and, for
         a catch-all specialist, ``p(other)`` ``[N]`` (the subclass probabilities are then
         ``p(subclass | superclass, not other)``); None otherwise."""
-        layout, codes, scales, owned = self._host[superclass]
-        features = self._replayed(tf.convert_to_tensor(images), layout, codes, scales,
-                                  owned).numpy()
+        layout, codes, floats = self._host[superclass]
+        features = self._replayed(tf.convert_to_tensor(images), layout, codes, floats).numpy()
         delta_set = self.delta_sets[superclass]
         kernel, bias = delta_set.owned[LOGITS_LAYER]
         return specialist_outputs(softmax(features @ kernel + bias), delta_set.catch_all)
@@ -159,16 +158,21 @@ class SuperSubPipeline:
         """``p(subclass | superclass)`` of ``images`` (see :meth:`specialist_probs`)."""
         return self.specialist_probs(images, superclass)[0]
 
-    def _replay(self, x, layout, codes, scales, owned):
-        """The trunk's features of ``x`` with one specialist's weights (compiled once per
-        layout and batch shape: all specialists of a system share one trace)."""
-        delta_layers, owned_layers = layout
+    def _replay(self, x, layout: _Layout, codes, floats):
+        """The trunk's features of ``x`` with one specialist's weights, from its two flat
+        host arrays (compiled once per layout and batch shape: the specialists of a
+        system share one layout, so one trace, and a call passes three tensors)."""
+        codes = tf.split(tf.cast(codes, tf.float32), [_size(s) for _, s in layout.deltas])
+        floats = iter(tf.split(floats, [_size(s) for s in layout.float_shapes()]))
         weights = dict(self._variables)
-        for name, code, scale in zip(delta_layers, codes, scales):
+        for (name, shape), code in zip(layout.deltas, codes):
+            delta = tf.reshape(code, shape)
+            if layout.scaled:
+                delta = delta * next(floats)
             base = self._variables[name]
-            delta = tf.cast(code, tf.float32)
-            weights[name] = [base[0] + (delta if scale is None else delta * scale), *base[1:]]
-        weights.update(zip(owned_layers, owned))
+            weights[name] = [base[0] + delta, *base[1:]]
+        for name, shapes in layout.owned:
+            weights[name] = [tf.reshape(next(floats), shape) for shape in shapes]
         return self._forward(x, weights)
 
     def routed_subclass_probs(self, images, routes: np.ndarray
@@ -222,14 +226,42 @@ class SuperSubPipeline:
                           sub_given[np.arange(n), fine])
 
 
-def _host_arrays(delta_set: DeltaSet) -> tuple:
-    """``(layout, codes, scales, owned)`` of one specialist as its replay takes them:
-    the layer names, the int8 codes (float32 values for float deltas) and float32
-    scales (None for float deltas) per delta layer, and its owned trunk weights."""
-    delta_layers = tuple(sorted(delta_set.deltas))
-    owned_layers = tuple(sorted(n for n in delta_set.owned if n != LOGITS_LAYER))
-    codes = [delta_set.deltas[n].codes for n in delta_layers]
-    scales = [None if delta_set.deltas[n].scales is None
-              else np.asarray(delta_set.deltas[n].scales, np.float32) for n in delta_layers]
-    owned = [[np.asarray(w, np.float32) for w in delta_set.owned[n]] for n in owned_layers]
-    return (delta_layers, owned_layers), codes, scales, owned
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """Where one specialist's weights sit in its two flat host arrays (hashable: it keys
+    the replay's trace). ``codes`` holds every delta's codes (or float values), in
+    ``deltas`` order; ``floats`` the per-channel scales (when ``scaled``), then every
+    owned trunk weight."""
+
+    deltas: tuple[tuple[str, tuple[int, ...]], ...]
+    scaled: bool
+    scale_sizes: tuple[int, ...]
+    owned: tuple[tuple[str, tuple[tuple[int, ...], ...]], ...]
+
+    def float_shapes(self) -> list[tuple[int, ...]]:
+        scales = [(n,) for n in self.scale_sizes] if self.scaled else []
+        return scales + [shape for _, shapes in self.owned for shape in shapes]
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def _host_arrays(delta_set: DeltaSet) -> tuple[_Layout, np.ndarray, np.ndarray]:
+    """``(layout, codes, floats)`` of one specialist as its replay takes them: int8 codes
+    (float32 values for float deltas) of every delta layer in one vector, and its float32
+    scales and owned trunk weights in another."""
+    names = sorted(delta_set.deltas)
+    deltas = [delta_set.deltas[n] for n in names]
+    scaled = delta_set.bits is not None
+    owned_names = sorted(n for n in delta_set.owned if n != LOGITS_LAYER)
+    layout = _Layout(
+        deltas=tuple((n, tuple(d.shape)) for n, d in zip(names, deltas)), scaled=scaled,
+        scale_sizes=tuple(int(np.size(d.scales)) for d in deltas) if scaled else (),
+        owned=tuple((n, tuple(tuple(np.shape(w)) for w in delta_set.owned[n]))
+                    for n in owned_names))
+    codes = np.concatenate([np.asarray(d.codes).reshape(-1) for d in deltas])
+    floats = [np.asarray(d.scales, np.float32).reshape(-1) for d in deltas] if scaled else []
+    floats += [np.asarray(w, np.float32).reshape(-1) for n in owned_names
+               for w in delta_set.owned[n]]
+    return layout, codes, (np.concatenate(floats) if floats else np.zeros(0, np.float32))
