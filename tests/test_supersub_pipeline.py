@@ -24,10 +24,16 @@ class KnownProbabilities(SuperSubPipeline):
         self.hierarchy = TOY
         self.delta_sets = {}
 
+    def shared_tensors(self, images):
+        return [images]
+
+    def stage_one(self, images):
+        return self.superclass_probs(images), self.shared_tensors(images)
+
     def superclass_probs(self, images):
         return SUPER[np.asarray(images, int).ravel()]
 
-    def specialist_probs(self, images, superclass):
+    def specialist_probs(self, images, superclass, shared=None):
         return SUB[superclass][np.asarray(images, int).ravel()], None
 
 
@@ -126,9 +132,9 @@ def test_evaluation_runs_stage_one_once_per_batch_for_every_routing():
             Counting.stage1_calls += 1
             return super().superclass_probs(images)
 
-        def specialist_probs(self, images, superclass):
+        def specialist_probs(self, images, superclass, shared=None):
             Counting.stage2_calls += 1
-            return super().specialist_probs(images, superclass)
+            return super().specialist_probs(images, superclass, shared)
 
     import tensorflow as tf
 
@@ -173,3 +179,42 @@ def test_stage_two_never_writes_the_trunk_and_a_failed_swap_restores_it(tiny_sys
     with pytest.raises(Exception):
         pipeline.apply("a")
     assert pipeline.generalist_weights_equal()
+
+
+def test_stages_before_from_stage_run_once_and_are_shared(tiny_system):
+    """With deltas only from stage 2 on, stage 1's output of the earlier stages feeds
+    stage 2 directly, and the result equals the specialist built as a separate model."""
+    import tf_keras as keras
+
+    from supersub_tf.deltas.specialist import (
+        build_delta_specialist, extract_delta_set, materialize)
+
+    generalist, _, _, x = tiny_system
+    rng = np.random.default_rng(1)
+    sets = {}
+    for name in TOY.superclass_names:
+        model = build_delta_specialist(generalist, TOY.num_subclasses(name), from_stage=2,
+                                       bits=None)
+        model.compile(keras.optimizers.SGD(0.05),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(x, rng.integers(0, TOY.num_subclasses(name), 32), epochs=1, verbose=0)
+        sets[name] = extract_delta_set(model, name, 8)
+    pipeline = SuperSubPipeline(generalist, sets, TOY)
+    from supersub_tf.deltas.specialist import layer_stage
+
+    # The stem and stage 1 are shared; nothing of stage 2 or later is.
+    assert pipeline._forward.input_key not in pipeline._boundary
+    prefix_stages = {layer_stage(step.layer) for step in pipeline._prefix}
+    assert 1 in prefix_stages and not {2, 3} & prefix_stages
+    probs, shared = pipeline.stage_one(x)
+    for name in TOY.superclass_names:
+        from_shared, _ = pipeline.specialist_probs(x, name, shared)
+        from_images, _ = pipeline.specialist_probs(x, name)
+        separate = materialize(generalist, sets[name])(x, training=False).numpy()
+        np.testing.assert_allclose(from_shared, from_images, atol=1e-6)
+        np.testing.assert_allclose(from_shared, tf_softmax(separate), atol=1e-5)
+
+
+def tf_softmax(z):
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)

@@ -19,7 +19,7 @@ inference mode, up to float rounding (batch norm: Keras may use the fused kernel
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -315,9 +315,34 @@ class FunctionalForward:
         Raises:
             KeyError: When a layer with weights is missing from ``weights``.
         """
-        tensors = {self.input_key: inputs}
-        for step in self.steps:
+        tensors = self.run(self.steps, {self.input_key: inputs}, weights)
+        return tensors[self.output_key]
+
+    def run(self, steps: Sequence[Step], tensors: Mapping[TensorKey, tf.Tensor],
+            weights: Mapping[str, Sequence[tf.Tensor | tf.Variable | np.ndarray]]
+            ) -> dict[TensorKey, tf.Tensor]:
+        """Runs ``steps`` (in order) from the given tensors; returns every tensor known."""
+        tensors = dict(tensors)
+        for step in steps:
             args = [tensors[key] for key in step.inputs]
             tensors[step.output] = step.op(args, weights[step.layer]
                                            if step.layer in self.weight_shapes else ())
-        return tensors[self.output_key]
+        return tensors
+
+    def split(self, changed: Collection[str]) -> tuple[list[Step], list[Step], list[TensorKey]]:
+        """Splits the pass where weights that differ only in layers ``changed`` start to
+        matter: ``(prefix, suffix, boundary)``. The prefix's steps compute the same for
+        any such weights (they neither are a changed layer nor depend on one), the suffix
+        is the rest, and ``boundary`` lists the tensors the suffix takes from the prefix
+        (the input among them when a suffix step reads it)."""
+        dependent: set[TensorKey] = set()
+        prefix, suffix = [], []
+        for step in self.steps:
+            if step.layer in changed or any(key in dependent for key in step.inputs):
+                suffix.append(step)
+                dependent.add(step.output)
+            else:
+                prefix.append(step)
+        produced = {self.input_key} | {step.output for step in prefix}
+        boundary = sorted({key for step in suffix for key in step.inputs if key in produced})
+        return prefix, suffix, boundary

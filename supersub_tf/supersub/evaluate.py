@@ -32,11 +32,11 @@ def collect_predictions(pipeline: SuperSubPipeline, dataset, routings=ROUTINGS, 
                                           "other_probs": []}
     labels: dict[str, list[np.ndarray]] = {}
     for images, batch_labels in dataset:
-        sup_probs = pipeline.superclass_probs(images)
+        sup_probs, shared = pipeline.stage_one(images)
         union = np.concatenate([routes_for(sup_probs, "topk", k),
                                 batch_labels["superclass"].numpy().reshape(-1, 1)], axis=1)
         parts["superclass_probs"].append(sup_probs)
-        sub_given, other = pipeline.routed_subclass_probs(images, union)
+        sub_given, other = pipeline.routed_subclass_probs(images, union, shared)
         parts["subclass_probs"].append(sub_given)
         if other is not None:
             parts["other_probs"].append(other)

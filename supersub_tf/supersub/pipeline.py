@@ -90,12 +90,16 @@ class SuperSubPipeline:
         # Host copies of every weight a specialist changes: restored after each group.
         self._base = {name: [w.numpy().copy() for w in self._layers[name].weights]
                       for name in sorted(touched)}
-        self._features = tf.function(lambda x: self.trunk(x, training=False),
-                                     reduce_retracing=True)
-        # Stage 2: the trunk replayed on weights built per call, its variables only read.
+        # The trunk replayed on weights built per call, its variables only read. The steps
+        # no specialist changes (the stages before ``deltas.from_stage``) run once per
+        # batch, in stage 1; stage 2 starts from their outputs (the boundary tensors).
         self._forward = FunctionalForward(self.trunk)
         self._variables = {name: list(self._layers[name].weights)
                            for name in self._forward.weight_shapes}
+        self._prefix, self._suffix, self._boundary = self._forward.split(touched)
+        self._shared = tf.function(self._shared_tensors, reduce_retracing=True)
+        self._generalist_features = tf.function(
+            lambda shared: self._suffix_features(shared, self._variables), reduce_retracing=True)
         self._replayed = tf.function(self._replay, reduce_retracing=True)
         self._host = {name: _host_arrays(d) for name, d in delta_sets.items()}
 
@@ -133,23 +137,38 @@ class SuperSubPipeline:
                    for v, value in zip(self._layers[name].weights, weights))
 
     # ------------------------------------------------------------------ inference
+    def shared_tensors(self, images) -> list:
+        """The boundary tensors of ``images``: what every specialist shares with the
+        generalist (the trunk's output of the stages no specialist changes; the images
+        themselves when ``from_stage`` is 0)."""
+        return self._shared(tf.convert_to_tensor(images))
+
+    def stage_one(self, images) -> tuple[np.ndarray, list]:
+        """Stage 1: ``p(superclass)`` from the generalist, and the shared tensors stage 2
+        starts from (so the common stages run once per batch)."""
+        shared = self.shared_tensors(images)
+        features = self._generalist_features(shared).numpy()
+        kernel, bias = self.generalist_head
+        return softmax(features @ kernel + bias), shared
+
     def superclass_probs(self, images) -> np.ndarray:
         """Stage 1: ``p(superclass)`` from the generalist."""
-        features = self._features(images).numpy()
-        kernel, bias = self.generalist_head
-        return softmax(features @ kernel + bias)
+        return self.stage_one(images)[0]
 
     @property
     def catch_all(self) -> bool:
         """Whether the specialists are catch-all ones (a last "not my superclass" output)."""
         return any(d.catch_all for d in self.delta_sets.values())
 
-    def specialist_probs(self, images, superclass: str) -> tuple[np.ndarray, np.ndarray | None]:
+    def specialist_probs(self, images, superclass: str, shared: list | None = None
+                         ) -> tuple[np.ndarray, np.ndarray | None]:
         """Stage 2 for one superclass: ``p(subclass | superclass)`` of ``images`` and, for
         a catch-all specialist, ``p(other)`` ``[N]`` (the subclass probabilities are then
-        ``p(subclass | superclass, not other)``); None otherwise."""
+        ``p(subclass | superclass, not other)``); None otherwise. ``shared``: the images'
+        :meth:`shared_tensors`, when stage 1 already computed them."""
+        shared = self.shared_tensors(images) if shared is None else shared
         layout, codes, floats = self._host[superclass]
-        features = self._replayed(tf.convert_to_tensor(images), layout, codes, floats).numpy()
+        features = self._replayed(shared, layout, codes, floats).numpy()
         delta_set = self.delta_sets[superclass]
         kernel, bias = delta_set.owned[LOGITS_LAYER]
         return specialist_outputs(softmax(features @ kernel + bias), delta_set.catch_all)
@@ -158,7 +177,15 @@ class SuperSubPipeline:
         """``p(subclass | superclass)`` of ``images`` (see :meth:`specialist_probs`)."""
         return self.specialist_probs(images, superclass)[0]
 
-    def _replay(self, x, layout: _Layout, codes, floats):
+    def _shared_tensors(self, x) -> list:
+        tensors = self._forward.run(self._prefix, {self._forward.input_key: x}, self._variables)
+        return [tensors[key] for key in self._boundary]
+
+    def _suffix_features(self, shared, weights) -> tf.Tensor:
+        tensors = self._forward.run(self._suffix, dict(zip(self._boundary, shared)), weights)
+        return tensors[self._forward.output_key]
+
+    def _replay(self, shared, layout: _Layout, codes, floats):
         """The trunk's features of ``x`` with one specialist's weights, from its two flat
         host arrays (compiled once per layout and batch shape: the specialists of a
         system share one layout, so one trace, and a call passes three tensors)."""
@@ -173,9 +200,9 @@ class SuperSubPipeline:
             weights[name] = [base[0] + delta, *base[1:]]
         for name, shapes in layout.owned:
             weights[name] = [tf.reshape(next(floats), shape) for shape in shapes]
-        return self._forward(x, weights)
+        return self._suffix_features(shared, weights)
 
-    def routed_subclass_probs(self, images, routes: np.ndarray
+    def routed_subclass_probs(self, images, routes: np.ndarray, shared: list | None = None
                               ) -> tuple[np.ndarray, np.ndarray | None]:
         """Stage 2 for a route table, each specialist run once, on the images routed to it.
 
@@ -185,6 +212,7 @@ class SuperSubPipeline:
             ``p(other)`` of each routed specialist (None for plain ones).
         """
         images = tf.convert_to_tensor(images)
+        shared = self.shared_tensors(images) if shared is None else shared
         h = self.hierarchy
         sub_given = np.zeros((len(routes), h.num_classes), np.float32)
         other = np.zeros((len(routes), h.num_superclasses), np.float32) if self.catch_all \
@@ -192,7 +220,8 @@ class SuperSubPipeline:
         for s, name in enumerate(h.superclass_names):
             rows = np.flatnonzero((routes == s).any(1))
             if len(rows):
-                probs, other_s = self.specialist_probs(tf.gather(images, rows), name)
+                probs, other_s = self.specialist_probs(
+                    tf.gather(images, rows), name, [tf.gather(t, rows) for t in shared])
                 sub_given[np.ix_(rows, h.fine_labels_of(s))] = probs
                 if other is not None:
                     other[rows, s] = other_s
@@ -214,9 +243,9 @@ class SuperSubPipeline:
             raise ValueError(f"routing must be one of {ALL_ROUTINGS}, got {routing!r}")
         images = tf.convert_to_tensor(images)
         h = self.hierarchy
-        sup_probs = self.superclass_probs(images)
+        sup_probs, shared = self.stage_one(images)
         routes = routes_for(sup_probs, routing, k, true_superclass, tau)
-        sub_given, other = self.routed_subclass_probs(images, routes)
+        sub_given, other = self.routed_subclass_probs(images, routes, shared)
         fine_probs = combine(sup_probs, sub_given, routes, h, weighted=routing != "oracle",
                              other_probs=other)
         n = len(fine_probs)
