@@ -263,6 +263,39 @@ def ensure_run(overrides: Sequence[str] = (), run: str | os.PathLike | None = No
     return _run_info(run_dir, config, trained=bool(missing), missing=missing)
 
 
+def add_variant_arguments(parser, what: str = "the variants") -> None:
+    """The options of a benchmark that trains variants of the main job's run: ``--small``,
+    ``--retrain``, ``--output``."""
+    parser.add_argument("--small", action="store_true",
+                        help=f"{what} of the quick profile (base run {SMALL_RUN!r}, minutes)")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train again the stages whose settings differ")
+    parser.add_argument("--output", help="JSON path (default benchmarks/results/...)")
+
+
+def variant_run(base_overrides: Sequence[str], overrides: Sequence[str], name: str,
+                reuse: dict[str, Path], retrain: bool = False) -> Path:
+    """A run of the main job's config with ``overrides``, named ``name``, whose Super-Sub
+    stage is trained (where missing) after copying in the finished networks it shares
+    with other runs (``reuse``: network folder name -> the run to copy it from), so only
+    what differs trains. Returns its run directory."""
+    import shutil
+
+    from supersub_tf.run import supersub_stage
+
+    config = load_run_config([*base_overrides, *overrides, f"name={name}"])
+    run_dir = resolve_run_dir(config)
+    for network, source in reuse.items():
+        if not (run_dir / network / "metrics.json").is_file():
+            shutil.rmtree(run_dir / network, ignore_errors=True)
+            shutil.copytree(Path(source) / network, run_dir / network)
+    started = time.perf_counter()
+    with contextlib.chdir(REPO):
+        supersub_stage(config, retrain=retrain)
+    print(f"[bench] {name}: {time.perf_counter() - started:.0f} s", flush=True)
+    return run_dir
+
+
 def _run_info(run_dir: Path, config: RunConfig, trained: bool,
               missing: list[str]) -> dict[str, Any]:
     report_path = run_dir / "report.json"

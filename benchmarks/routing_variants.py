@@ -25,8 +25,6 @@ Writes ``benchmarks/results/routing_variants_<mode>.json``.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import shutil
 import time
 
 import common
@@ -46,24 +44,13 @@ ROUTING_ORDER = ("hard", "topk", "gated", "oracle")
 
 def train_variant(name: str, base_overrides: list[str], runs: dict, retrain: bool) -> dict:
     """The variant's run (trained where missing); returns its supersub result."""
-    from supersub_tf.run import supersub_stage
-
     overrides, generalist_from = VARIANTS[name]
     if name == "paper":
-        info = common.ensure_run(base_overrides, retrain=retrain)
-        runs[name] = info["run_dir"]
+        runs[name] = common.ensure_run(base_overrides, retrain=retrain)["run_dir"]
     else:
-        config = common.load_run_config(
-            [*base_overrides, *overrides, f"name={runs['paper'].name}_routing_{name}"])
-        run_dir = common.resolve_run_dir(config)
-        runs[name] = run_dir
-        if generalist_from and not (run_dir / "generalist" / "metrics.json").is_file():
-            shutil.rmtree(run_dir / "generalist", ignore_errors=True)
-            shutil.copytree(runs[generalist_from] / "generalist", run_dir / "generalist")
-        started = time.perf_counter()
-        with contextlib.chdir(common.REPO):
-            supersub_stage(config, retrain=retrain)
-        print(f"[bench] variant {name}: {time.perf_counter() - started:.0f} s")
+        reuse = {"generalist": runs[generalist_from]} if generalist_from else {}
+        runs[name] = common.variant_run(base_overrides, overrides,
+                                        f"{runs['paper'].name}_routing_{name}", reuse, retrain)
     tag = bits_tag(common.load_run_config(base_overrides).deltas.bits[0])
     return common.read_json(runs[name] / "supersub" / f"{tag}.json")
 
@@ -84,11 +71,7 @@ def rows_of(name: str, result: dict, generalist: dict, vanilla_top1: float) -> l
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--small", action="store_true",
-                        help=f"the quick profile (base run {common.SMALL_RUN!r}, minutes)")
-    parser.add_argument("--retrain", action="store_true",
-                        help="train again the stages whose settings differ")
-    parser.add_argument("--output", help="JSON path (default benchmarks/results/...)")
+    common.add_variant_arguments(parser)
     args = parser.parse_args()
     started = time.perf_counter()
     base = common.run_overrides(args.small)

@@ -22,8 +22,6 @@ Writes ``benchmarks/results/shared_prefix_<mode>.json``.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import shutil
 import statistics
 import time
 
@@ -38,20 +36,11 @@ STAGES = (0, 1, 2)
 
 def train_from_stage(base: list[str], stage: int, paper_run, retrain: bool):
     """The run directory of delta specialists from ``stage`` (trained where missing)."""
-    from supersub_tf.run import supersub_stage
-
     if stage == 0:
         return paper_run
-    config = common.load_run_config([*base, f"deltas.from_stage={stage}",
-                                     f"name={paper_run.name}_from{stage}"])
-    run_dir = common.resolve_run_dir(config)
-    for network in ("vanilla", "generalist"):
-        if not (run_dir / network / "metrics.json").is_file():
-            shutil.rmtree(run_dir / network, ignore_errors=True)
-            shutil.copytree(paper_run / network, run_dir / network)
-    with contextlib.chdir(common.REPO):
-        supersub_stage(config, retrain=retrain)
-    return run_dir
+    return common.variant_run(base, [f"deltas.from_stage={stage}"],
+                              f"{paper_run.name}_from{stage}",
+                              {"vanilla": paper_run, "generalist": paper_run}, retrain)
 
 
 def speed(system_dir, reps: dict) -> dict:
@@ -85,11 +74,7 @@ def speed(system_dir, reps: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--small", action="store_true",
-                        help=f"the quick profile (base run {common.SMALL_RUN!r}, minutes)")
-    parser.add_argument("--retrain", action="store_true",
-                        help="train again the stages whose settings differ")
-    parser.add_argument("--output", help="JSON path (default benchmarks/results/...)")
+    common.add_variant_arguments(parser)
     args = parser.parse_args()
     started = time.perf_counter()
     base = common.run_overrides(args.small)
