@@ -39,11 +39,11 @@ from typing import Any, Callable, Sequence
 
 import supersub_tf  # noqa: F401  (selects tf_keras and oneDNN before TensorFlow loads)
 from supersub_tf.atomic import atomic_write_text
-from supersub_tf.tables import cell, pct, points, text_table  # noqa: F401 (the scripts' formats)
 from supersub_tf.config import QUICK_PROFILE, RunConfig, load_config
 from supersub_tf.freshness import StaleRunError
 from supersub_tf.run_completion import complete_run
 from supersub_tf.run_lock import RunLockedError
+from supersub_tf.tables import cell, pct, points, text_table  # noqa: F401 (the scripts' formats)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "benchmarks" / "results"

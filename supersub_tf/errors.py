@@ -5,8 +5,9 @@ bad config value) is raised as a :class:`SuperSubError` subclass whose message n
 file, class or setting at fault: :class:`ConfigError` for settings, :class:`DataError`
 for dataset files (with :class:`StorageError` for stored systems and
 :class:`ExportError` for exports), :class:`HierarchyError` for hierarchies and
-superclassing specs, :class:`OutputError` for results that cannot be written. The command line prints these messages without a
-traceback; anything else is a bug and keeps its traceback.
+superclassing specs, :class:`OutputError` for results that cannot be written. The
+command line prints these messages without a traceback; anything else is a bug and
+keeps its traceback.
 """
 
 

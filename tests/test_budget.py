@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from supersub_tf.studies.budget import (
-    BudgetConfig, crossover, delta_epochs, load_budget_config, point_config, run_budget)
 from supersub_tf.config import load_config
 from supersub_tf.errors import ConfigError
+from supersub_tf.studies.budget import (
+    BudgetConfig, crossover, delta_epochs, load_budget_config, point_config, run_budget)
 
 TINY_BASE = {
     "data": {"dataset": "synthetic", "preset": "", "image_size": 16,

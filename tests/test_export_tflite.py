@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from supersub_tf.config import SyntheticConfig
-from supersub_tf.errors import ConfigError, DataError
 from supersub_tf.data.arrays import calibration_images, load_images
 from supersub_tf.data.pipeline import normalize_images
+from supersub_tf.errors import ConfigError, DataError
 from supersub_tf.export import litert_runtime, measure, tflite
 from supersub_tf.export.litert_runtime import ExportError, LiteRTSuperSub
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from supersub_tf.analysis.plots import _new_figure, _save
-from supersub_tf.tables import markdown_table, pct
 from supersub_tf.atomic import atomic_write_text
+from supersub_tf.tables import markdown_table, pct
 
 _STYLES = {"hard": ("tab:blue", "o"), "topk": ("tab:orange", "s"), "gated": ("tab:green", "^")}
 

@@ -27,9 +27,9 @@ import numpy as np
 
 from supersub_tf.analysis.plots import _new_figure, _save
 from supersub_tf.atomic import atomic_write_text
+from supersub_tf.errors import DataError
 from supersub_tf.tables import markdown_table, pct
 from supersub_tf.tables import points as signed_points
-from supersub_tf.errors import DataError
 
 #: Cost axes of the trade-off figures: record key, axis label, file stem.
 COSTS = (

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import tf_keras as keras
 
-from supersub_tf.training.predictions import PREDICTIONS, save_predictions
 from supersub_tf.atomic import atomic_write_text
 from supersub_tf.config import RunConfig, bits_tag
 from supersub_tf.data import load_catch_all_dataset, load_dataset
@@ -32,6 +31,7 @@ from supersub_tf.freshness import check_stage, delta_settings, record_settings
 from supersub_tf.training.engine import (
     fit, seed_everything, steps_for, with_catch_all_targets, with_targets)
 from supersub_tf.training.networks import predict
+from supersub_tf.training.predictions import PREDICTIONS, save_predictions
 
 DELTA_SET = "delta_set.npz"
 

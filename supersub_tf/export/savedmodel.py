@@ -66,9 +66,9 @@ from supersub_tf.deltas.delta_set import DeltaSet, levels
 from supersub_tf.deltas.packing import pack_codes, packed_size
 from supersub_tf.deltas.storage import MANIFEST, SuperSubSystem, load_system
 from supersub_tf.errors import ExportError
-from supersub_tf.models.functional import FunctionalForward
 from supersub_tf.manifest_files import sha256_file
 from supersub_tf.models import blocks
+from supersub_tf.models.functional import FunctionalForward
 
 FORMAT_NAME = "supersub-savedmodel"
 FORMAT_VERSION = 1

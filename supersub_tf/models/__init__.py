@@ -17,6 +17,6 @@ from supersub_tf.models.heads import (  # noqa: E402
     AUX_LOGITS_LAYER, aux_head, copy_model, features_output, flatness_problems, main_head, trunk,
     with_aux_head, with_head)
 
-__all__ = ["AUX_LOGITS_LAYER", "aux_head", "check_model_name", "copy_model", "create_model", "features_output",
-           "flatness_problems", "list_models", "main_head", "register_model", "trunk",
-           "with_aux_head", "with_head"]
+__all__ = ["AUX_LOGITS_LAYER", "aux_head", "check_model_name", "copy_model", "create_model",
+           "features_output", "flatness_problems", "list_models", "main_head",
+           "register_model", "trunk", "with_aux_head", "with_head"]

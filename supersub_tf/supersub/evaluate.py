@@ -24,8 +24,9 @@ def collect_predictions(pipeline: SuperSubPipeline, dataset, routings=ROUTINGS, 
         ``(fine_probs by routing [N, C], labels {"fine", "superclass", "subclass"})``,
         plus ``"superclass_probs"`` (stage 1, ``[N, S]``), ``"subclass_probs"`` (stage 2
         over the union, ``[N, C]``), for catch-all specialists ``"other_probs"``
-        (``[N, S]``, see :func:`~supersub_tf.supersub.routing.combine`) and ``"<routing>_passes"`` (specialist passes per
-        image, ``[]`` arrays of one value) under the same dict as routings.
+        (``[N, S]``, see :func:`~supersub_tf.supersub.routing.combine`) and
+        ``"<routing>_passes"`` (specialist passes per image, ``[]`` arrays of one value)
+        under the same dict as routings.
     """
     h = pipeline.hierarchy
     parts: dict[str, list[np.ndarray]] = {"superclass_probs": [], "subclass_probs": [],

@@ -87,7 +87,7 @@ class SuperSubPipeline:
         unknown = touched - set(self._layers)
         if unknown:
             raise ValueError(f"deltas name layers the generalist lacks: {sorted(unknown)}")
-        # Host copies of every weight a specialist changes: restored after each group.
+        # Host copies of every weight a specialist changes, for apply() and restore().
         self._base = {name: [w.numpy().copy() for w in self._layers[name].weights]
                       for name in sorted(touched)}
         # The trunk replayed on weights built per call, its variables only read. The steps

@@ -25,9 +25,9 @@ from pathlib import Path
 import tensorflow as tf
 import tf_keras as keras
 
-from supersub_tf.training.history import read_history
 from supersub_tf.atomic import atomic_path
 from supersub_tf.config import TrainConfig
+from supersub_tf.training.history import read_history
 from supersub_tf.training.schedules import make_optimizer
 
 HISTORY = "history.csv"

@@ -27,7 +27,6 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from supersub_tf.training.predictions import PREDICTIONS, save_predictions
 from supersub_tf.atomic import atomic_write_text
 from supersub_tf.config import RunConfig, TrainConfig
 from supersub_tf.data import load_dataset
@@ -38,6 +37,7 @@ from supersub_tf.models import AUX_LOGITS_LAYER, aux_head, create_model, main_he
 from supersub_tf.models.blocks import LOGITS_LAYER
 from supersub_tf.training.engine import (
     FINAL_WEIGHTS, fit, seed_everything, steps_for, with_head_targets, with_targets)
+from supersub_tf.training.predictions import PREDICTIONS, save_predictions
 
 TARGETS = {"vanilla": "fine", "generalist": "superclass", "specialist": "subclass"}
 
