@@ -23,12 +23,12 @@ import numpy as np
 
 from supersub_tf.analysis.metrics import analyze, restricted_accuracy, superclass_accuracy
 from supersub_tf.analysis.plots import (plot_confusion, plot_misclassified,
-from supersub_tf.training.predictions import PREDICTIONS, load_predictions
                                         plot_specialists_vs_vanilla, plot_training_curves)
 from supersub_tf.atomic import atomic_write_text
 from supersub_tf.config import DataConfig
 from supersub_tf.errors import DataError, SuperSubError
 from supersub_tf.hierarchy import Hierarchy
+from supersub_tf.training.predictions import PREDICTIONS, load_predictions
 
 
 
