@@ -50,7 +50,7 @@ def main() -> None:
              common.pct(p["errors_from_stage1"]),
              common.points(p["routing"]["hard"]["minus_vanilla"]),
              common.points(p["routing"]["topk"]["minus_vanilla"])] for p in study["points"]]
-    print(common.format_table(["epochs", "vanilla", "generalist", "hard", "top-k", "gated",
+    print(common.text_table(["epochs", "vanilla", "generalist", "hard", "top-k", "gated",
                                "oracle", "stage-1 errors", "hard-vanilla", "topk-vanilla"],
                               rows))
     path = common.write_result(SCRIPT, common.mode_name(args.small),

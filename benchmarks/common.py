@@ -178,17 +178,12 @@ def _jsonable(value: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- tables
-def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]],
-                 align: str | None = None) -> str:
-    """A plain-text table (:func:`supersub_tf.tables.text_table`)."""
-    return text_table(header, rows, align)
-
-
 def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]],
                 align: str | None = None) -> None:
-    """Prints a title line, the table (see :func:`format_table`) and a blank line."""
+    """Prints a title line, the table (:func:`supersub_tf.tables.text_table`) and a blank
+    line."""
     print(title)
-    print(format_table(header, rows, align))
+    print(text_table(header, rows, align))
     print(flush=True)
 
 

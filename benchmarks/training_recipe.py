@@ -113,7 +113,7 @@ def main() -> None:
             cells += [common.pct(row[kind]["top1"]), row[kind]["train_seconds"],
                       row[kind]["images_per_second"]]
         table.append(cells)
-    print(common.format_table(header, table))
+    print(common.text_table(header, table))
 
 
 if __name__ == "__main__":

@@ -109,7 +109,7 @@ def make_run(bench, root: Path, name: str = "tiny", report: bool = True) -> Path
 
 
 def test_table_and_number_formatting(bench):
-    table = bench.format_table(["name", "value", "note"],
+    table = bench.text_table(["name", "value", "note"],
                                [["a", 1.5, None], ["longer", 12345, True]], align="lrl")
     lines = table.splitlines()
     assert lines[0].split() == ["name", "value", "note"]
@@ -118,7 +118,7 @@ def test_table_and_number_formatting(bench):
                                                                             "yes"]
     assert lines[2].index("1.500") + len("1.500") == lines[3].index("12,345") + len("12,345")
     with pytest.raises(ValueError):
-        bench.format_table(["a", "b"], [[1]])
+        bench.text_table(["a", "b"], [[1]])
     assert (bench.pct(0.2594), bench.pct(None), bench.points(0.033), bench.points(-0.029)) == (
         "25.9%", "-", "+3.3", "-2.9")
     assert [t for t in sorted(["4bit", "float", "2bit", "8bit"], key=bench.tag_order)] == [
