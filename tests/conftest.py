@@ -37,6 +37,25 @@ def shared_data() -> Path:
     pytest.skip(message)
 
 
+@pytest.fixture(scope="session")
+def tiny_supersub_run(tmp_path_factory) -> tuple[Path, Path]:
+    """``(root, run_dir)`` of the main job on the tiny synthetic hierarchy of
+    ``test_training``: vanilla network, generalist and Super-Sub at float and 4-bit deltas,
+    one epoch, exported under ``root/saved_models``. Built once for the tests that only
+    read a finished run."""
+    from test_training import tiny_config
+
+    from supersub_tf.run import run_pipeline
+
+    root = tmp_path_factory.mktemp("tiny_supersub")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SUPERSUB_CACHE_DIR", str(root / "cache"))
+        config = tiny_config(root, epochs=1)
+        config.deltas.bits = [None, 4]
+        config.networks = ["vanilla", "generalist", "supersub"]
+        return root, run_pipeline(config, log=lambda *_: None)
+
+
 def jpeg_bytes(seed: int, size: int = 16, grey: bool = False) -> bytes:
     """A small random JPEG (greyscale when ``grey``)."""
     from PIL import Image

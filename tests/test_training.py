@@ -158,16 +158,12 @@ def test_main_job_writes_analysis_and_report(tmp_path):
 
 
 @pytest.mark.slow
-def test_main_job_supersub_stage(tmp_path, capsys):
+def test_main_job_supersub_stage(tiny_supersub_run, capsys):
     """Delta specialists at two bit widths, stored systems, the pipeline's table."""
     from supersub_tf.cli import main
     from supersub_tf.deltas.storage import load_system
-    from supersub_tf.run import run_pipeline
 
-    config = tiny_config(tmp_path, epochs=1)
-    config.deltas.bits = [None, 4]
-    config.networks = ["vanilla", "generalist", "supersub"]
-    run_dir = run_pipeline(config, log=lambda *_: None)
+    tmp_path, run_dir = tiny_supersub_run
     for tag in ("float", "4bit"):
         result = json.loads((run_dir / "supersub" / f"{tag}.json").read_text())
         assert set(result["routing"]) == {"hard", "topk", "gated", "oracle"}
