@@ -181,6 +181,7 @@ def test_stage_two_never_writes_the_trunk_and_a_failed_swap_restores_it(tiny_sys
     assert pipeline.generalist_weights_equal()
 
 
+@pytest.mark.slow
 def test_stages_before_from_stage_run_once_and_are_shared(tiny_system):
     """With deltas only from stage 2 on, stage 1's output of the earlier stages feeds
     stage 2 directly, and the result equals the specialist built as a separate model."""
