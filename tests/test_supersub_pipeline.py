@@ -162,8 +162,9 @@ def test_stage_two_never_writes_the_trunk_and_a_failed_swap_restores_it(tiny_sys
     pipeline = SuperSubPipeline(generalist, delta_sets, TOY)
     before = [w.numpy().copy() for w in pipeline.trunk.weights]
     # The replay reads the variables and never assigns them: no restore is needed.
-    for routing in ("hard", "topk", "oracle"):
+    for routing in ("hard", "topk", "gated", "oracle"):
         pipeline.predict(x[:6], routing, k=2, true_superclass=np.array([0, 1] * 3))
+    assert "_base" not in vars(pipeline)   # no host copy is taken unless apply() is used
     assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, pipeline.trunk.weights))
     # A swap that fails half-way (the last delta does not fit its kernel) puts every
     # weight it already wrote back before the error propagates.

@@ -66,6 +66,15 @@ def create_source(config: DataConfig) -> ImageSource:
     return factory(config, load_preset(config.preset, tiny_imagenet_path=tiny_path or None))
 
 
+def _checked_source(config: DataConfig, split: str, source: ImageSource | None) -> ImageSource:
+    """The source to read ``split`` from (``source`` or a new one), the split checked."""
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; choose one of {SPLITS}")
+    src = source or create_source(config)
+    src.check_split(split)
+    return src
+
+
 def load_dataset(config: DataConfig, split: str, *, training: bool | None = None,
                  batch_size: int | None = None, superclass: int | str | None = None,
                  seed: int = 0, source: ImageSource | None = None) -> SplitData:
@@ -81,10 +90,7 @@ def load_dataset(config: DataConfig, split: str, *, training: bool | None = None
         seed: Shuffle and augmentation seed.
         source: Reuse an already created source (saves re-listing the files).
     """
-    if split not in SPLITS:
-        raise ConfigError(f"unknown split {split!r}; choose one of {SPLITS}")
-    src = source or create_source(config)
-    src.check_split(split)
+    src = _checked_source(config, split, source)
     hierarchy = src.hierarchy
     fine = None if superclass is None else hierarchy.fine_labels_of(superclass)
     training = split == "train" if training is None else training
@@ -105,10 +111,7 @@ def load_catch_all_dataset(config: DataConfig, split: str, superclass: int | str
     fixed across epochs. Labels keep their global meaning; the trainer maps the others to
     the "other" output.
     """
-    if split not in SPLITS:
-        raise ConfigError(f"unknown split {split!r}; choose one of {SPLITS}")
-    src = source or create_source(config)
-    src.check_split(split)
+    src = _checked_source(config, split, source)
     hierarchy = src.hierarchy
     own = hierarchy.fine_labels_of(superclass)
     others = np.setdiff1d(np.arange(hierarchy.num_classes), own)

@@ -22,6 +22,7 @@ Routing modes (:mod:`supersub_tf.supersub.routing`): ``hard``, ``topk``, ``gated
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import tensorflow as tf
@@ -87,9 +88,7 @@ class SuperSubPipeline:
         unknown = touched - set(self._layers)
         if unknown:
             raise ValueError(f"deltas name layers the generalist lacks: {sorted(unknown)}")
-        # Host copies of every weight a specialist changes, for apply() and restore().
-        self._base = {name: [w.numpy().copy() for w in self._layers[name].weights]
-                      for name in sorted(touched)}
+        self._touched = sorted(touched)
         # The trunk replayed on weights built per call, its variables only read. The steps
         # no specialist changes (the stages before ``deltas.from_stage``) run once per
         # batch, in stage 1; stage 2 starts from their outputs (the boundary tensors).
@@ -104,6 +103,13 @@ class SuperSubPipeline:
         self._host = {name: _host_arrays(d) for name, d in delta_sets.items()}
 
     # ------------------------------------------------------------------ weights
+    @functools.cached_property
+    def _base(self) -> dict[str, list[np.ndarray]]:
+        """Host copies of every weight a specialist changes, taken on first use: only the
+        in-place apply()/restore() need them (predictions never write the trunk)."""
+        return {name: [w.numpy().copy() for w in self._layers[name].weights]
+                for name in self._touched}
+
     def apply(self, superclass: str) -> None:
         """Turns the trunk into ``superclass``'s specialist, in place.
 
