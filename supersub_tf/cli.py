@@ -94,6 +94,13 @@ def _cmd_analyze(args: argparse.Namespace) -> None:
 def _cmd_storage(args: argparse.Namespace) -> None:
     from supersub_tf.deltas.storage_report import format_storage_report, storage_report
 
+    if args.convert:
+        from supersub_tf.deltas.storage import FORMAT_VERSION, convert_system
+
+        old = convert_system(args.system)
+        print(f"[storage] {args.system}: format {old} -> {FORMAT_VERSION}"
+              if old != FORMAT_VERSION else
+              f"[storage] {args.system}: already format {FORMAT_VERSION}, left as it is")
     report = storage_report(args.system)
     print(json.dumps(report, indent=2) if args.json else format_storage_report(report))
 
@@ -240,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "a*N + 1 vs N + 1 networks")
     storage.add_argument("system", help="a system directory, e.g. runs/default/systems/8bit")
     storage.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    storage.add_argument("--convert", action="store_true",
+                         help="first rewrite an older system (format 2, .npz specialists) in "
+                              "the current format, in place and atomically")
     storage.set_defaults(func=_cmd_storage)
 
     export = commands.add_parser("export", help="deploy a Super-Sub system").add_subparsers(

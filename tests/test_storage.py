@@ -253,14 +253,14 @@ def test_unknown_format_version(system):
         load_system(system)
 
 
-@pytest.mark.parametrize("which", ["generalist.weights.h5", "specialists/dog.npz"])
+@pytest.mark.parametrize("which", ["generalist.weights.h5", "specialists/dog.delta"])
 def test_missing_file(system, which):
     (system / which).unlink()
     with pytest.raises(DataError, match=f"{which}: missing"):
         load_system(system)
 
 
-@pytest.mark.parametrize("which", ["generalist.weights.h5", "specialists/reptile_amphibian.npz"])
+@pytest.mark.parametrize("which", ["generalist.weights.h5", "specialists/reptile_amphibian.delta"])
 def test_corrupted_byte_is_a_sha_mismatch(system, which):
     data = bytearray((system / which).read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -272,9 +272,9 @@ def test_corrupted_byte_is_a_sha_mismatch(system, which):
 
 
 def test_truncated_file_is_a_size_mismatch(system):
-    path = system / "specialists" / "vehicle_car.npz"
+    path = system / "specialists" / "vehicle_car.delta"
     path.write_bytes(path.read_bytes()[:-10])
-    with pytest.raises(DataError, match="vehicle_car.npz: size"):
+    with pytest.raises(DataError, match="vehicle_car.delta: size"):
         load_system(system)
 
 
@@ -282,21 +282,25 @@ def test_layer_shape_disagreeing_with_manifest(system):
     def reshape(m):
         m["delta_layers"][1]["shape"] = [3, 3, 32, 8]  # same count, other channels
     edit_manifest(system, reshape)
-    with pytest.raises(DataError, match=r"specialists/dog.npz: scales of layer"):
+    with pytest.raises(DataError, match=r"specialists/dog.delta: written for another array "
+                                        r"layout"):
         load_system(system)
 
 
 def test_specialist_arrays_disagreeing_with_manifest(system, generalist):
-    """A well-formed archive (matching sha) that lacks a layer the manifest lists."""
-    target = system / "specialists" / "dog.npz"
+    """A well-formed file (matching sha) that lacks a layer the manifest lists."""
+    target = system / "specialists" / "dog.delta"
     delta_set = make_delta_sets(generalist, 4, DELTA_LAYERS[1:])["dog"]
+    layout = [(name, tuple(generalist.get_layer(name).get_weights()[0].shape))
+              for name in DELTA_LAYERS[1:]]
     storage.write_specialist(target, delta_set, 0, [c.id for c in
-                                                    make_hierarchy().superclasses[0].subclasses])
+                                                    make_hierarchy().superclasses[0].subclasses],
+                             layout)
 
     def rehash(m):
-        m["specialists"][0].update(storage.file_entry(system, "specialists/dog.npz"))
+        m["specialists"][0].update(storage.file_entry(system, "specialists/dog.delta"))
     edit_manifest(system, rehash)
-    with pytest.raises(DataError, match=r"dog.npz: arrays disagree.*stage2_block1_1_conv"):
+    with pytest.raises(DataError, match=r"dog.delta: written for another array layout"):
         load_system(system)
 
 
@@ -317,7 +321,7 @@ def test_edited_hierarchy_is_caught_by_the_specialists(system, command):
         subclasses[0], subclasses[1] = subclasses[1], subclasses[0]
     edit_manifest(system, swap)
     check = load_system if command == "load" else storage_report
-    with pytest.raises(DataError, match=r"dog.npz: this specialist was trained as superclass "
+    with pytest.raises(DataError, match=r"dog.delta: this specialist was trained as superclass "
                                         r"#0 over .*manifest.json was edited"):
         check(system)
 
@@ -325,6 +329,60 @@ def test_edited_hierarchy_is_caught_by_the_specialists(system, command):
 def test_a_format_1_system_says_how_to_rebuild_it(system):
     edit_manifest(system, lambda m: m.update(format_version=1))
     with pytest.raises(DataError, match="older supersub_tf.*rerunning the run"):
+        load_system(system)
+
+
+def as_format_2(system: Path) -> None:
+    """Rewrites a saved system as format 2 wrote it: one ``.npz`` per specialist with its
+    classes as ``meta/*`` arrays."""
+    manifest = json.loads((system / "manifest.json").read_text())
+    for entry in manifest["specialists"]:
+        path, meta, arrays = storage.read_specialist(system, manifest, entry)
+        npz = path.with_suffix(".npz")
+        with open(npz, "wb") as f:
+            np.savez(f, **arrays, **{"meta/superclass_index": np.int32(meta["superclass_index"]),
+                                     "meta/subclasses": np.asarray(meta["subclasses"])})
+        path.unlink()
+        entry.update(storage.file_entry(system, f"specialists/{npz.name}"))
+    manifest["format_version"] = 2
+    (system / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_format_2_system_loads_and_converts(system, capsys):
+    from supersub_tf.cli import main
+
+    before = load_system(system)
+    as_format_2(system)
+    assert sorted(p.suffix for p in (system / "specialists").iterdir()) == [".npz"] * 3
+    old = load_system(system)
+    assert storage_report(system)["format_version"] == 2
+    assert main(["storage", str(system), "--convert"]) == 0
+    assert "format 2 -> 3" in capsys.readouterr().out
+    assert sorted(p.suffix for p in (system / "specialists").iterdir()) == [".delta"] * 3
+    converted = load_system(system)
+    for name, delta_set in before.delta_sets.items():
+        for loaded in (old, converted):
+            other = loaded.delta_sets[name]
+            for layer, q in delta_set.deltas.items():
+                np.testing.assert_array_equal(other.deltas[layer].codes, q.codes)
+                np.testing.assert_array_equal(other.deltas[layer].scales, q.scales)
+            for layer, weights in delta_set.owned.items():
+                for a, b in zip(other.owned[layer], weights):
+                    np.testing.assert_array_equal(a, b)
+    assert main(["storage", str(system), "--convert"]) == 0
+    assert "already format 3" in capsys.readouterr().out
+
+
+def test_a_format_2_archive_with_other_arrays(system):
+    as_format_2(system)
+    path = system / "specialists" / "dog.npz"
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files if "stage2_block1_1_conv" not in k}
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    edit_manifest(system, lambda m: m["specialists"][0].update(
+        storage.file_entry(system, "specialists/dog.npz")))
+    with pytest.raises(DataError, match=r"dog.npz: arrays disagree.*stage2_block1_1_conv"):
         load_system(system)
 
 
@@ -343,7 +401,7 @@ def test_failure_mid_write_keeps_the_old_system(system, generalist, monkeypatch)
         calls.append(path)
         if len(calls) == 2:
             raise OSError("disk full")
-        storage.np.savez(path, x=np.zeros(1))
+        Path(path).write_bytes(b"a specialist")
 
     monkeypatch.setattr(storage, "write_specialist", failing_writer)
     with pytest.raises(OSError, match="disk full"):

@@ -13,14 +13,20 @@ A system directory holds:
   layers with their kernel shapes, and for the generalist and every specialist its
   file, byte size and sha256;
 * ``generalist.weights.h5``: the generalist's weights (Keras ``save_weights``, float32);
-* ``specialists/<superclass>.npz``: one uncompressed ``np.savez`` archive per
-  specialist. For each delta layer ``L`` it holds ``delta/L/codes``, the k-bit codes
+* ``specialists/<superclass>.delta``: one file per specialist
+  (:mod:`supersub_tf.deltas.specialist_file`: versioned, checksummed, a ~250-byte
+  header). For each delta layer ``L`` it holds ``delta/L/codes``, the k-bit codes
   shifted to unsigned (``code + 2^(k-1) - 1``) and packed densely little-endian into
   ``ceil(n * k / 8)`` bytes (8 bits: one per byte; 6 bits: four in three bytes; 4 bits:
   two per byte; 2 bits: four per byte), and ``delta/L/scales``, the per-output-channel
   scales as float32; with float deltas (``bits`` None) it holds ``delta/L/values`` as
   float32 instead. The weights the specialist owns outright (its head, its batch-norm
-  layers) are ``owned/L/<i>`` float32 arrays, ``i`` in ``get_weights()`` order.
+  layers) are ``owned/L/<i>`` float32 arrays, ``i`` in ``get_weights()`` order. The
+  header records the superclass index and subclasses the head was trained on.
+
+Format 2 kept each specialist as an uncompressed ``.npz`` of the same arrays (its
+per-array headers cost a third of a 4-bit specialist); such systems still load, and
+``python -m supersub_tf storage DIR --convert`` rewrites one in format 3.
 
 Two choices, and why:
 
@@ -28,7 +34,7 @@ Two choices, and why:
   36,864 codes and 64 scales, so even at 2 bits they are under 3% of its bytes), and
   float32 keeps them exactly the scales the quantization-aware training used, so a
   loaded specialist reproduces the trained one bit for bit (float16 would not);
-* the archives are not compressed, so the byte counts measure the format itself; the
+* the files are not compressed, so the byte counts measure the format itself; the
   packed codes of trained deltas are close to incompressible anyway.
 
 Writing is atomic for the whole folder: everything goes into a hidden sibling
@@ -54,7 +60,9 @@ import numpy as np
 from supersub_tf import manifest_files
 from supersub_tf.atomic import atomic_directory
 from supersub_tf.deltas.delta_set import DeltaSet, QuantizedTensor
-from supersub_tf.deltas.packing import pack_codes, unpack_codes
+from supersub_tf.deltas.packing import pack_codes, packed_size, unpack_codes
+from supersub_tf.deltas.specialist_file import (
+    SUFFIX, ArraySpec, read_specialist_file, write_specialist_file)
 from supersub_tf.errors import StorageError, SuperSubError
 from supersub_tf.hierarchy import Hierarchy
 from supersub_tf.manifest_files import MANIFEST, file_entry, read_manifest_file
@@ -64,7 +72,8 @@ if TYPE_CHECKING:
     import tf_keras as keras
 
 FORMAT_NAME = "supersub-system"
-FORMAT_VERSION = 2  # 2: each specialist archive records its superclass and subclasses
+FORMAT_VERSION = 3  # 3: one checksummed .delta file per specialist (2: .npz archives)
+LEGACY_NPZ_VERSION = 2
 GENERALIST_FILE = "generalist.weights.h5"
 SPECIALIST_DIR = "specialists"
 SCALES_DTYPE = "float32"
@@ -106,14 +115,14 @@ class SuperSubSystem:
 
 # --------------------------------------------------------------------------- file helpers
 def _specialist_filename(name: str, taken: set[str]) -> str:
-    """A safe, unique (case-insensitively) ``specialists/<name>.npz`` for a superclass."""
+    """A safe, unique (case-insensitively) ``specialists/<name>.delta`` for a superclass."""
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".") or "superclass"
     candidate, k = stem, 1
     while candidate.casefold() in taken:
         k += 1
         candidate = f"{stem}-{k}"
     taken.add(candidate.casefold())
-    return f"{SPECIALIST_DIR}/{candidate}.npz"
+    return f"{SPECIALIST_DIR}/{candidate}{SUFFIX}"
 
 
 def backbone_from_network(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -223,21 +232,32 @@ def _check_delta_set(name: str, delta_set: DeltaSet, bits: int | None,
 
 
 # --------------------------------------------------------------------------- save: writing
-def _specialist_arrays(delta_set: DeltaSet, superclass_index: int,
-                       subclass_ids: list[str]) -> dict[str, np.ndarray]:
-    """The arrays of one specialist's ``.npz``, keyed as the module docstring describes.
+def array_specs(layout: list[tuple[str, tuple[int, ...]]], bits: int | None,
+                owned: Mapping[str, list]) -> list[ArraySpec]:
+    """The arrays of one specialist file, in file order: every delta layer's (generalist
+    order), then the owned layers' (manifest order)."""
+    specs: list[ArraySpec] = []
+    for layer, shape in layout:
+        if bits is None:
+            specs.append((f"delta/{layer}/values", "float32", tuple(shape)))
+        else:
+            count = int(np.prod(shape, dtype=np.int64))
+            specs += [(f"delta/{layer}/codes", "uint8", (packed_size(count, bits),)),
+                      (f"delta/{layer}/scales", SCALES_DTYPE, tuple(shape[-1:]))]
+    for layer, shapes in owned.items():
+        specs += [(f"owned/{layer}/{i}", "float32", tuple(int(d) for d in shape))
+                  for i, shape in enumerate(shapes)]
+    return specs
 
-    ``meta/superclass_index`` and ``meta/subclasses`` (the wnids in head order) tie the
-    archive, which the manifest checksums, to the hierarchy the manifest states: an
-    edited or reordered hierarchy then fails to load instead of naming classes wrongly.
+
+def _specialist_arrays(delta_set: DeltaSet) -> dict[str, np.ndarray]:
+    """The arrays of one specialist's file, keyed as the module docstring describes.
 
     Raises:
         StorageError: When a delta's codes do not fit its bit width (they would not
             survive packing).
     """
-    arrays: dict[str, np.ndarray] = {
-        "meta/superclass_index": np.asarray(superclass_index, np.int32),
-        "meta/subclasses": np.asarray(subclass_ids, dtype=str)}
+    arrays: dict[str, np.ndarray] = {}
     for layer, q in delta_set.deltas.items():
         if q.bits is None:
             arrays[f"delta/{layer}/values"] = np.asarray(q.codes, np.float32)
@@ -255,10 +275,19 @@ def _specialist_arrays(delta_set: DeltaSet, superclass_index: int,
 
 
 def write_specialist(path: Path, delta_set: DeltaSet, superclass_index: int,
-                     subclass_ids: list[str]) -> None:
-    """Writes one specialist's uncompressed ``.npz`` (codes packed, floats float32)."""
-    with open(path, "wb") as f:
-        np.savez(f, **_specialist_arrays(delta_set, superclass_index, subclass_ids))
+                     subclass_ids: list[str], layout: list[tuple[str, tuple[int, ...]]]) -> None:
+    """Writes one specialist's ``.delta`` file (codes packed, floats float32).
+
+    ``superclass_index`` and ``subclasses`` (the wnids in head order) in its header tie
+    the file, which the manifest checksums, to the hierarchy the manifest states: an
+    edited or reordered hierarchy then fails to load instead of naming classes wrongly.
+    """
+    owned = {layer: [np.shape(w) for w in weights] for layer, weights in delta_set.owned.items()}
+    meta = {"superclass": delta_set.superclass, "superclass_index": int(superclass_index),
+            "subclasses": list(subclass_ids), "bits": delta_set.bits,
+            "catch_all": bool(delta_set.catch_all)}
+    write_specialist_file(path, meta, _specialist_arrays(delta_set),
+                          array_specs(layout, delta_set.bits, owned))
 
 
 def write_generalist(path: Path, generalist: keras.Model) -> None:
@@ -278,7 +307,8 @@ def _write_contents(root: Path, generalist: keras.Model, delta_sets: Mapping[str
     for index, sup in enumerate(hierarchy.superclasses):
         delta_set = delta_sets[sup.name]
         relative = _specialist_filename(sup.name, taken)
-        write_specialist(root / relative, delta_set, index, [c.id for c in sup.subclasses])
+        write_specialist(root / relative, delta_set, index, [c.id for c in sup.subclasses],
+                         layout)
         specialists.append({
             "superclass": sup.name, "num_subclasses": len(sup.subclasses),
             "owned": {layer: [list(np.shape(w)) for w in weights]
@@ -291,7 +321,8 @@ def _write_contents(root: Path, generalist: keras.Model, delta_sets: Mapping[str
                      "parameters": int(generalist.count_params())},
         "delta_settings": dict(delta_settings),
         "packing": {"codes": "unsigned little-endian dense k-bit, code + 2^(k-1) - 1",
-                    "scales": SCALES_DTYPE, "npz": "uncompressed"},
+                    "scales": SCALES_DTYPE, "specialist_file": "supersub_tf.deltas."
+                    "specialist_file version 1"},
         "delta_layers": [{"name": name, "shape": list(shape)} for name, shape in layout],
         "generalist": file_entry(root, GENERALIST_FILE),
         "specialists": specialists,
@@ -345,10 +376,10 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
                         "specialists do not record their classes); rebuild it by rerunning the "
                         "run that made it (python -m supersub_tf run ... with the same settings "
                         "reuses its trained delta specialists and rewrites systems/)")
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if manifest.get("format_version") not in (LEGACY_NPZ_VERSION, FORMAT_VERSION):
         raise StorageError(f"{manifest_path}: unknown format version "
                         f"{manifest.get('format_version')!r} (this code reads "
-                        f"{FORMAT_VERSION})")
+                        f"{LEGACY_NPZ_VERSION} and {FORMAT_VERSION})")
     required = ("hierarchy", "backbone", "delta_settings", "delta_layers", "generalist",
                 "specialists")
     missing = [key for key in required if key not in manifest]
@@ -401,23 +432,45 @@ def _delta_layout_of(root: Path, manifest: Mapping[str, Any]) -> list[tuple[str,
         raise StorageError(f"{root / MANIFEST}: malformed delta_layers") from None
 
 
-def _expected_keys(layout: list[tuple[str, tuple]], bits: int | None,
-                   owned: Mapping[str, list]) -> set[str]:
-    """The array names a specialist archive must hold, exactly."""
-    parts = ("values",) if bits is None else ("codes", "scales")
-    keys = {"meta/superclass_index", "meta/subclasses"}
-    keys |= {f"delta/{layer}/{part}" for layer, _ in layout for part in parts}
-    keys |= {f"owned/{layer}/{i}" for layer, shapes in owned.items() for i in range(len(shapes))}
-    return keys
-
-
 def read_archive(path: Path) -> dict[str, np.ndarray]:
-    """All arrays of an ``.npz`` (no pickles); StorageError when it cannot be read."""
+    """All arrays of a format-2 ``.npz`` (no pickles); StorageError when unreadable."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
         raise StorageError(f"{path}: unreadable specialist archive ({err})") from None
+
+
+def _read_legacy_npz(path: Path, specs: list[ArraySpec]
+                     ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """``(meta, arrays)`` of a format-2 specialist archive, as a ``.delta`` file gives."""
+    arrays = read_archive(path)
+    expected = {name for name, _, _ in specs} | {"meta/superclass_index", "meta/subclasses"}
+    if set(arrays) != expected:
+        extra, missing = sorted(set(arrays) - expected), sorted(expected - set(arrays))
+        raise StorageError(f"{path}: arrays disagree with the manifest (missing {missing}, "
+                        f"unexpected {extra})")
+    meta = {"superclass_index": int(arrays.pop("meta/superclass_index")),
+            "subclasses": [str(c) for c in arrays.pop("meta/subclasses").reshape(-1)]}
+    return meta, arrays
+
+
+def read_specialist(root: Path, manifest: Mapping[str, Any], entry: Mapping[str, Any]
+                    ) -> tuple[Path, dict[str, Any], dict[str, np.ndarray]]:
+    """One verified specialist file of a system: ``(path, meta, arrays by name)``.
+
+    Reads format 3's ``.delta`` files and format 2's ``.npz`` archives alike.
+
+    Raises:
+        StorageError: Naming the file, when it fails :func:`verify_file`, is unreadable,
+            or holds other arrays than the manifest implies.
+    """
+    path = verify_file(root, entry)
+    specs = array_specs(_delta_layout_of(root, manifest), manifest["delta_settings"].get("bits"),
+                        entry.get("owned", {}))
+    if manifest.get("format_version") == LEGACY_NPZ_VERSION:
+        return (path, *_read_legacy_npz(path, specs))
+    return (path, *read_specialist_file(path, specs))
 
 
 def _load_delta(path: Path, arrays: Mapping[str, np.ndarray], layer: str,
@@ -428,7 +481,7 @@ def _load_delta(path: Path, arrays: Mapping[str, np.ndarray], layer: str,
         if values.shape != shape or values.dtype != np.float32:
             raise StorageError(f"{path}: float delta of layer {layer!r} is {values.dtype} "
                             f"{values.shape}, the manifest says float32 {shape}")
-        return QuantizedTensor(values, None, None)
+        return QuantizedTensor(np.array(values), None, None)
     scales = arrays[f"delta/{layer}/scales"]
     if scales.shape != shape[-1:] or scales.dtype != np.float32:
         raise StorageError(f"{path}: scales of layer {layer!r} are {scales.dtype} {scales.shape}, "
@@ -438,51 +491,46 @@ def _load_delta(path: Path, arrays: Mapping[str, np.ndarray], layer: str,
     except ValueError as err:
         raise StorageError(f"{path}: codes of layer {layer!r} do not fit the manifest's shape "
                         f"{shape} ({err})") from None
-    return QuantizedTensor(codes, scales, bits)
+    return QuantizedTensor(codes, np.array(scales), bits)
 
 
-def check_classes(path: Path, arrays: Mapping[str, np.ndarray], hierarchy: Hierarchy,
-                   superclass: str) -> None:
-    """The archive's recorded superclass index and subclasses against the manifest's
+def check_classes(path: Path, meta: Mapping[str, Any], hierarchy: Hierarchy,
+                  superclass: str) -> None:
+    """The file's recorded superclass index and subclasses against the manifest's
     hierarchy (what the specialist's head was trained on)."""
     index = hierarchy.superclass_index(superclass)
-    stored = [str(c) for c in arrays["meta/subclasses"].reshape(-1)]
+    stored = [str(c) for c in meta.get("subclasses", [])]
     wanted = [c.id for c in hierarchy.superclasses[index].subclasses]
-    if int(arrays["meta/superclass_index"]) != index or stored != wanted:
+    if meta.get("superclass_index") != index or stored != wanted:
         raise StorageError(f"{path}: this specialist was trained as superclass "
-                        f"#{int(arrays['meta/superclass_index'])} over {stored}, but the "
+                        f"#{meta.get('superclass_index')} over {stored}, but the "
                         f"manifest's hierarchy makes {superclass!r} #{index} over {wanted}; "
                         f"{MANIFEST} was edited or mixed up with another system's")
 
 
-def _load_specialist(root: Path, entry: Mapping[str, Any],
-                     layout: list[tuple[str, tuple]], bits: int | None,
-                     hierarchy: Hierarchy, catch_all: bool = False) -> DeltaSet:
-    """One verified specialist archive, unpacked into a :class:`DeltaSet`.
+def _load_specialist(root: Path, manifest: Mapping[str, Any], entry: Mapping[str, Any],
+                     hierarchy: Hierarchy) -> DeltaSet:
+    """One verified specialist file, unpacked into a :class:`DeltaSet`.
 
     Raises:
-        StorageError: Naming the archive, when it fails :func:`verify_file`, is unreadable,
-            holds other arrays than the manifest implies, or shapes disagree with it.
+        StorageError: Naming the file, when it fails :func:`read_specialist`, was trained
+            on other classes than the hierarchy states, or shapes disagree with it.
     """
-    path = verify_file(root, entry)
-    arrays = read_archive(path)
-    owned_shapes = entry.get("owned", {})
-    expected = _expected_keys(layout, bits, owned_shapes)
-    if set(arrays) != expected:
-        extra, missing = sorted(set(arrays) - expected), sorted(expected - set(arrays))
-        raise StorageError(f"{path}: arrays disagree with the manifest (missing {missing}, "
-                        f"unexpected {extra})")
-    check_classes(path, arrays, hierarchy, str(entry["superclass"]))
-    deltas = {layer: _load_delta(path, arrays, layer, shape, bits) for layer, shape in layout}
+    path, meta, arrays = read_specialist(root, manifest, entry)
+    check_classes(path, meta, hierarchy, str(entry["superclass"]))
+    bits = manifest["delta_settings"].get("bits")
+    deltas = {layer: _load_delta(path, arrays, layer, shape, bits)
+              for layer, shape in _delta_layout_of(root, manifest)}
     owned = {}
-    for layer, shapes in owned_shapes.items():
-        weights = [arrays[f"owned/{layer}/{i}"] for i in range(len(shapes))]
+    for layer, shapes in entry.get("owned", {}).items():
+        weights = [np.array(arrays[f"owned/{layer}/{i}"]) for i in range(len(shapes))]
         if [list(w.shape) for w in weights] != [list(s) for s in shapes]:
             raise StorageError(f"{path}: owned layer {layer!r} has shapes "
                             f"{[w.shape for w in weights]}, the manifest says {shapes}")
         owned[layer] = weights
     delta_set = DeltaSet(superclass=str(entry["superclass"]), bits=bits, deltas=deltas,
-                         owned=owned, catch_all=catch_all)
+                         owned=owned,
+                         catch_all=bool(manifest["delta_settings"].get("catch_all", False)))
     _check_head(str(path), delta_set, hierarchy.num_subclasses(delta_set.superclass))
     return delta_set
 
@@ -537,12 +585,25 @@ def load_system(path: str | os.PathLike) -> SuperSubSystem:
     root = Path(path)
     manifest = read_manifest(root)
     hierarchy = manifest_hierarchy(root, manifest)
-    layout = _delta_layout_of(root, manifest)
-    bits = manifest["delta_settings"].get("bits")
-    catch_all = bool(manifest["delta_settings"].get("catch_all", False))
-    delta_sets = {entry["superclass"]: _load_specialist(root, entry, layout, bits, hierarchy,
-                                                        catch_all)
+    delta_sets = {entry["superclass"]: _load_specialist(root, manifest, entry, hierarchy)
                   for entry in manifest["specialists"]}
-    generalist = _load_generalist(root, manifest, layout)
+    generalist = _load_generalist(root, manifest, _delta_layout_of(root, manifest))
     return SuperSubSystem(root, hierarchy, dict(manifest["backbone"]),
                           dict(manifest["delta_settings"]), generalist, delta_sets)
+
+
+def convert_system(path: str | os.PathLike) -> int:
+    """Rewrites a system of an older format in the current one, in place (atomically).
+
+    Returns:
+        The format version the system had (a current system is left untouched).
+
+    Raises:
+        StorageError: When the system does not load (see :func:`load_system`).
+    """
+    version = int(read_manifest(path)["format_version"])
+    if version != FORMAT_VERSION:
+        system = load_system(path)
+        save_system(path, system.generalist, system.delta_sets, system.hierarchy,
+                    system.backbone, system.delta_settings)
+    return version

@@ -2,7 +2,7 @@
 
 The unit is one float32 generalist (every weight, batch-norm statistics included, at 4
 bytes); each specialist's archive is broken down into codes, scales, owned weights and
-the ``.npz`` format's overhead. ``python -m supersub_tf storage DIR`` prints it.
+the file format's overhead. ``python -m supersub_tf storage DIR`` prints it.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 
 from supersub_tf.deltas.storage import (
-    GENERALIST_FILE, MANIFEST, check_classes, manifest_hierarchy, read_archive, read_manifest,
-    verify_file)
+    GENERALIST_FILE, MANIFEST, check_classes, manifest_hierarchy, read_manifest,
+    read_specialist, verify_file)
 
 
-def _specialist_breakdown(path: Path, entry: Mapping[str, Any]) -> dict[str, Any]:
-    """Bytes of one specialist archive by kind: codes, scales, owned, npz overhead."""
-    arrays = read_archive(path)
+def _specialist_breakdown(path: Path, entry: Mapping[str, Any],
+                          arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Bytes of one specialist file by kind: codes, scales, owned, format overhead."""
     codes = sum(a.nbytes for k, a in arrays.items()
                 if k.startswith("delta/") and not k.endswith("/scales"))
     scales = sum(a.nbytes for k, a in arrays.items() if k.endswith("/scales"))
@@ -51,9 +51,9 @@ def storage_report(path: str | os.PathLike) -> dict[str, Any]:
     generalist_bytes = verify_file(root, manifest["generalist"]).stat().st_size
     specialists = []
     for entry in manifest["specialists"]:
-        specialist = verify_file(root, entry)
-        check_classes(specialist, read_archive(specialist), hierarchy, str(entry["superclass"]))
-        specialists.append(_specialist_breakdown(specialist, entry))
+        specialist, meta, arrays = read_specialist(root, manifest, entry)
+        check_classes(specialist, meta, hierarchy, str(entry["superclass"]))
+        specialists.append(_specialist_breakdown(specialist, entry, arrays))
     parameters = int(manifest["backbone"]["parameters"])
     unit = parameters * 4
     n = len(specialists)
@@ -110,7 +110,8 @@ def format_storage_report(report: Mapping[str, Any]) -> str:
         row("total", report["total_bytes"], blank),
         "",
         "codes + scales: the deltas; owned: the specialist's own head and batch norm;",
-        "overhead: .npy headers and zip entries (a few hundred bytes per array)",
+        "overhead: the file's header and checksum (format 2's .npz: a few hundred bytes "
+        "per array)",
         f"N = {report['num_specialists']} specialists, a = mean specialist / unit = "
         f"{report['a']:.4f}",
         f"Super-Sub a*N + 1 = {report['a_n_plus_1']:.3f} units, vs N + 1 = "
