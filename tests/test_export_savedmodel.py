@@ -129,9 +129,11 @@ def keras_prediction(system: SuperSubSystem, images: np.ndarray):
     return pipeline.predict(normalize(images, mode).numpy(), "hard")
 
 
-def assert_matches_pipeline(outputs: dict[str, np.ndarray], prediction, hierarchy) -> None:
+def assert_matches_pipeline(outputs: dict[str, np.ndarray], prediction, hierarchy,
+                            spread: bool = True) -> None:
     n = len(prediction.fine)
-    assert len(set(prediction.superclass.tolist())) >= 2, "routing used one superclass only"
+    if spread:
+        assert len(set(prediction.superclass.tolist())) >= 2, "routing used one superclass only"
     for name in ("superclass", "subclass", "fine"):
         assert outputs[name].dtype == np.int32
         np.testing.assert_array_equal(outputs[name], getattr(prediction, name), err_msg=name)
@@ -142,6 +144,7 @@ def assert_matches_pipeline(outputs: dict[str, np.ndarray], prediction, hierarch
                                atol=1e-5)
     np.testing.assert_allclose(outputs["subclass_prob"], prediction.subclass_prob, atol=1e-5)
     np.testing.assert_allclose(outputs["fine_prob"], prediction.fine_prob, atol=1e-5)
+    np.testing.assert_allclose(outputs["fine_probs"], prediction.fine_probs, atol=1e-5)
     names = {"superclass_name": np.array(hierarchy.superclass_names)[prediction.superclass],
              "fine_name": np.array(hierarchy.class_names)[prediction.fine],
              "fine_id": np.array(hierarchy.class_ids)[prediction.fine]}
@@ -252,7 +255,7 @@ def test_module_equals_keras_pipeline(generalist, images, bits, normalization):
 # venv's site-packages (TensorFlow, numpy) are put back on the path. It runs the
 # signature on the images, on one and on none, and records what bad inputs raise.
 CLEAN_PROCESS = r"""
-import importlib.util, json, sys
+import glob, importlib.util, json, sys
 sys.path.extend(json.loads(sys.argv[1]))
 assert importlib.util.find_spec("supersub_tf") is None, "supersub_tf is importable"
 import numpy as np
@@ -274,6 +277,18 @@ for case, bad in {"float32": tf.zeros([1, size, size, 3], tf.float32),
         serve(images=bad)
     except Exception as err:
         errors[case] = f"{type(err).__name__}: {err}"
+# The bytes signature on encoded files, as a serving stack sends them.
+by_bytes = tf.saved_model.load(sys.argv[2]).signatures["image_bytes"]
+for kind in ("png", "jpeg"):
+    files = sorted(glob.glob(f"{sys.argv[5]}/*.{kind}"))
+    data = tf.constant([open(f, "rb").read() for f in files])
+    for key, value in by_bytes(image_bytes=data).items():
+        value = value.numpy()
+        results[f"{kind}:{key}"] = value.astype(bytes) if value.dtype == object else value
+try:
+    by_bytes(image_bytes=tf.constant([b"not an image"]))
+except Exception as err:
+    errors["undecodable"] = f"{type(err).__name__}: {err}"
 assert "supersub_tf" not in sys.modules
 np.savez(sys.argv[4], errors=json.dumps(errors), **results)
 """
@@ -286,12 +301,26 @@ def test_savedmodel_in_clean_process_equals_keras_pipeline(exported, system_dir,
                         sysconfig.get_paths()["platlib"]})
     if any((Path(d) / "supersub_tf").exists() for d in site_dirs):
         pytest.skip("supersub_tf is installed into site-packages (not editable): cannot hide it")
+    import tensorflow as tf
+
+    from supersub_tf.data.pipeline import resize
+
     np.save(tmp_path / "images.npy", images)
+    # The same pictures as PNG files (lossless, at the size) and as larger JPEGs of
+    # another aspect ratio (decoded and resized in the graph).
+    files = tmp_path / "files"
+    files.mkdir()
+    big = tf.image.resize(images, [40, 24], method="nearest").numpy().astype(np.uint8)
+    for i, (image, large) in enumerate(zip(images, big)):
+        (files / f"{i:03d}.png").write_bytes(tf.io.encode_png(image).numpy())
+        (files / f"{i:03d}.jpeg").write_bytes(tf.io.encode_jpeg(large, quality=95).numpy())
+    decoded = np.stack([resize(tf.io.decode_jpeg((files / f"{i:03d}.jpeg").read_bytes()),
+                               images.shape[1]).numpy() for i in range(len(images))])
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     result = subprocess.run(
         [sys.executable, "-I", "-S", "-c", CLEAN_PROCESS, json.dumps(site_dirs), str(exported),
-         str(tmp_path / "images.npy"), str(tmp_path / "out.npz")],
+         str(tmp_path / "images.npy"), str(tmp_path / "out.npz"), str(files)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     with np.load(tmp_path / "out.npz") as data:
@@ -302,14 +331,22 @@ def test_savedmodel_in_clean_process_equals_keras_pipeline(exported, system_dir,
     outputs = {key[:-len(f"/{n}")]: value for key, value in results.items()
                if key.endswith(f"/{n}")}
     assert_matches_pipeline(outputs, keras_prediction(system, images), system.hierarchy)
+    png = {key[4:]: value for key, value in results.items() if key.startswith("png:")}
+    jpeg = {key[5:]: value for key, value in results.items() if key.startswith("jpeg:")}
+    assert sorted(png) == sorted(jpeg) == sorted(outputs)
+    assert_matches_pipeline(png, keras_prediction(system, images), system.hierarchy)
+    assert_matches_pipeline(jpeg, keras_prediction(system, decoded), system.hierarchy,
+                            spread=False)  # the blurred copies need not spread
+    assert errors["undecodable"].startswith("InvalidArgumentError")
     for key, value in outputs.items():  # batch of one: the first image's; empty: empty
         if value.dtype.kind == "f":
             np.testing.assert_allclose(results[f"{key}/1"], value[:1], atol=1e-6)
         else:
             np.testing.assert_array_equal(results[f"{key}/1"], value[:1])
-        assert results[f"{key}/0"].shape == (0, len(SIZES))[:value.ndim]
+        empty = {"superclass_probs": (0, len(SIZES)), "fine_probs": (0, sum(SIZES.values()))}
+        assert results[f"{key}/0"].shape == empty.get(key, (0,))
     # Bad inputs: the signature names the dtype, the in-graph check the shape.
-    assert sorted(errors) == ["channels", "float32", "small", "unbatched"]
+    assert sorted(errors) == ["channels", "float32", "small", "unbatched", "undecodable"]
     assert errors["float32"].startswith("InvalidArgumentError")
     assert "expected to be a uint8 tensor but is a float tensor" in errors["float32"]
     for case in ("small", "channels", "unbatched"):

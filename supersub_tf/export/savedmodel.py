@@ -1,9 +1,21 @@
 """The whole Super-Sub system as one TensorFlow SavedModel: both stages in its graph.
 
-:func:`export_savedmodel` writes a SavedModel whose ``serving_default`` signature takes
-``images`` (``uint8 [N, H, W, 3]``, any ``N`` including 0) and returns, per image, the
-superclass, the subclass (local index and global fine label), their probabilities and
-their names. Inside the graph:
+:func:`export_savedmodel` writes a SavedModel with two signatures that return the same
+outputs (:data:`OUTPUTS`): per image the superclass, the subclass (local index and
+global fine label), their probabilities and names, ``p(superclass)`` and the combined
+``fine_probs`` (zero outside the routed superclass, for top-k lists).
+
+* ``serving_default`` takes ``images``: RGB pixels, ``uint8 [N, H, W, 3]`` at the
+  system's size (any ``N``, including 0), already resized by the caller;
+* ``image_bytes`` takes ``image_bytes``: a ``string [N]`` tensor of encoded files
+  (JPEG, PNG, GIF's first frame, BMP; any size), the form TF Serving's REST API and
+  most serving stacks send (base64 ``{"b64": ...}`` in JSON). The graph decodes each to
+  RGB and resizes it to the system's size with the training pipeline's own resize
+  (:func:`supersub_tf.data.pipeline.resize`: antialiased bilinear to a square, no
+  crop). It cannot read EXIF orientation, so send upright pictures (the
+  ``predict`` command applies EXIF orientation before it resizes).
+
+Inside the graph:
 
 1. the images are normalised as the training pipeline does (the system's
    ``normalization`` mode, :func:`supersub_tf.data.pipeline.normalize`);
@@ -17,7 +29,7 @@ their names. Inside the graph:
 Why this design:
 
 * **Small on disk.** The deltas travel in their stored form: each specialist's k-bit
-  codes packed densely into bytes as in the system's ``.npz`` files
+  codes packed densely into bytes as in the system's ``.delta`` files
   (:func:`~supersub_tf.deltas.packing.pack_codes`, all its delta layers in one
   stream), unpacked in the graph with bitwise ops, plus float32 per-channel scales.
   The variables hold the float32 generalist once and per specialist only its codes,
@@ -76,6 +88,8 @@ MARKER = "saved_model.pb"
 METADATA_FILE = "supersub_export.json"
 SIGNATURE = "serving_default"
 INPUT_NAME = "images"
+BYTES_SIGNATURE = "image_bytes"
+BYTES_INPUT_NAME = "image_bytes"
 NORMALIZATIONS = ("imagenet", "unit", "none")
 # Output name -> (dtype, shape) for a batch of N images and S superclasses.
 OUTPUTS = {
@@ -86,6 +100,7 @@ OUTPUTS = {
     "subclass_prob": ("float32", ["N"]),
     "fine_prob": ("float32", ["N"]),
     "superclass_probs": ("float32", ["N", "S"]),
+    "fine_probs": ("float32", ["N", "C"]),
     "superclass_name": ("string", ["N"]),
     "fine_name": ("string", ["N"]),
     "fine_id": ("string", ["N"]),
@@ -206,6 +221,8 @@ class SuperSubModule(tf.Module):
         spec = tf.TensorSpec([None, self.image_size, self.image_size, 3], tf.uint8,
                              name=INPUT_NAME)
         self.serve = tf.function(self._serve, input_signature=[spec])
+        self.serve_bytes = tf.function(self._serve_bytes, input_signature=[
+            tf.TensorSpec([None], tf.string, name=BYTES_INPUT_NAME)])
 
     # ------------------------------------------------------------------ weights
     def _init_deltas(self, delta_sets: list[DeltaSet]) -> None:
@@ -243,6 +260,10 @@ class SuperSubModule(tf.Module):
             rows.append(flat)
         self.owned_weights = tf.Variable(np.stack(rows), trainable=False, name="owned_weights")
         self._head_mask = np.arange(widest)[None, :] < np.array(subclasses)[:, None]
+        offsets = np.concatenate([[0], np.cumsum(subclasses)[:-1]])
+        self._placement = np.zeros((len(subclasses), widest, int(sum(subclasses))), np.float32)
+        for s, (offset, count) in enumerate(zip(offsets, subclasses)):
+            self._placement[s, np.arange(count), offset + np.arange(count)] = 1.0
 
     def _generalist(self) -> dict[str, list[tf.Tensor]]:
         """The generalist's weights by layer, sliced out of ``generalist_weights``."""
@@ -279,17 +300,22 @@ class SuperSubModule(tf.Module):
         superclass = tf.argmax(superclass_probs, axis=1, output_type=tf.int32)
         superclass_prob = tf.reduce_max(superclass_probs, axis=1)
 
-        def stage2(s, subclass, subclass_prob):
-            rows = tf.where(tf.equal(superclass, s))
-            sub, prob = tf.cond(tf.shape(rows)[0] > 0,
-                                lambda: self._stage2(s, tf.gather_nd(x, rows), base),
-                                lambda: (tf.zeros([0], tf.int32), tf.zeros([0], tf.float32)))
-            return (s + 1, tf.tensor_scatter_nd_update(subclass, rows, sub),
-                    tf.tensor_scatter_nd_update(subclass_prob, rows, prob))
+        classes = len(self._class_ids)
 
-        _, subclass, subclass_prob = tf.while_loop(
+        def stage2(s, subclass, subclass_prob, sub_given):
+            rows = tf.where(tf.equal(superclass, s))
+            sub, prob, placed = tf.cond(
+                tf.shape(rows)[0] > 0, lambda: self._stage2(s, tf.gather_nd(x, rows), base),
+                lambda: (tf.zeros([0], tf.int32), tf.zeros([0], tf.float32),
+                         tf.zeros([0, classes], tf.float32)))
+            return (s + 1, tf.tensor_scatter_nd_update(subclass, rows, sub),
+                    tf.tensor_scatter_nd_update(subclass_prob, rows, prob),
+                    tf.tensor_scatter_nd_update(sub_given, rows, placed))
+
+        _, subclass, subclass_prob, sub_given = tf.while_loop(
             lambda s, *_: s < count, stage2,
-            (tf.constant(0), tf.zeros([n], tf.int32), tf.zeros([n], tf.float32)))
+            (tf.constant(0), tf.zeros([n], tf.int32), tf.zeros([n], tf.float32),
+             tf.zeros([n, classes], tf.float32)))
         fine = tf.gather(tf.constant(self._fine_offsets, tf.int32), superclass) + subclass
         return {
             "superclass": superclass,
@@ -299,6 +325,7 @@ class SuperSubModule(tf.Module):
             "subclass_prob": subclass_prob,
             "fine_prob": superclass_prob * subclass_prob,
             "superclass_probs": superclass_probs,
+            "fine_probs": superclass_prob[:, None] * sub_given,
             "superclass_name": tf.gather(tf.constant(self._superclass_names), superclass),
             "fine_name": tf.gather(tf.constant(self._class_names), fine),
             "fine_id": tf.gather(tf.constant(self._class_ids), fine),
@@ -309,7 +336,23 @@ class SuperSubModule(tf.Module):
         logits = self._forward(x, self._specialist(s, base))
         mask = tf.gather(tf.constant(self._head_mask), s)
         probs = tf.nn.softmax(tf.where(mask, logits, -np.inf))
-        return tf.argmax(probs, axis=1, output_type=tf.int32), tf.reduce_max(probs, axis=1)
+        # [m, widest head] -> [m, C]: each head column onto its global fine label.
+        placed = tf.matmul(probs, tf.gather(tf.constant(self._placement), s))
+        return (tf.argmax(probs, axis=1, output_type=tf.int32), tf.reduce_max(probs, axis=1),
+                placed)
+
+    def _serve_bytes(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        from supersub_tf.data.pipeline import resize
+
+        size = self.image_size
+
+        def decode(data: tf.Tensor) -> tf.Tensor:
+            image = tf.io.decode_image(data, channels=3, expand_animations=False)
+            return resize(tf.ensure_shape(image, [None, None, 3]), size)
+
+        images = tf.map_fn(decode, image_bytes,
+                           fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8))
+        return self._serve(images)
 
     def layout(self) -> dict[str, Any]:
         """The variables and which layers they hold (for ``supersub_export.json``)."""
@@ -396,7 +439,8 @@ def export_savedmodel(system: str | os.PathLike | SuperSubSystem, out_dir: str |
     system = system.for_hard_routing()  # the export routes hard
     module = SuperSubModule(system)
     with atomic_directory(out_dir, MARKER, "SavedModel") as work:
-        tf.saved_model.save(module, str(work), signatures={SIGNATURE: module.serve})
+        tf.saved_model.save(module, str(work), signatures={SIGNATURE: module.serve,
+                                                           BYTES_SIGNATURE: module.serve_bytes})
         metadata = export_metadata(system, module)
         (work / METADATA_FILE).write_text(json.dumps(metadata, indent=2, ensure_ascii=False)
                                           + "\n", encoding="utf-8")
@@ -420,6 +464,20 @@ def export_metadata(system: SuperSubSystem, module: SuperSubModule) -> dict[str,
             "outputs": {name: {"dtype": dtype, "shape": shape}
                         for name, (dtype, shape) in OUTPUTS.items()},
         },
+        "signatures": {
+            SIGNATURE: {"inputs": {INPUT_NAME: {"dtype": "uint8",
+                                                "shape": ["N", size, size, 3]}}},
+            BYTES_SIGNATURE: {"inputs": {BYTES_INPUT_NAME: {"dtype": "string",
+                                                            "shape": ["N"]}}},
+        },
+        "input_contract": (
+            f"{INPUT_NAME}: RGB uint8 pixels [N, {size}, {size}, 3], 0-255, not normalised "
+            "(the graph normalises); resize an arbitrary photo to a square "
+            f"{size}x{size} with antialiased bilinear filtering, no crop (tf.image.resize("
+            "..., method='bilinear', antialias=True), rounded to uint8), after applying "
+            f"its EXIF orientation. {BYTES_INPUT_NAME}: encoded JPEG/PNG/GIF/BMP files of "
+            "any size; the graph decodes and resizes them that way (EXIF orientation is "
+            "not applied)."),
         "routing": "hard",
         "image_size": size,
         "normalization": module.normalization,
@@ -439,7 +497,7 @@ def export_metadata(system: SuperSubSystem, module: SuperSubModule) -> dict[str,
 
 
 def check_export(path: str | os.PathLike, module: SuperSubModule) -> None:
-    """Loads a SavedModel and compares its signature with ``module`` on random images.
+    """Loads a SavedModel and compares both signatures with ``module`` on random images.
 
     Raises:
         RuntimeError: When an output is missing or differs (labels exactly, probabilities
@@ -449,15 +507,25 @@ def check_export(path: str | os.PathLike, module: SuperSubModule) -> None:
     size = module.image_size
     images = tf.constant(rng.integers(0, 256, (_CHECK_BATCH, size, size, 3), np.uint8))
     loaded = tf.saved_model.load(str(path))
-    got = loaded.signatures[SIGNATURE](**{INPUT_NAME: images})
     expected = module.serve(images)
+    # PNG is lossless and the resize of an image already at the size is exact, so the
+    # bytes signature must give the pixels' outputs.
+    encoded = tf.stack([tf.io.encode_png(image) for image in images])
+    for signature, inputs in ((SIGNATURE, {INPUT_NAME: images}),
+                              (BYTES_SIGNATURE, {BYTES_INPUT_NAME: encoded})):
+        _compare_outputs(path, signature, loaded.signatures[signature](**inputs), expected)
+
+
+def _compare_outputs(path: str | os.PathLike, signature: str, got: Mapping[str, tf.Tensor],
+                     expected: Mapping[str, tf.Tensor]) -> None:
     for name in OUTPUTS:
         a, b = got.get(name), expected[name]
         if a is None:
-            raise RuntimeError(f"{path}: the reloaded SavedModel has no output {name!r}")
+            raise RuntimeError(f"{path}: the reloaded SavedModel's {signature} has no output "
+                               f"{name!r}")
         a, b = a.numpy(), b.numpy()
         same = (np.allclose(a, b, rtol=0, atol=1e-5) if a.dtype.kind == "f"
                 else np.array_equal(a, b))
         if not same:
-            raise RuntimeError(f"{path}: the reloaded SavedModel's {name!r} differs from the "
-                               f"exported module's ({a} vs {b})")
+            raise RuntimeError(f"{path}: the reloaded SavedModel's {signature} {name!r} "
+                               f"differs from the exported module's ({a} vs {b})")
