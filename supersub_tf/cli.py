@@ -5,6 +5,7 @@ Commands:
     train KIND               train vanilla | generalist | specialists into runs/<name>
     analyze RUN_DIR          misclassification analysis and report of a run's networks
     storage SYSTEM_DIR       bytes per part of a saved Super-Sub system (a*N + 1 vs N + 1)
+    predict MODEL INPUT...   classify image files with a system, SavedModel or LiteRT export
     export savedmodel SYSTEM OUT   the system as one SavedModel (both stages in the graph)
     export tflite SYSTEM OUT       LiteRT int8 models, manifest and a numpy-only runtime
     scale                    the scaling study: bigger vanilla networks vs Super-Sub
@@ -103,6 +104,13 @@ def _cmd_storage(args: argparse.Namespace) -> None:
               f"[storage] {args.system}: already format {FORMAT_VERSION}, left as it is")
     report = storage_report(args.system)
     print(json.dumps(report, indent=2) if args.json else format_storage_report(report))
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from supersub_tf.predict import run_predict
+
+    return run_predict(args.model, args.inputs, routing=args.routing, k=args.k,
+                       top_k=args.top_k, fmt=args.format, output=args.output)
 
 
 def _system_config(args: argparse.Namespace):
@@ -252,6 +260,37 @@ def build_parser() -> argparse.ArgumentParser:
                               "the current format, in place and atomically")
     storage.set_defaults(func=_cmd_storage)
 
+    predict = commands.add_parser(
+        "predict", help="classify image files with a trained model",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Classify image files with a stored system, an exported SavedModel or a "
+                    "LiteRT export.",
+        epilog="Preprocessing is the training pipeline's evaluation path: each file is "
+               "decoded to RGB\n(training's decoder) with its EXIF orientation applied, resized to the "
+               "model's square size with\nantialiased bilinear filtering (no crop, rounded to "
+               "uint8), and normalised as in\ntraining. Files that cannot be decoded are "
+               "named; the others still get predictions,\nand the exit status is then 1.\n\n"
+               "examples:\n"
+               "  python -m supersub_tf predict runs/default/systems/4bit photo.jpg\n"
+               "  python -m supersub_tf predict saved_models/default pictures/ --format json\n"
+               "  python -m supersub_tf predict saved_models/default_tflite 'shots/*.png' "
+               "--top-k 3")
+    predict.add_argument("model", help="a system directory (runs/<name>/systems/<bits>), a "
+                                       "SavedModel folder or a LiteRT export folder")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT",
+                         help="image files, folders (searched recursively) or glob patterns")
+    predict.add_argument("--top-k", type=int, default=5,
+                         help="most likely classes listed per image (default 5)")
+    predict.add_argument("--routing", default="hard", choices=("hard", "topk", "gated"),
+                         help="how images reach specialists (default hard; a SavedModel "
+                              "routes hard only)")
+    predict.add_argument("--k", type=int, default=2,
+                         help="superclasses per image for topk and gated routing (default 2)")
+    predict.add_argument("--format", default="table", choices=("table", "json", "csv"))
+    predict.add_argument("--output", help="write the predictions to this file (atomically) "
+                                          "instead of printing them")
+    predict.set_defaults(func=_cmd_predict)
+
     export = commands.add_parser("export", help="deploy a Super-Sub system").add_subparsers(
         dest="export_command", required=True)
     saved = export.add_parser("savedmodel", help="one SavedModel running both stages")
@@ -320,8 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (2 on bad input, with a one-line message)."""
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        status = args.func(args)
     except SuperSubError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return 0
+    return int(status or 0)

@@ -133,8 +133,9 @@ def decode_image(encoded, channels: int = 3):
     EXIF orientation policy: **ignored**, the pixels are used as stored. This is the one
     decoder of training, evaluation and the exports (``tf.io.decode_image``, which the
     SavedModel's graph and LiteRT callers use too), so every stage sees a photo the same
-    way; ImageNet and Tiny ImageNet images carry no rotation. Rotate phone photos
-    upright before use (e.g. ``PIL.ImageOps.exif_transpose``).
+    way; ImageNet and Tiny ImageNet images carry no rotation. ``python -m supersub_tf
+    predict`` (:func:`supersub_tf.predict.read_image`) decodes with this function and
+    then applies the EXIF orientation, so phone photos are classified upright.
     """
     import tensorflow as tf
 

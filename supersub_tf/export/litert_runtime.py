@@ -16,7 +16,8 @@ indirectly), so it needs only ``pip install ai-edge-litert numpy``.
 The export folder holds ``manifest.json``, ``generalist.tflite`` (image -> superclass
 logits) and one ``specialists/*.tflite`` per superclass (image -> logits over that
 superclass's subclasses). The runtime takes uint8 pixels already resized to the
-manifest's size, normalises them as in training (``(pixel / divisor - mean) / std``,
+manifest's size (or image files, through :func:`read_image_file` with Pillow, which
+is optional: ``python litert_runtime.py EXPORT photo.jpg pictures/``), normalises them as in training (``(pixel / divisor - mean) / std``,
 float32), quantizes them with each model's input quantization (for integer models) and
 dequantizes the logits before the softmax. Stage 1 gives ``p(superclass)``; stage 2
 runs each specialist once on the group of images routed to it (the interpreter's batch
@@ -420,6 +421,48 @@ class LiteRTSuperSub:
                 "subclass_prob": sub_given[index, fine]}
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
+
+
+def read_image_file(path: str | os.PathLike, size: int) -> np.ndarray:
+    """An image file as the models take it: RGB ``uint8 [size, size, 3]``, with Pillow.
+
+    The EXIF orientation is applied, then the picture is resized to a square with
+    Pillow's antialiased bilinear filter, no crop. Training decodes with TensorFlow and
+    resizes with ``tf.image.resize(..., antialias=True)``: the same kind of filter, but
+    not the same rounding, so pixels can differ by a few levels (``python -m
+    supersub_tf predict`` uses training's path exactly).
+
+    Raises:
+        ExportError: When Pillow is missing, or the file cannot be decoded.
+    """
+    try:
+        from PIL import Image, ImageOps
+    except ImportError:
+        raise ExportError("reading image files needs Pillow (pip install pillow); without it, "
+                          f"give a .npy of uint8 [N, {size}, {size}, 3] RGB pixels") from None
+    try:
+        with Image.open(path) as image:
+            upright = ImageOps.exif_transpose(image).convert("RGB")
+            resized = upright.resize((size, size), Image.Resampling.BILINEAR)
+            return np.asarray(resized, np.uint8)
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise ExportError(f"{path}: cannot decode it as an image ({err})") from None
+
+
+def _image_files(inputs: list[str]) -> list[str]:
+    """Image files from files and folders (searched recursively), in order."""
+    files = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files += sorted(str(p) for p in path.rglob("*")
+                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            files.append(item)
+    return files
+
+
 def _read_images(path: str) -> np.ndarray:
     """A ``.npy`` array of images; ExportError naming the file when it is not one."""
     try:
@@ -432,24 +475,44 @@ def _read_images(path: str) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python litert_runtime.py EXPORT_DIR images.npy``: prints one line per image."""
+    """``python litert_runtime.py EXPORT_DIR INPUT...``: prints one line per image.
+
+    INPUT is one ``.npy`` of uint8 ``[N, H, W, 3]`` pixels, or image files and folders
+    (read with Pillow, :func:`read_image_file`). A file that cannot be read is named and
+    the others are still classified; the exit status is then 1.
+    """
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("export_dir")
-    parser.add_argument("images", help=".npy file of uint8 [N, H, W, 3] images")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="a .npy of uint8 [N, H, W, 3] images, or image files / folders")
     parser.add_argument("--threads", type=int, default=2, help="threads per interpreter (>= 1)")
     args = parser.parse_args(argv)
     try:
         model = LiteRTSuperSub(args.export_dir, num_threads=args.threads)
-        result = model.predict(_read_images(args.images))
+        if len(args.inputs) == 1 and args.inputs[0].endswith(".npy"):
+            names, images, failed = None, _read_images(args.inputs[0]), []
+        else:
+            names, pixels, failed = [], [], []
+            for path in _image_files(args.inputs):
+                try:
+                    pixels.append(read_image_file(path, model.image_size))
+                    names.append(path)
+                except ExportError as err:
+                    failed.append(str(err))
+            size = model.image_size
+            images = np.stack(pixels) if pixels else np.zeros((0, size, size, 3), np.uint8)
+        result = model.predict(images)
     except (ExportError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     for i, (name, sup, p) in enumerate(zip(result["class_name"], result["superclass_name"],
                                            result["fine_prob"])):
-        print(f"{i}\t{name}\t{sup}\t{p:.4f}")
-    return 0
+        print(f"{i if names is None else names[i]}\t{name}\t{sup}\t{p:.4f}")
+    for message in failed:
+        print(f"error: {message}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

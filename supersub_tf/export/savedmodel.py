@@ -342,13 +342,13 @@ class SuperSubModule(tf.Module):
                 placed)
 
     def _serve_bytes(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        from supersub_tf.data.examples import decode_image
         from supersub_tf.data.pipeline import resize
 
         size = self.image_size
 
-        def decode(data: tf.Tensor) -> tf.Tensor:
-            image = tf.io.decode_image(data, channels=3, expand_animations=False)
-            return resize(tf.ensure_shape(image, [None, None, 3]), size)
+        def decode(data: tf.Tensor) -> tf.Tensor:  # training's own decoder and resize
+            return resize(decode_image(data), size)
 
         images = tf.map_fn(decode, image_bytes,
                            fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8))

@@ -1,0 +1,361 @@
+"""Classify image files with a trained system, its SavedModel or its LiteRT export.
+
+``python -m supersub_tf predict MODEL INPUT...`` is this module. MODEL is any of the
+three things a run leaves behind, told apart by what the folder holds:
+
+* a stored system (``runs/<name>/systems/<bits>``, ``manifest.json`` of format
+  ``supersub-system``): the in-process :class:`~supersub_tf.supersub.SuperSubPipeline`,
+  every routing;
+* an exported SavedModel (``saved_model.pb``): its ``serving_default`` signature, hard
+  routing (the only one it has);
+* a LiteRT export (``manifest.json`` of format ``supersub-litert``): its numpy runtime,
+  every routing.
+
+INPUT is image files, folders (searched recursively for image files) or glob patterns.
+Every picture goes through one preprocessing path, the training pipeline's evaluation
+path: decoded to RGB by training's decoder, turned upright by its EXIF orientation,
+resized to the model's square size with :func:`supersub_tf.data.pipeline.resize`
+(antialiased bilinear, no crop, rounded to uint8), then normalised by the model itself. A file that cannot be
+decoded is reported by name and the others still get their predictions.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import glob
+import io
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from supersub_tf.errors import DataError
+from supersub_tf.hierarchy import Hierarchy
+from supersub_tf.manifest_files import MANIFEST
+
+#: Suffixes a folder is searched for (an explicit file of any suffix is tried anyway).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
+FORMATS = ("table", "json", "csv")
+BATCH = 64
+
+
+@dataclasses.dataclass
+class ImagePrediction:
+    """What ``predict`` says about one file.
+
+    Attributes:
+        path: The file.
+        error: Why it got no prediction (None when it got one).
+        superclass, superclass_prob: The routed superclass and ``p(superclass)``.
+        class_id, class_name, subclass_prob, fine_prob: The predicted class (wnid and
+            name), ``p(subclass | superclass)`` and the combined probability.
+        top_k: ``(class_id, class_name, combined probability)`` of the k most likely
+            classes.
+        routing: The routing used.
+    """
+
+    path: str
+    error: str | None = None
+    superclass: str | None = None
+    superclass_prob: float | None = None
+    class_id: str | None = None
+    class_name: str | None = None
+    subclass_prob: float | None = None
+    fine_prob: float | None = None
+    top_k: list[tuple[str, str, float]] = dataclasses.field(default_factory=list)
+    routing: str | None = None
+
+
+# --------------------------------------------------------------------------- inputs
+def expand_inputs(inputs: Iterable[str]) -> tuple[list[Path], list[ImagePrediction]]:
+    """Files to classify from files, folders (recursive) and glob patterns, in order.
+
+    Returns:
+        ``(files, problems)``: the files (each once), and one error record for every
+        input that names nothing (a missing file, an empty folder, a glob matching no
+        file).
+    """
+    files: list[Path] = []
+    problems: list[ImagePrediction] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*")
+                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            why = f"no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder"
+        elif path.is_file():
+            found, why = [path], ""
+        elif glob.has_magic(item):
+            found = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            why = "the pattern matches no file"
+        else:
+            found, why = [], "no such file or folder"
+        if not found:
+            problems.append(ImagePrediction(path=item, error=why))
+        files += found
+    return list(dict.fromkeys(files)), problems
+
+
+# EXIF orientation tag value -> the numpy operation that makes the stored pixels upright
+# (the same transforms as PIL.ImageOps.exif_transpose).
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, k=-1),
+    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],
+    8: lambda a: np.rot90(a, k=1),
+}
+_EXIF_ORIENTATION = 0x0112
+
+
+def read_image(path: str | os.PathLike, size: int) -> np.ndarray:
+    """One picture as the models take it: RGB ``uint8 [size, size, 3]``.
+
+    Decoded by training's own decoder (:func:`supersub_tf.data.examples.decode_image`,
+    so a JPEG gives the very pixels training saw; Pillow for formats it lacks, such as
+    WebP and TIFF), turned upright by its EXIF orientation (read by Pillow), then resized
+    exactly as training resizes (:func:`supersub_tf.data.pipeline.resize`).
+
+    Raises:
+        DataError: Naming the file, when it cannot be read or decoded.
+    """
+    import tensorflow as tf
+    from PIL import Image, UnidentifiedImageError
+
+    from supersub_tf.data.examples import decode_image
+    from supersub_tf.data.pipeline import resize
+
+    try:
+        with Image.open(path) as image:
+            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+            native = image.format in ("JPEG", "PNG", "GIF", "BMP")
+            pixels = None if native else np.asarray(image.convert("RGB"))
+        if native:
+            pixels = decode_image(tf.io.read_file(str(path))).numpy()
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError,
+            tf.errors.OpError) as err:
+        message = getattr(err, "message", None) or str(err)
+        raise DataError(f"{path}: cannot decode it as an image ({message})") from None
+    pixels = _UPRIGHT.get(orientation, lambda a: a)(pixels)
+    return resize(np.ascontiguousarray(pixels), size).numpy()
+
+
+# --------------------------------------------------------------------------- models
+class _Model:
+    """One of the three model kinds behind the same ``predict(images)``."""
+
+    kind: str
+    image_size: int
+    hierarchy: Hierarchy
+    routings: tuple[str, ...]
+
+    def predict(self, images: np.ndarray, routing: str, k: int) -> dict[str, np.ndarray]:
+        """``superclass``, ``fine``, ``superclass_prob`` ... of uint8 images."""
+        raise NotImplementedError
+
+
+class _SystemModel(_Model):
+    kind = "stored system"
+
+    def __init__(self, path: Path) -> None:
+        from supersub_tf.deltas.storage import load_system
+        from supersub_tf.export.savedmodel import normalization_of
+        from supersub_tf.supersub.pipeline import SuperSubPipeline
+        from supersub_tf.supersub.routing import ALL_ROUTINGS
+
+        system = load_system(path)
+        self.hierarchy = system.hierarchy
+        self.image_size = int(system.backbone["image_size"])
+        self.normalization = normalization_of(system)
+        self.pipeline = SuperSubPipeline(system.generalist, system.delta_sets, system.hierarchy)
+        self.routings = tuple(r for r in ALL_ROUTINGS if r != "oracle")
+
+    def predict(self, images: np.ndarray, routing: str, k: int) -> dict[str, np.ndarray]:
+        from supersub_tf.data.pipeline import normalize
+
+        result = self.pipeline.predict(normalize(images, self.normalization).numpy(),
+                                       routing=routing, k=k)
+        return {"superclass_probs": result.superclass_probs, "fine_probs": result.fine_probs,
+                "superclass": result.superclass, "fine": result.fine,
+                "fine_prob": result.fine_prob, "subclass_prob": result.subclass_prob}
+
+
+class _SavedModel(_Model):
+    kind = "SavedModel"
+    routings = ("hard",)
+
+    def __init__(self, path: Path) -> None:
+        import tensorflow as tf
+
+        from supersub_tf.export.savedmodel import METADATA_FILE, SIGNATURE
+
+        metadata_path = path / METADATA_FILE
+        try:
+            metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
+            self.image_size = int(metadata["image_size"])
+            self.hierarchy = Hierarchy.from_dict(metadata["hierarchy"], source=str(metadata_path))
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise DataError(f"{metadata_path}: unreadable export description ({err}); is "
+                            f"{path} a supersub_tf SavedModel export?") from None
+        self.serve = tf.saved_model.load(str(path)).signatures[SIGNATURE]
+
+    def predict(self, images: np.ndarray, routing: str, k: int) -> dict[str, np.ndarray]:
+        out = {key: value.numpy() for key, value in self.serve(images=images).items()}
+        return {key: out[key] for key in ("superclass_probs", "fine_probs", "superclass",
+                                          "fine", "fine_prob", "subclass_prob")}
+
+
+class _LiteRTModel(_Model):
+    kind = "LiteRT export"
+
+    def __init__(self, path: Path) -> None:
+        from supersub_tf.export import litert_runtime
+        from supersub_tf.export.tflite import open_export
+
+        self.runtime = open_export(path)
+        self.image_size = self.runtime.image_size
+        self.hierarchy = Hierarchy.from_dict(self.runtime.manifest["hierarchy"],
+                                             source=str(path / MANIFEST))
+        self.routings = tuple(r for r in litert_runtime.ROUTINGS if r != "oracle")
+
+    def predict(self, images: np.ndarray, routing: str, k: int) -> dict[str, np.ndarray]:
+        return self.runtime.predict(images, routing=routing, k=k)
+
+
+def open_model(path: str | os.PathLike) -> _Model:
+    """The model a folder holds: a stored system, a SavedModel or a LiteRT export.
+
+    Raises:
+        DataError: When ``path`` is none of the three (the message says what each
+            holds), or it fails that kind's own checks.
+    """
+    root = Path(path)
+    if (root / "saved_model.pb").is_file():
+        return _SavedModel(root)
+    try:
+        found = json.loads((root / MANIFEST).read_text(encoding="utf-8")).get("format")
+    except (OSError, ValueError, AttributeError):
+        found = None
+    if found == "supersub-system":
+        return _SystemModel(root)
+    if found == "supersub-litert":
+        return _LiteRTModel(root)
+    raise DataError(f"{root}: not a model folder: expected a stored system (manifest.json of "
+                    "format supersub-system, e.g. runs/default/systems/4bit), a SavedModel "
+                    "(saved_model.pb, e.g. saved_models/default) or a LiteRT export "
+                    "(manifest.json of format supersub-litert, e.g. saved_models/default_tflite)")
+
+
+# --------------------------------------------------------------------------- predicting
+def predict_files(model: _Model, files: Sequence[Path], routing: str = "hard", k: int = 2,
+                  top_k: int = 5) -> list[ImagePrediction]:
+    """Predictions for image files, in order; undecodable files get an error record.
+
+    Raises:
+        DataError: When ``routing`` is not one the model has.
+    """
+    if routing not in model.routings:
+        raise DataError(f"--routing {routing}: a {model.kind} offers "
+                        f"{', '.join(model.routings)}")
+    h = model.hierarchy
+    records: list[ImagePrediction] = []
+    for start in range(0, len(files), BATCH):
+        batch, images = [], []
+        for path in files[start:start + BATCH]:
+            try:
+                images.append(read_image(path, model.image_size))
+                batch.append(ImagePrediction(path=str(path), routing=routing))
+            except DataError as err:
+                records.append(ImagePrediction(path=str(path), error=str(err)))
+        if not images:
+            continue
+        out = model.predict(np.stack(images), routing, k)
+        for i, record in enumerate(batch):
+            sup, fine = int(out["superclass"][i]), int(out["fine"][i])
+            order = np.argsort(-out["fine_probs"][i], kind="stable")[:top_k]
+            record.superclass = h.superclass_names[sup]
+            record.superclass_prob = float(out["superclass_probs"][i, sup])
+            record.class_id, record.class_name = h.class_ids[fine], h.class_names[fine]
+            record.subclass_prob = float(out["subclass_prob"][i])
+            record.fine_prob = float(out["fine_prob"][i])
+            record.top_k = [(h.class_ids[j], h.class_names[j], float(out["fine_probs"][i, j]))
+                            for j in order]
+        records += batch
+    order = {str(path): i for i, path in enumerate(files)}
+    return sorted(records, key=lambda r: order.get(r.path, -1))
+
+
+# --------------------------------------------------------------------------- output
+def format_predictions(records: Sequence[ImagePrediction], fmt: str) -> str:
+    """The records as a table, JSON (a list of objects) or CSV (one row per file)."""
+    if fmt == "json":
+        return json.dumps([dataclasses.asdict(r) for r in records], indent=2,
+                          ensure_ascii=False) + "\n"
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["file", "superclass", "superclass_prob", "class_id", "class_name",
+                         "subclass_prob", "fine_prob", "top_k", "routing", "error"])
+        for r in records:
+            top = ";".join(f"{cid}:{p:.4f}" for cid, _, p in r.top_k)
+            writer.writerow([r.path, r.superclass, _fmt(r.superclass_prob), r.class_id,
+                             r.class_name, _fmt(r.subclass_prob), _fmt(r.fine_prob), top,
+                             r.routing, r.error])
+        return out.getvalue()
+    if fmt != "table":
+        raise DataError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    from supersub_tf.tables import text_table
+
+    rows = []
+    for r in records:
+        if r.error:
+            rows.append([r.path, "error", r.error, None, None])
+            continue
+        top = ", ".join(f"{name} {p:.1%}" for _, name, p in r.top_k[1:])
+        rows.append([r.path, f"{r.superclass} {r.superclass_prob:.1%}",
+                     f"{r.class_name} ({r.class_id}) {r.fine_prob:.1%}",
+                     f"{r.subclass_prob:.1%}", top or None])
+    return text_table(["file", "superclass p(s)", "class p(s)p(c|s)", "p(c|s)",
+                       "next most likely"], rows, align="lllrl") + "\n"
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.6f}"
+
+
+def run_predict(model_path: str, inputs: Sequence[str], *, routing: str = "hard", k: int = 2,
+                top_k: int = 5, fmt: str = "table", output: str | None = None) -> int:
+    """What the ``predict`` command does; returns the exit status (1 when a file failed).
+
+    Raises:
+        DataError: When the model cannot be opened or a setting is invalid.
+    """
+    from supersub_tf.atomic import atomic_write_text
+
+    if fmt not in FORMATS:
+        raise DataError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if top_k < 1 or k < 1:
+        raise DataError(f"--top-k and --k must be at least 1, got {top_k} and {k}")
+    model = open_model(model_path)
+    files, problems = expand_inputs(inputs)
+    records = problems + predict_files(model, files, routing=routing, k=k, top_k=top_k)
+    text = format_predictions(records, fmt)
+    if output:
+        atomic_write_text(output, text)
+    else:
+        print(text, end="")
+    failed = [r for r in records if r.error]
+    done = len(records) - len(failed)
+    summary = (f"[predict] {model.kind} {model_path}: {done} image(s) classified, routing "
+               f"{routing}" + (f"; {len(failed)} failed: " + ", ".join(r.path for r in failed)
+                               if failed else ""))
+    print(summary, file=sys.stderr)
+    return 1 if failed else 0
+
