@@ -6,7 +6,7 @@ job's recipe at growing epochs, and per budget the vanilla top-1, the generalist
 superclass accuracy, Super-Sub under each routing, the oracle, the share of errors made
 in stage 1, and Super-Sub minus vanilla. Prints the table and writes it as JSON.
 
-    python benchmarks/budget_crossover.py                     # configs/budget.yaml
+    python benchmarks/budget_crossover.py                     # supersub_tf/configs/budget.yaml
     python benchmarks/budget_crossover.py --set 'epochs=[1,2,4,8]'   # a part of the ladder
     python benchmarks/budget_crossover.py --small             # the --quick profile (minutes)
 
@@ -30,7 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", action="store_true", help="the study's --quick profile")
-    parser.add_argument("--config", default="configs/budget.yaml", help="budget YAML")
+    parser.add_argument("--config", default="budget", help="budget YAML or built-in name")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a study setting")
     parser.add_argument("--retrain", action="store_true",

@@ -47,7 +47,7 @@ from supersub_tf.tables import cell, pct, points, text_table  # noqa: F401 (the 
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "benchmarks" / "results"
-DEFAULT_CONFIG = REPO / "configs" / "default.yaml"
+DEFAULT_CONFIG = REPO / "supersub_tf" / "configs" / "default.yaml"
 #: The quick-profile run every ``--small`` benchmark shares.
 SMALL_RUN = "bench_small"
 
@@ -67,7 +67,7 @@ def run_overrides(small: bool, extra: Sequence[str] = ()) -> list[str]:
 
 
 def load_run_config(overrides: Sequence[str] = ()) -> RunConfig:
-    """The main job's config: ``configs/default.yaml`` (as ``python -m supersub_tf run``
+    """The main job's config: ``supersub_tf/configs/default.yaml`` (as ``python -m supersub_tf run``
     reads it; the built-in defaults without it) with ``overrides``."""
     path = DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
     return load_config(path, list(overrides))

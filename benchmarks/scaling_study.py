@@ -7,7 +7,7 @@ device-resident parameters, stored bytes, FLOPs, CPU latency and throughput, top
 train-val gap) and each Super-Sub system against the vanilla family interpolated to the
 same cost, and writes them as JSON.
 
-    python benchmarks/scaling_study.py            # configs/scaling.yaml (about 45 min on 2 cores)
+    python benchmarks/scaling_study.py            # supersub_tf/configs/scaling.yaml (about 45 min on 2 cores)
     python benchmarks/scaling_study.py --small    # the --quick profile (a few minutes)
     python benchmarks/scaling_study.py --study runs/scaling   # read a finished study only
 
@@ -31,7 +31,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", action="store_true",
                         help="the study's --quick profile (minutes)")
-    parser.add_argument("--config", default="configs/scaling.yaml", help="scaling YAML")
+    parser.add_argument("--config", default="scaling", help="scaling YAML or built-in name")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a study setting")
     parser.add_argument("--study", help="read this finished study folder; never train")

@@ -31,7 +31,7 @@ import common
 
 SCRIPT = "training_recipe"
 
-#: label -> (what changes, overrides of configs/default.yaml)
+#: label -> (what changes, overrides of supersub_tf/configs/default.yaml)
 #: The main job's default of commit 86c0827, spelled out (the default has moved on).
 BASE = ["train.model=resnet20", "train.width=0.5", "data.image_size=32", "data.crop_padding=4",
         "train.epochs=4", "train.label_smoothing=0.0", "train.batch_size=128",

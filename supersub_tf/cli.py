@@ -29,7 +29,7 @@ from pathlib import Path
 from supersub_tf.config import EXPORT_QUANTIZATIONS
 from supersub_tf.errors import SuperSubError
 
-DEFAULT_CONFIG = Path("configs") / "default.yaml"
+DEFAULT_CONFIG = "default"  # the built-in config (package data), whatever the directory
 
 
 RETRAIN_HELP = ("train again the finished stages whose recorded settings differ from the "
@@ -37,7 +37,9 @@ RETRAIN_HELP = ("train again the finished stages whose recorded settings differ 
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML config (default: configs/default.yaml if present)")
+    parser.add_argument("--config",
+                        help="a YAML file, or a built-in config's name: default, imagenet_gpu, "
+                             "cifar100, ... (default: default)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a setting, e.g. data.image_size=64")
 
@@ -55,7 +57,7 @@ def _load_config(args: argparse.Namespace):
     from supersub_tf.config import QUICK_PROFILE, load_config
     from supersub_tf.models import check_model_name
 
-    path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    path = args.config or DEFAULT_CONFIG
     overrides = list(QUICK_PROFILE) if getattr(args, "quick", False) else []
     for flag, key in (("dataset", "data.dataset"), ("preset", "data.preset"),
                       ("path", "data.path"), ("image_size", "data.image_size"),
@@ -310,13 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
     lite.set_defaults(func=_cmd_export_tflite)
 
     for name, func, config_file, help_text, example in (
-            ("scale", _cmd_scale, "configs/scaling.yaml", "the scaling study: bigger vanilla "
+            ("scale", _cmd_scale, "scaling", "the scaling study: bigger vanilla "
              "networks against Super-Sub systems", "base.train.epochs=2"),
-            ("budget", _cmd_budget, "configs/budget.yaml", "the budget crossover study: "
+            ("budget", _cmd_budget, "budget", "the budget crossover study: "
              "Super-Sub against vanilla at growing training budgets", "epochs=[2,4]")):
         study = commands.add_parser(name, help=help_text)
         study.add_argument("--config", default=config_file,
-                           help=f"the study's YAML (default {config_file})")
+                           help=f"the study's YAML file or built-in config name (default "
+                                f"{config_file})")
         study.add_argument("--set", dest="overrides", action="append", default=[],
                            metavar="KEY=VALUE", help=f"override a setting, e.g. {example}")
         study.add_argument("--quick", action="store_true", help="smoke-test profile (minutes)")

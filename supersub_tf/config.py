@@ -1,6 +1,6 @@
 """Configuration dataclasses, loadable from YAML with dotted command-line overrides.
 
-A run is described by one :class:`RunConfig`. ``load_config("configs/default.yaml",
+A run is described by one :class:`RunConfig`. ``load_config("default",
 ["data.image_size=64"])`` reads the file, applies the overrides, and checks every key
 and type, so a typo names the bad setting instead of being ignored.
 """
@@ -324,7 +324,7 @@ class ExportConfig:
 class RunConfig:
     """Everything one run of the main job needs.
 
-    The defaults are the main job's default config (``configs/default.yaml`` spells them
+    The defaults are the main job's default config (``supersub_tf/configs/default.yaml`` spells them
     out; a test keeps the two equal).
     """
 
@@ -452,7 +452,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None,
                 cls: type = RunConfig) -> Any:
     """Reads a YAML config (or defaults when ``path`` is None) and applies overrides."""
-    data = _read_yaml(Path(path), "config file") if path is not None else {}
+    data = _read_yaml(resolve_config_path(path), "config file") if path is not None else {}
     data = apply_overrides(data, list(overrides or []))
     return config_from_dict(cls, data)
 
@@ -460,6 +460,38 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
 def save_config(config: Any, path: str | os.PathLike) -> None:
     """Writes the resolved config as YAML, atomically."""
     atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+BUILTIN_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def builtin_config_names() -> list[str]:
+    """The names ``--config`` accepts besides file paths (``default``, ``scaling``, ...)."""
+    return sorted(p.stem for p in BUILTIN_CONFIGS.glob("*.yaml"))
+
+
+def resolve_config_path(value: str | os.PathLike) -> Path:
+    """A config file from a path or a built-in config's name.
+
+    An existing file wins; otherwise ``NAME`` or ``NAME.yaml`` names a built-in config
+    (package data, so it resolves from any working directory and from an installed
+    wheel), and so does ``configs/NAME.yaml``, where the configs lived before they
+    became package data.
+
+    Raises:
+        ConfigError: When it is neither a file nor a built-in name (the built-ins are
+            listed).
+    """
+    path = Path(value)
+    if path.is_file():
+        return path
+    parts = path.parts
+    if len(parts) == 1 or (len(parts) == 2 and parts[0] == "configs"):
+        builtin = BUILTIN_CONFIGS / (path.name if path.suffix == ".yaml" else f"{path.name}.yaml")
+        if builtin.is_file():
+            return builtin
+    raise ConfigError(f"config file not found: {value} (nor a built-in config: "
+                      f"{', '.join(builtin_config_names())})")
 
 
 def _read_yaml(path: Path, what: str) -> dict[str, Any]:
@@ -495,8 +527,9 @@ def load_study_config(cls: type, path: str | os.PathLike | None = None,
     data: dict[str, Any] = {}
     folder = Path.cwd()
     if path is not None:
-        data = _read_yaml(Path(path), "config file")
-        folder = Path(path).parent
+        path = resolve_config_path(path)
+        data = _read_yaml(path, "config file")
+        folder = path.parent
     data["base"] = _resolve_base(data.get("base"), folder) or {}
     for item in overrides or []:
         key, sep, raw = item.partition("=")

@@ -43,8 +43,8 @@ def test_points_scale_the_epochs_and_nothing_else(tmp_path):
                        (["bits=9"], "bits must be")):
         with pytest.raises(ConfigError, match=match):
             tiny_study(tmp_path, *bad)
-    defaults = load_budget_config("configs/budget.yaml")
-    assert defaults.base == load_config("configs/default.yaml")
+    defaults = load_budget_config("budget")
+    assert defaults.base == load_config("default")
     assert max(defaults.epochs) / min(defaults.epochs) >= 8 and len(defaults.epochs) >= 4
 
 

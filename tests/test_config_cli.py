@@ -96,8 +96,33 @@ def test_main_job_quick(shared_data, tmp_path):
 def test_default_yaml_spells_out_the_defaults():
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+    path = Path(__file__).resolve().parents[1] / "supersub_tf" / "configs" / "default.yaml"
     assert load_config(path) == RunConfig()
+
+
+def test_builtin_configs_resolve_from_any_directory(tmp_path, monkeypatch):
+    from supersub_tf.config import builtin_config_names, resolve_config_path
+    from supersub_tf.studies.scaling import load_scaling_config
+
+    monkeypatch.chdir(tmp_path)  # no configs/ folder here
+    assert {"default", "imagenet_gpu", "scaling", "budget"} <= set(builtin_config_names())
+    for name in ("default", "default.yaml", "configs/default.yaml"):
+        assert load_config(name) == RunConfig()
+    assert resolve_config_path("imagenet_gpu").parent.name == "configs"
+    assert load_config("imagenet_gpu").data.dataset != "tiny_imagenet"
+    assert load_scaling_config("scaling").base.name  # its base: resolved beside it
+    (tmp_path / "default").write_text("name: mine\n")  # a file of that name wins
+    assert load_config("default").name == "mine"
+    with pytest.raises(ConfigError, match=r"config file not found: nope \(nor a built-in "
+                                          r"config: .*default"):
+        load_config("nope")
+
+
+def test_cli_reads_a_builtin_config_by_name(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "presets"]) == 0
+    assert main(["run", "--config", "nope"]) == 2
+    assert "nor a built-in config" in capsys.readouterr().err
 
 
 def test_unknown_backbone_is_named(capsys):

@@ -58,15 +58,15 @@ def tiny_scaling(tmp_path: Path, **extra) -> Path:
 ])
 def test_bad_settings_are_named(overrides, match):
     with pytest.raises(ConfigError, match=match):
-        load_scaling_config(ROOT / "configs" / "scaling.yaml", overrides)
+        load_scaling_config(ROOT / "supersub_tf" / "configs" / "scaling.yaml", overrides)
 
 
 def test_yaml_spells_out_the_defaults_and_spans_10x():
     from supersub_tf.models import create_model
 
-    config = load_scaling_config(ROOT / "configs" / "scaling.yaml")
+    config = load_scaling_config(ROOT / "supersub_tf" / "configs" / "scaling.yaml")
     # base: scaling_base.yaml, beside the file: the 32 px run config of its committed results
-    base = load_config(ROOT / "configs" / "scaling_base.yaml")
+    base = load_config(ROOT / "supersub_tf" / "configs" / "scaling_base.yaml")
     assert config == dataclasses.replace(ScalingConfig(), base=base)
     assert (base.data.image_size, base.train.model, base.train.epochs) == (32, "resnet20", 4)
     assert len(config.sizes) >= 4
@@ -95,7 +95,7 @@ def test_overrides_base_path_and_quick_profile(tmp_path):
     assert load_scaling_config(tmp_path / "rel.yaml").base.train.epochs == 7   # beside the file
     with pytest.raises(ConfigError, match="base: run config not found"):
         load_scaling_config(path, ["base=missing.yaml"])
-    quick = load_scaling_config(ROOT / "configs" / "scaling.yaml", SCALING_QUICK_PROFILE)
+    quick = load_scaling_config(ROOT / "supersub_tf" / "configs" / "scaling.yaml", SCALING_QUICK_PROFILE)
     assert quick.name == "scaling_quick" and quick.base.train.epochs == 1
     assert quick.base.data.dataset == "tiny_imagenet" and len(quick.sizes) >= 3
     # Each point is the base config with only the backbone (and its networks) changed.

@@ -39,12 +39,12 @@ from supersub_tf.freshness import delta_settings, ensure_fresh, network_settings
 from supersub_tf.run_lock import run_lock
 from supersub_tf.supersub.routing import ALL_ROUTINGS
 
-DEFAULT_BUDGET_CONFIG = Path("configs") / "budget.yaml"
+DEFAULT_BUDGET_CONFIG = "budget"  # built-in (supersub_tf/configs/budget.yaml)
 
 
 @dataclasses.dataclass
 class BudgetConfig:
-    """The budget study (``configs/budget.yaml`` spells out these defaults).
+    """The budget study (``supersub_tf/configs/budget.yaml`` spells out these defaults).
 
     Attributes:
         name: The study's folder under ``output_dir`` and ``results_dir``.

@@ -41,7 +41,7 @@ from supersub_tf.freshness import ensure_fresh
 from supersub_tf.run_lock import run_lock
 
 #: The config file of the study; ``base`` paths in it are relative to its folder.
-DEFAULT_SCALING_CONFIG = Path("configs") / "scaling.yaml"
+DEFAULT_SCALING_CONFIG = "scaling"  # built-in (supersub_tf/configs/scaling.yaml)
 
 _SIZE_NAME = re.compile(r"^(?P<model>[A-Za-z0-9_]+?)_w(?P<width>[0-9]*\.?[0-9]+(?:e-?[0-9]+)?)$")
 
@@ -87,7 +87,7 @@ def _default_supersub_sizes() -> list:
 
 @dataclasses.dataclass
 class ScalingConfig:
-    """The scaling study (``configs/scaling.yaml`` spells out these defaults).
+    """The scaling study (``supersub_tf/configs/scaling.yaml`` spells out these defaults).
 
     Attributes:
         name: The study's folder under ``output_dir``.
