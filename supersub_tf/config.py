@@ -19,6 +19,9 @@ import yaml
 from supersub_tf.atomic import atomic_write_text
 from supersub_tf.errors import ConfigError
 
+#: ``train.distribution`` settings (see :mod:`supersub_tf.training.distribution`).
+DISTRIBUTIONS = ("auto", "none", "mirrored", "multi_worker", "tpu")
+
 
 @dataclasses.dataclass
 class SyntheticConfig:
@@ -136,6 +139,10 @@ class TrainConfig:
             generalist (0: none). The head shares the trunk, is trained on the fine
             labels beside the superclass head, and is dropped from the stored system: it
             only shapes the trunk (and is a vanilla-size baseline of its own).
+        distribution: The ``tf.distribute`` strategy that trains every network
+            (:mod:`supersub_tf.training.distribution`): ``auto`` (MirroredStrategy when
+            several GPUs are visible, else one device), ``none``, ``mirrored``,
+            ``multi_worker`` (TF_CONFIG) or ``tpu``. ``batch_size`` is the global batch.
         deterministic: Bit-identical networks from the same seed and data
             (``tf.config.experimental.enable_op_determinism``, which also makes tf.data's
             parallel maps keep their order); off by default, it costs speed (see the
@@ -162,9 +169,13 @@ class TrainConfig:
     verbose: str = "auto"
     backup_every_steps: int = 0
     generalist_fine_head: float = 0.0
+    distribution: str = "auto"
     deterministic: bool = False
 
     def __post_init__(self) -> None:
+        if self.distribution not in DISTRIBUTIONS:
+            raise ConfigError(f"train.distribution must be one of {', '.join(DISTRIBUTIONS)}, "
+                              f"got {self.distribution!r}")
         if self.optimizer not in ("sgd", "adamw"):
             raise ConfigError(f"train.optimizer must be sgd or adamw, got {self.optimizer!r}")
         if self.schedule not in ("cosine", "step", "constant"):

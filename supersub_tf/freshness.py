@@ -33,6 +33,8 @@ NEUTRAL_SETTINGS: dict[str, str] = {
     "train.eval_batch_size": "batching of evaluation; predictions are the same",
     "train.backup_every_steps": "how often a resumable backup is written",
     "train.deterministic": "makes the same training reproducible, not a different one",
+    "train.distribution": ("spreads the same global batch over devices (batch-norm "
+                           "statistics aside, the same optimisation)"),
     "data.path": "where the same dataset is found",
     "data.download": "whether an absent archive is fetched",
     "data.verify_images": "a check before use; the images used are the same",

@@ -40,6 +40,7 @@ from supersub_tf.data.summary import format_gaps, format_table, split_counts
 from supersub_tf.freshness import ensure_fresh
 from supersub_tf.models import check_model_name
 from supersub_tf.run_lock import run_lock
+from supersub_tf.training.distribution import strategy_for
 
 NETWORK_KINDS = ("vanilla", "generalist", "specialists", "supersub")
 
@@ -96,6 +97,7 @@ def train_stage(config: RunConfig, kinds: str | list[str] | None = None,
         wanted = dataclasses.replace(config, networks=[
             *config.networks, *(k for k in kinds if k not in config.networks)])
         ensure_fresh(wanted, run_dir, retrain, log)
+        strategy_for(config.train.distribution)  # multi_worker: before any other TF op
         source = source or create_source(config.data)  # bad data fails before any write
         save_config(config, run_dir / "config.yaml")
         metrics = {}
@@ -122,6 +124,7 @@ def supersub_stage(config: RunConfig, source: ImageSource | None = None,
     run_dir = _checked_run_dir(config)
     with run_lock(run_dir):
         ensure_fresh(config, run_dir, retrain, log)
+        strategy_for(config.train.distribution)  # multi_worker: before any other TF op
         return _supersub_results(config, run_dir, source or create_source(config.data), log)
 
 
@@ -313,6 +316,7 @@ def run_pipeline(config: RunConfig, log=print, retrain: bool = False) -> Path:
     run_dir = _checked_run_dir(config)
     with run_lock(run_dir):
         ensure_fresh(config, run_dir, retrain, log)
+        strategy_for(config.train.distribution)  # multi_worker: before any other TF op
         return _run_all(config, run_dir, log)
 
 

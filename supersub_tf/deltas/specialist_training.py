@@ -28,6 +28,7 @@ from supersub_tf.data.source import ImageSource
 from supersub_tf.deltas.delta_set import DeltaSet, load_delta_set, save_delta_set
 from supersub_tf.deltas.specialist import build_delta_specialist, extract_delta_set
 from supersub_tf.freshness import check_stage, delta_settings, record_settings
+from supersub_tf.training.distribution import training_scope
 from supersub_tf.training.engine import (
     fit, seed_everything, steps_for, with_catch_all_targets, with_targets)
 from supersub_tf.training.networks import predict
@@ -79,18 +80,19 @@ def train_delta_specialist(config: RunConfig, source: ImageSource, run_dir: str 
                              superclass=superclass, seed=seed, source=source)
         train_targets = with_targets(train.dataset, "subclass", n)
         val_targets = with_targets(val.dataset, "subclass", n)
-    model = build_delta_specialist(generalist, n + int(catch_all),
-                                   from_stage=settings.from_stage,
-                                   train_batchnorm=settings.train_batchnorm, bits=bits)
-    trainable = sum(int(w.shape.num_elements()) for w in model.trainable_weights)
-    log(f"[{label}] {trainable:,} trainable values, {train.num_examples:,} images"
-        f"{' (others included)' if catch_all else ''}, {train_cfg.epochs} epochs")
     start = time.time()
     steps = steps_for(train.num_examples, train_cfg.batch_size)
     if bits is not None and steps * train_cfg.epochs < 2:
         log(f"[{label}] warning: one optimizer step only; the QAT quantizer's range is set "
             "from the delta before the step (zero), so every code would be zero")
-    fit(model, train_targets, val_targets, train_cfg, out, steps)
+    with training_scope(train_cfg.distribution):
+        model = build_delta_specialist(generalist, n + int(catch_all),
+                                       from_stage=settings.from_stage,
+                                       train_batchnorm=settings.train_batchnorm, bits=bits)
+        trainable = sum(int(w.shape.num_elements()) for w in model.trainable_weights)
+        log(f"[{label}] {trainable:,} trainable values, {train.num_examples:,} images"
+            f"{' (others included)' if catch_all else ''}, {train_cfg.epochs} epochs")
+        fit(model, train_targets, val_targets, train_cfg, out, steps)
     probs, labels = predict(model, val.dataset)
     metrics = {"superclass": superclass, "bits": bits, "num_classes": n,
                "train_images": train.num_examples, "epochs": train_cfg.epochs,

@@ -35,6 +35,7 @@ from supersub_tf.freshness import check_stage, network_settings, record_settings
 from supersub_tf.hierarchy import Hierarchy
 from supersub_tf.models import AUX_LOGITS_LAYER, aux_head, create_model, main_head, with_aux_head
 from supersub_tf.models.blocks import LOGITS_LAYER
+from supersub_tf.training.distribution import training_scope
 from supersub_tf.training.engine import (
     FINAL_WEIGHTS, fit, seed_everything, steps_for, with_head_targets, with_targets)
 from supersub_tf.training.predictions import PREDICTIONS, save_predictions
@@ -133,23 +134,28 @@ def train_network(config: RunConfig, source: ImageSource, kind: str, run_dir: st
                          superclass=superclass, seed=seed, source=source)
     val = load_dataset(config.data, "val", batch_size=train_cfg.eval_batch_size,
                        training=False, superclass=superclass, source=source)
-    model = build_model(train_cfg, n, config.data.image_size)
     fine_head = train_cfg.generalist_fine_head if kind == "generalist" else 0.0
-    log(f"[{label}] {train_cfg.model} x{train_cfg.width}, {model.count_params():,} parameters, "
-        f"{n} classes, {train.num_examples:,} training images, {train_cfg.epochs} epochs"
-        + (f", auxiliary fine head (loss weight {fine_head})" if fine_head else ""))
-    start = time.time()
     steps_per_epoch = steps_for(train.num_examples, train_cfg.batch_size)
-    if fine_head:  # both heads on the shared trunk; later stages use the superclass head
-        full = with_aux_head(model, hierarchy.num_classes)
-        heads = {LOGITS_LAYER: (key, n), AUX_LOGITS_LAYER: ("fine", hierarchy.num_classes)}
-        history = fit(full, with_head_targets(train.dataset, heads),
-                      with_head_targets(val.dataset, heads), train_cfg, out, steps_per_epoch,
-                      loss_weights={LOGITS_LAYER: 1.0, AUX_LOGITS_LAYER: fine_head})
-        model = main_head(full)
-    else:
-        history = fit(model, with_targets(train.dataset, key, n),
-                      with_targets(val.dataset, key, n), train_cfg, out, steps_per_epoch)
+    with training_scope(train_cfg.distribution) as strategy:  # variables on every replica
+        model = build_model(train_cfg, n, config.data.image_size)
+        log(f"[{label}] {train_cfg.model} x{train_cfg.width}, {model.count_params():,} "
+            f"parameters, {n} classes, {train.num_examples:,} training images, "
+            f"{train_cfg.epochs} epochs"
+            + (f", auxiliary fine head (loss weight {fine_head})" if fine_head else "")
+            + (f", {strategy.num_replicas_in_sync} replicas"
+               if strategy.num_replicas_in_sync > 1 else ""))
+        start = time.time()
+        if fine_head:  # both heads on the shared trunk; later stages use the superclass head
+            full = with_aux_head(model, hierarchy.num_classes)
+            heads = {LOGITS_LAYER: (key, n), AUX_LOGITS_LAYER: ("fine", hierarchy.num_classes)}
+            history = fit(full, with_head_targets(train.dataset, heads),
+                          with_head_targets(val.dataset, heads), train_cfg, out,
+                          steps_per_epoch,
+                          loss_weights={LOGITS_LAYER: 1.0, AUX_LOGITS_LAYER: fine_head})
+            model = main_head(full)
+        else:
+            history = fit(model, with_targets(train.dataset, key, n),
+                          with_targets(val.dataset, key, n), train_cfg, out, steps_per_epoch)
     seconds = time.time() - start
     probs, labels = predict(model, val.dataset)
     save_predictions(out / PREDICTIONS, probs, labels)
@@ -165,6 +171,7 @@ def train_network(config: RunConfig, source: ImageSource, kind: str, run_dir: st
         "top5": float(np.mean((np.argsort(-probs, 1)[:, :5] == target[:, None]).any(1))),
         "final_train_accuracy": (float(history["accuracy"][-1]) if "accuracy" in history
                                  else None),
+        "final_train_loss": float(history["loss"][-1]) if "loss" in history else None,
     }
     if fine_head:  # the auxiliary head is a vanilla-size fine classifier of its own
         fine_probs, _ = predict(aux_head(full), val.dataset)
