@@ -183,14 +183,25 @@ def _cmd_budget(args: argparse.Namespace) -> None:
 
 def _cmd_summary(args: argparse.Namespace) -> None:
     from supersub_tf.data import create_source
-    from supersub_tf.data.summary import format_gaps, format_table, split_counts
+    from supersub_tf.data.summary import (
+        format_gaps, format_table, hierarchy_counts, split_counts)
+    from supersub_tf.errors import DataError
 
     config = _load_config(args)
-    summary = split_counts(create_source(config.data))
+    # An inspection never downloads; without the images, a preset still has its counts.
+    config.data.download = False
+    try:
+        summary = split_counts(create_source(config.data))
+    except DataError as err:
+        if not args.preset:
+            raise
+        from supersub_tf.presets import load_preset
+
+        summary = hierarchy_counts(load_preset(args.preset), str(err))
     if args.json:
         print(json.dumps(summary, indent=2))
         return
-    print(f"{summary['dataset']}, hierarchy {summary['hierarchy']}")
+    print(f"{summary['dataset'] or 'no dataset'}, hierarchy {summary['hierarchy']}")
     print(format_table(summary))
     if gaps := format_gaps(summary):
         print(gaps)

@@ -51,6 +51,8 @@ class Hierarchy:
         known_ids: If given, every subclass id must be in it (e.g. the wnids a dataset
             provides); an id outside it is an error.
         metadata: Free-form provenance (how the hierarchy was built), kept in its JSON.
+        left_out: Classes of the dataset it was built over that fall in no superclass
+            (wnid and name), for the sources to report; not saved in its JSON.
 
     Raises:
         HierarchyError: On an empty hierarchy or superclass, a duplicate superclass name,
@@ -59,10 +61,12 @@ class Hierarchy:
 
     def __init__(self, superclasses: Sequence[Superclass], name: str = "",
                  known_ids: Iterable[str] | None = None,
-                 metadata: dict[str, Any] | None = None) -> None:
+                 metadata: dict[str, Any] | None = None,
+                 left_out: Sequence[tuple[str, str]] = ()) -> None:
         self.name = name
         self.superclasses = tuple(superclasses)
         self.metadata = dict(metadata or {})
+        self.left_out = tuple(left_out)
         self._validate(known_ids)
         self.subclasses = tuple(s for sup in self.superclasses for s in sup.subclasses)
         self._fine_by_id = {s.id: i for i, s in enumerate(self.subclasses)}

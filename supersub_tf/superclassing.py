@@ -140,13 +140,14 @@ def build_hierarchy(spec: SuperclassingSpec, class_ids: Sequence[str],
                     wordnet: WordNet | None = None) -> Hierarchy:
     """Assigns each of ``class_ids`` to its superclass and returns the hierarchy.
 
-    Classes descending from no superclass are left out. Within a superclass, WordNet-
+    Classes descending from no superclass are left out, and listed in the hierarchy's
+    ``left_out`` (the data sources report them). Within a superclass, WordNet-
     assigned subclasses are ordered by wnid, so the result does not depend on the order
     of the dataset's class list; explicit subclass lists keep their order.
 
     Raises:
-        HierarchyError: A class descends from two superclasses and no ``resolve`` rule
-            settles it; a resolve rule names an unknown superclass; a ``parents`` pin
+        HierarchyError: Classes descend from two superclasses and no ``resolve`` rule
+            settles them (all of them named at once); a resolve rule names an unknown superclass; a ``parents`` pin
             names a synset that is not a parent; a superclass ends up empty; an explicit
             subclass id is not among ``class_ids``.
         DataError: A synset or class wnid is absent from the WordNet metadata.
@@ -170,23 +171,31 @@ def build_hierarchy(spec: SuperclassingSpec, class_ids: Sequence[str],
         wordnet.check_known([c for c in known if c not in explicit], what="class wnid")
         if spec.parents:
             wordnet = _pin_parents(spec, wordnet)
+    conflicts, uncovered = [], []
     for cid in known:
         if cid in explicit:
             members[explicit[cid]].append(cid)
             continue
         if not needs_wordnet:
+            uncovered.append(cid)
             continue
         owners = [s.name for s in spec.superclasses
                   if any(wordnet.is_a(cid, syn) for syn in s.synsets)
                   and not any(wordnet.is_a(cid, ex) for ex in s.exclude)]
         if len(owners) > 1:
             if cid not in resolve:
-                raise HierarchyError(
-                    f"{spec.name}: class {cid} ({wordnet.name(cid)}) descends from "
-                    f"superclasses {owners}; add 'resolve: {{{cid}: <superclass>}}' to the spec")
+                conflicts.append(f"{cid} ({wordnet.name(cid)}) descends from {owners}")
+                continue
             owners = [resolve[cid]]
         if owners:
             members[owners[0]].append(cid)
+        else:
+            uncovered.append(cid)
+    if conflicts:  # every one at once, not one per attempt
+        raise HierarchyError(
+            f"{spec.name}: {len(conflicts)} class(es) descend from two or more superclasses: "
+            + "; ".join(conflicts) + ". Add 'resolve: {<wnid>: <superclass>}' entries to the "
+            "spec for each")
     missing = [cid for cid in explicit if cid not in set(known)]
     if missing:
         raise HierarchyError(f"{spec.name}: subclass id {missing[0]!r} (superclass "
@@ -203,4 +212,7 @@ def build_hierarchy(spec: SuperclassingSpec, class_ids: Sequence[str],
         metadata["exclude"] = {s.name: list(s.exclude) for s in spec.superclasses if s.exclude}
         if spec.parents:
             metadata["parents"] = dict(spec.parents)
-    return Hierarchy(superclasses, name=spec.name, known_ids=known, metadata=metadata)
+    left_out = [(c, wordnet.name(c) if wordnet is not None and c in wordnet else c)
+                for c in uncovered]
+    return Hierarchy(superclasses, name=spec.name, known_ids=known, metadata=metadata,
+                     left_out=left_out)

@@ -166,3 +166,13 @@ def test_bad_settings_fail_before_any_work(tmp_path):
     with pytest.raises(SuperSubError, match="unknown preset 'no_such_preset'"):
         run_pipeline(config, log=lambda *_: None)
     assert not (tmp_path / "runs" / "bad").exists()
+
+
+def test_data_summary_of_a_preset_without_images(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SUPERSUB_DATA_DIR", str(tmp_path))  # no archive, and no download
+    assert main(["data", "summary", "--preset", "superclassing_imagenet"]) == 0
+    out = capsys.readouterr().out
+    assert "dog                116  not available" in out
+    assert "total              281" in out and "images not available: Tiny ImageNet not found" in out
+    assert main(["data", "summary"]) == 2  # without a preset there is nothing to show
+    assert "Tiny ImageNet not found" in capsys.readouterr().err

@@ -63,15 +63,24 @@ def test_user_spec_assigns_classes(imagenet_wordnet):
     h = build_hierarchy(spec, classes, imagenet_wordnet)
     assert h.class_ids == ["n02085620", "n02099601", "n02123045"]  # the finch is left out
     assert h.superclass_names == ["dog", "cat"]
+    assert [wnid for wnid, _ in h.left_out] == ["n01530575"]  # ... and listed
 
 
 def test_overlap_needs_a_resolve_rule(imagenet_wordnet):
     data = {"name": "overlap", "superclasses": {"dog": "n02084071", "toy": "n02085374",
                                                 "bird": "n01503061"}}
     classes = ["n02085620", "n02099601", "n01530575"]
-    with pytest.raises(HierarchyError, match=r"n02085620 \(Chihuahua\) descends from "
-                                             r"superclasses \['dog', 'toy'\]"):
+    with pytest.raises(HierarchyError, match=r"1 class\(es\) descend from two or more "
+                                             r"superclasses: n02085620 \(Chihuahua\) "
+                                             r"descends from \['dog', 'toy'\]"):
         build_hierarchy(SuperclassingSpec.from_dict(data), classes, imagenet_wordnet)
+    data["superclasses"]["terrier"] = "n02092468"  # the Norwich is a terrier and a dog
+    with pytest.raises(HierarchyError, match=r"2 class\(es\).*n02085620 \(Chihuahua\).*"
+                                             r"n02094258 \(Norwich terrier\) descends from "
+                                             r"\['dog', 'terrier'\]"):  # all at once
+        build_hierarchy(SuperclassingSpec.from_dict(data), classes + ["n02094258"],
+                        imagenet_wordnet)
+    del data["superclasses"]["terrier"]
     data["resolve"] = {"n02085620": "toy"}
     h = build_hierarchy(SuperclassingSpec.from_dict(data), classes, imagenet_wordnet)
     assert [s.name for s in h.superclasses[1].subclasses] == ["Chihuahua"]

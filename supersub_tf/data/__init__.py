@@ -63,7 +63,13 @@ def create_source(config: DataConfig) -> ImageSource:
     if not config.preset:
         raise ConfigError(f"data.preset is required for data.dataset={config.dataset!r}")
     tiny_path = config.path if name == "tiny_imagenet" else None  # for classes: tiny_imagenet
-    return factory(config, load_preset(config.preset, tiny_imagenet_path=tiny_path or None))
+    hierarchy = load_preset(config.preset, tiny_imagenet_path=tiny_path or None)
+    source = factory(config, hierarchy)
+    if hierarchy.left_out:  # a spec built over the dataset's classes: what it leaves out
+        names = ", ".join(f"{wnid} ({name})" for wnid, name in hierarchy.left_out)
+        source.notes.append(f"{len(hierarchy.left_out)} class(es) of the dataset fall in no "
+                            f"superclass of {hierarchy.name} and are left out: {names}")
+    return source
 
 
 def _checked_source(config: DataConfig, split: str, source: ImageSource | None) -> ImageSource:

@@ -7,7 +7,10 @@ from typing import Any
 import numpy as np
 
 from supersub_tf.data.source import ImageSource
+from supersub_tf.hierarchy import Hierarchy
 from supersub_tf.tables import markdown_table, text_table
+
+NOT_AVAILABLE = "not available"
 
 
 def split_counts(source: ImageSource) -> dict[str, Any]:
@@ -35,6 +38,18 @@ def split_counts(source: ImageSource) -> dict[str, Any]:
             "rows": rows, "totals": totals,
             "skipped": {split: list(names) for split, names in source.skipped.items() if names},
             "notes": list(source.notes)}
+
+
+def hierarchy_counts(hierarchy: Hierarchy, reason: str) -> dict[str, Any]:
+    """:func:`split_counts` of a hierarchy whose images are not on disk: the subclass
+    counts, and image columns that say the images are not available (and why)."""
+    rows = [{"superclass": sup.name, "subclasses": len(sup.subclasses), "train": NOT_AVAILABLE,
+             "val": NOT_AVAILABLE} for sup in hierarchy.superclasses]
+    totals = {"superclass": "total", "subclasses": hierarchy.num_classes,
+              "train": NOT_AVAILABLE, "val": NOT_AVAILABLE}
+    return {"hierarchy": hierarchy.name, "dataset": None, "splits": ["train", "val"],
+            "rows": rows, "totals": totals, "skipped": {},
+            "notes": [f"images not available: {reason}"]}
 
 
 def format_gaps(summary: dict[str, Any]) -> str:
