@@ -93,6 +93,59 @@ def test_notebook_has_smoke_parameter(path: Path) -> None:
     assert tagged[0].cell_type == "code" and "SMOKE" in tagged[0].source
 
 
+# Modules every Jupyter or Colab kernel has, so no set-up cell installs them.
+KERNEL_MODULES = {"IPython", "ipykernel"}
+
+
+def _imports(nb) -> set[str]:
+    """Top-level modules a notebook's code cells import (magics and shell lines skipped)."""
+    import ast
+
+    modules = set()
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        code = "\n".join(line for line in cell.source.splitlines()
+                         if not line.lstrip().startswith(("%", "!")))
+        for node in ast.walk(ast.parse(code)):
+            if isinstance(node, ast.Import):
+                modules |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules.add(node.module.split(".")[0])
+    return modules - set(sys.stdlib_module_names) - KERNEL_MODULES
+
+
+def _declared_distributions() -> set[str]:
+    """supersub_tf and the distributions pyproject.toml makes it depend on."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((NOTEBOOK_DIR.parent / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[<>=!~ \[;]", dep, maxsplit=1)[0] for dep in project["dependencies"]}
+    return {n.lower().replace("_", "-") for n in names | {project["name"]}}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_setup_cell_installs_every_import(path: Path) -> None:
+    """The set-up cell installs the package, whose dependencies must provide every module
+    the notebook imports; it also says when Colab needs a runtime restart."""
+    from importlib.metadata import packages_distributions
+
+    nb = _read(path)
+    setup = next(c for c in nb.cells if c.cell_type == "code").source
+    assert '%pip install -q "supersub_tf @ ' in setup, f"{path.name}: no install in set-up"
+    assert "Restart session" in setup, f"{path.name}: set-up cell does not say when to restart"
+    declared = _declared_distributions()
+    providers = packages_distributions()
+    for module in sorted(_imports(nb)):
+        if module == "supersub_tf":
+            continue
+        dists = {d.lower().replace("_", "-") for d in providers.get(module, [])}
+        assert dists & declared, (f"{path.name} imports {module} (from {sorted(dists)}), "
+                                  "which the set-up cell's install does not bring: add it to "
+                                  "pyproject.toml's dependencies")
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
 def test_notebook_has_colab_badge(path: Path) -> None:
     markdown = "\n".join(c.source for c in _read(path).cells if c.cell_type == "markdown")
