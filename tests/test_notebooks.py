@@ -167,8 +167,19 @@ def test_kernel_runs_this_interpreter(kernel_env: Path) -> None:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
 @pytest.mark.slow
-def test_notebook_runs_in_smoke_mode(path: Path, kernel_env: Path) -> None:
-    _data_dir_or_skip()
+def test_notebook_runs_in_smoke_mode(path: Path, kernel_env: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each notebook end to end in smoke mode. Notebook 01 runs with no ImageNet metadata
+    on disk (only the Tiny ImageNet archive), as on Colab, when WordNet 3.0 is installed
+    to take its place."""
+    data = _data_dir_or_skip()
+    if path.name.startswith("01_") and Path("/usr/share/wordnet/data.noun").is_file():
+        bare = kernel_env / "data_without_metadata"
+        bare.mkdir()
+        for name in TINY_ARCHIVES:
+            if (data / name).is_file():
+                (bare / name).symlink_to(data / name)
+        monkeypatch.setenv("SUPERSUB_DATA_DIR", str(bare))
     out = kernel_env / path.name
     start = time.perf_counter()
     result = _execute(path, out, parameters={"SMOKE": True})
