@@ -92,7 +92,6 @@ def test_mirrored_over_two_cpus_matches_one_device(tmp_path):
     number of steps on the same global batches. Stated tolerance: the final training
     loss within 15% and training accuracy within 0.15 of one device's, for the plain
     networks; the QAT delta specialist trains to codes of its bit width on both.
-    Mirrored training itself is reproducible: run twice, it gives identical metrics.
     """
     results, log = run_worker(tmp_path, "none", "mirrored")
     assert "2 replicas" in log
@@ -105,10 +104,6 @@ def test_mirrored_over_two_cpus_matches_one_device(tmp_path):
         assert results[setting]["delta"]["steps"] == one["delta"]["steps"]  # global batch
         codes = results[setting]["codes"]
         assert min(codes) >= -7 and max(codes) <= 7 and len(codes) > 3  # trained 4-bit codes
-    again, _ = run_worker(tmp_path / "again", "mirrored")
-    assert again["mirrored"]["vanilla"] == {**two["vanilla"],
-                                            "train_seconds": again["mirrored"]["vanilla"]
-                                            ["train_seconds"]}
 
 
 def free_port() -> int:
