@@ -11,13 +11,21 @@ path corrupts the heap on ordinary inputs (narrow convolutions at 48-64 px, batc
 traceback; upstream tensorflow/tensorflow#117700 and #123109, fix not merged in 2.21).
 A speed-up that can kill a run without a message is not a default; TensorFlow itself
 turns oneDNN on for some Intel CPUs, so the project sets it off explicitly.
+
+TensorFlow's C++ log stops at warnings (``TF_CPP_MIN_LOG_LEVEL=2``), and on a machine
+without an NVIDIA driver at errors too (``3``): there its only error line is the CUDA
+probe's "failed call to cuInit", printed by every process that looks for devices, and
+every real failure still raises a Python exception. Set the variable yourself to see
+more.
 """
 
 import os as _os
 
+_NO_NVIDIA_DRIVER = not _os.path.exists("/proc/driver/nvidia/version")
+
 _os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # opt-in only: see above
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if _NO_NVIDIA_DRIVER else "2")
 
 from supersub_tf.errors import ConfigError, DataError, HierarchyError, SuperSubError  # noqa: E402
 from supersub_tf.hierarchy import Hierarchy, Subclass, Superclass  # noqa: E402
