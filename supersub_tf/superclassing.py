@@ -8,7 +8,7 @@ to the one superclass it descends from, and returns a validated :class:`Hierarch
 Spec files are YAML or JSON. The compact form maps names to synsets::
 
     name: my_animals
-    classes: imagenet1k            # imagenet1k | tiny_imagenet | explicit
+    classes: imagenet1k            # imagenet1k | tiny_imagenet | imagenette | explicit
     superclasses:
       bird: n01503061
       reptile_amphibian: [n01661091, n01627424]
@@ -42,7 +42,7 @@ from supersub_tf.errors import HierarchyError
 from supersub_tf.hierarchy import Hierarchy, Subclass, Superclass
 from supersub_tf.wordnet import WordNet
 
-CLASS_SOURCES = ("imagenet1k", "tiny_imagenet", "explicit")
+CLASS_SOURCES = ("imagenet1k", "tiny_imagenet", "imagenette", "explicit")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,9 +147,9 @@ def build_hierarchy(spec: SuperclassingSpec, class_ids: Sequence[str],
 
     Raises:
         HierarchyError: Classes descend from two superclasses and no ``resolve`` rule
-            settles them (all of them named at once); a resolve rule names an unknown superclass; a ``parents`` pin
-            names a synset that is not a parent; a superclass ends up empty; an explicit
-            subclass id is not among ``class_ids``.
+            settles them (all of them named at once); a resolve rule names an unknown
+            superclass; a ``parents`` pin names a synset that is not a parent; a
+            superclass ends up empty; an explicit subclass id is not among ``class_ids``.
         DataError: A synset or class wnid is absent from the WordNet metadata.
     """
     known = list(dict.fromkeys(class_ids))

@@ -109,6 +109,43 @@ def test_imagenet_resized_maps_labels_by_name(tmp_path):
         assert image.dtype == np.uint8 and image.shape == (32, 32, 3)
 
 
+def test_imagenette_full_resolution_under_its_preset(tmp_path):
+    """Imagenette (any config) under imagenette_3: every one of its 10 classes is in the
+    preset, and its images reach the pipeline at their own size, then resized."""
+    builder = "imagenette/160px-v2"
+    hierarchy = load_preset("imagenette_3")
+    names = tfds.builder(builder).info.features["label"].names
+    assert sorted(names) == sorted(hierarchy.class_ids)  # no class left out
+    config = make_config(tmp_path, builder, "imagenette_3")
+    with mock(30):
+        source = TfdsSource(config, hierarchy)
+        assert source.splits() == ("train", "val")
+        assert raw_fine(source) == expected_fine(builder, hierarchy, names)
+        image, _ = next(source.raw("val").as_numpy_iterator())
+        assert image.dtype == np.uint8 and image.ndim == 3
+        data = load_dataset(config, "train", batch_size=8, source=source)
+        assert check_batches(data, hierarchy, 16) == len(source.labels("train"))
+
+
+def test_imagenet_v2_evaluates_an_imagenet_hierarchy(tmp_path):
+    """ImageNetV2 has one split, its test images: our val; training on it is refused."""
+    builder = "imagenet_v2/matched-frequency"
+    hierarchy = load_preset("superclassing_imagenet")
+    config = make_config(tmp_path, builder, "superclassing_imagenet")
+    names = tfds.builder(builder).info.features["label"].names
+    with mock(80):
+        source = TfdsSource(config, hierarchy)
+        assert source.splits() == ("val",)
+        expected = expected_fine(builder, hierarchy, names, spec="test")
+        assert expected and raw_fine(source, "val") == expected
+        with pytest.raises(DataError, match="has no split 'train'; available: \\['val'\\]"):
+            load_dataset(config, "train", batch_size=8, source=source)
+    with pytest.raises(DataError, match="no training split to hold a test split out of"):
+        with mock(8):
+            TfdsSource(make_config(tmp_path, builder, "superclassing_imagenet",
+                                   test_fraction=0.1), hierarchy)
+
+
 def test_cifar100_numeric_names_use_official_order(tmp_path):
     hierarchy = load_preset("cifar100_20")
     assert CIFAR100_FINE_NAMES == tuple(sorted(hierarchy.class_ids))

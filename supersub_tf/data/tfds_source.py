@@ -1,14 +1,21 @@
-"""tensorflow-datasets builders as sources: ImageNet-1k, downsampled ImageNet, CIFAR-100.
+"""tensorflow-datasets builders as sources: ImageNet-1k and its kin, CIFAR-100.
 
 ``data.dataset: tfds:<builder>`` reads one of :data:`VAL_SPLITS`' builders from the
 tfds data_dir (``data.path``, else ``$SUPERSUB_DATA_DIR/tensorflow_datasets``). Our
 splits map onto the builder's:
 
 * ``train``: tfds ``train`` (less the ``test`` block below);
-* ``val``: tfds ``validation`` (ImageNet builders) or ``test`` (CIFAR-100);
+* ``val``: tfds ``validation`` (ImageNet builders, Imagenette) or ``test`` (CIFAR-100,
+  ImageNetV2);
 * ``test``: only when ``data.test_fraction > 0``, one contiguous block of tfds
   ``train`` (tfds stores ``train`` in a shuffled order, so a block is a fair sample);
   ``data.split_seed`` picks the block, seed 0 being the last one.
+
+``imagenette`` (any of its configs, e.g. ``tfds:imagenette/320px-v2``) is 10 ImageNet
+classes at full resolution, a quick download (preset ``imagenette_3``). ``imagenet_v2``
+(``tfds:imagenet_v2/matched-frequency`` and the other configs) is 10,000 new test images
+of the 1,000 ILSVRC classes and has no training split: it serves as ``val`` only, for
+evaluating a system trained on ImageNet (e.g. under ``superclassing_imagenet``).
 
 tfds labels map to the hierarchy's fine labels by class *name* (a WordNet ID for the
 ImageNet builders, whose label orders differ; a CIFAR-100 fine name), never by index;
@@ -39,6 +46,10 @@ VAL_SPLITS = {
     "imagenet_resized/64x64": "validation",
     "cifar100": "test",
 }
+#: Builder families accepted with any of their configs -> the split serving as ``val``.
+FAMILY_VAL_SPLITS = {"imagenette": "validation", "imagenet_v2": "test"}
+#: Builders without a training split (their one split is for evaluation only).
+EVALUATION_ONLY = ("imagenet_v2",)
 
 #: The archives imagenet2012 is prepared from, in ``<data_dir>/downloads/manual``.
 IMAGENET_TARS = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
@@ -69,10 +80,18 @@ def parse_builder(dataset: str) -> str:
         ConfigError: The builder is not one of :data:`VAL_SPLITS`.
     """
     builder = dataset.split(":", 1)[1] if ":" in dataset else ""
-    if builder.split(":")[0] not in VAL_SPLITS:
+    if val_split_of(builder) is None:
+        supported = [f"tfds:{b}" for b in VAL_SPLITS] + [f"tfds:{f}[/<config>]"
+                                                          for f in FAMILY_VAL_SPLITS]
         raise ConfigError(f"unsupported tfds builder {builder!r} (data.dataset={dataset!r}); "
-                          f"supported: {', '.join('tfds:' + b for b in VAL_SPLITS)}")
+                          f"supported: {', '.join(supported)}")
     return builder
+
+
+def val_split_of(builder: str) -> str | None:
+    """The tfds split that serves as our ``val`` for a builder (None: unsupported)."""
+    name = builder.split(":")[0]
+    return VAL_SPLITS.get(name) or FAMILY_VAL_SPLITS.get(name.split("/")[0])
 
 
 def carve_test(num_train: int, fraction: float, seed: int) -> tuple[str, str]:
@@ -212,7 +231,12 @@ class TfdsSource(ImageSource):
 
     def _split_specs(self) -> dict[str, str]:
         """Our split -> the tfds split spec (with absolute slices for held-out test)."""
-        specs = {"train": "train", "val": VAL_SPLITS[self.name.split(":")[0]]}
+        specs = {"train": "train", "val": val_split_of(self.name)}
+        if self.name.split("/")[0].split(":")[0] in EVALUATION_ONLY:
+            if self.config.test_fraction > 0:
+                raise DataError(f"tfds {self.name} has no training split to hold a test split "
+                                "out of; set data.test_fraction=0 (its images are the val split)")
+            return {"val": specs["val"]}
         if self.config.test_fraction > 0:
             splits = self.builder.info.splits
             if "train" not in splits:

@@ -90,11 +90,25 @@ def class_list_for(spec: SuperclassingSpec, classes_path: str | os.PathLike | No
         return read_class_list(p)
     if spec.classes == "imagenet1k":
         return imagenet1k_classes(meta_dir)
+    if spec.classes == "imagenette":
+        return imagenette_classes()
     if spec.classes == "tiny_imagenet":
         from supersub_tf.data.tiny_imagenet import find_archive, read_wnids
 
         return read_wnids(find_archive(tiny_imagenet_path or None, download=False))
     return [cid for s in spec.superclasses for cid in s.subclasses]
+
+
+def imagenette_classes() -> list[str]:
+    """Imagenette's 10 ImageNet wnids in tfds label order (the list tfds ships)."""
+    import importlib.resources
+
+    labels = (importlib.resources.files("tensorflow_datasets")
+              / "image_classification/imagenette_labels.txt")
+    if not labels.is_file():
+        raise DataError("Imagenette's class list not found (tensorflow-datasets' "
+                        "image_classification/imagenette_labels.txt)")
+    return [line.strip() for line in labels.read_text().splitlines() if line.strip()]
 
 
 def imagenet1k_classes(meta_dir: str | os.PathLike | None = None) -> list[str]:
