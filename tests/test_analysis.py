@@ -334,6 +334,24 @@ def test_plots_write_pngs_without_touching_pyplot(tmp_path, toy):
     assert matplotlib.get_backend() == backend
 
 
+def test_confusion_names_the_superclass_blocks_on_both_axes(tmp_path, monkeypatch):
+    saved = []
+    real_save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path, dpi=110: (saved.append(fig),
+                                                                     real_save(fig, path))[1])
+    big = np.random.default_rng(0).integers(0, 5, (40, 40))  # too big for class labels
+    plots.plot_confusion(big, [f"c{i}" for i in range(40)], tmp_path / "big.png", "big",
+                         block_sizes=[10, 10, 20], block_names=["dog", "bird", "vehicle"])
+    axes = [child for ax in saved[0].axes for child in [ax, *ax.child_axes]]
+    named = {axis for ax in axes for axis in ("x", "y")
+             if [t.get_text() for t in getattr(ax, f"get_{axis}ticklabels")()]
+             == ["dog", "bird", "vehicle"]}
+    assert named == {"x", "y"}
+    with pytest.raises(ValueError, match="one name per block"):
+        plots.plot_confusion(big, [f"c{i}" for i in range(40)], tmp_path / "x.png", "x",
+                             block_sizes=[20, 20], block_names=["a"])
+
+
 def test_plot_input_errors(tmp_path):
     with pytest.raises(ValueError, match="square"):
         plots.plot_confusion(np.ones((2, 3)), ["a", "b"], tmp_path / "x.png", "x")

@@ -28,14 +28,14 @@ def plot_budget(records: list[dict[str, Any]], path: str | os.PathLike) -> Path:
         by_budget.plot(epochs, diff, color=color, marker=marker, label=routing)
         by_router.plot(generalist, diff, color=color, marker=marker, label=routing)
     for ax in (by_budget, by_router):
-        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.axhline(0.0, color="black", linewidth=0.8, label="vanilla network (no gain)")
         ax.set_ylabel("Super-Sub minus vanilla (top-1 points)")
         ax.grid(alpha=0.3)
+        ax.legend(title="Super-Sub routing", fontsize=7)  # each panel tells its lines apart
     by_budget.set_xscale("log", base=2)
     by_budget.set_xticks(epochs, [str(e) for e in epochs])
     by_budget.set_xlabel("training budget (epochs of each network)")
     by_router.set_xlabel("generalist superclass accuracy (%)")
-    by_budget.legend(title="routing")
     fig.tight_layout()
     return _save(fig, path)
 

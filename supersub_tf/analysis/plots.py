@@ -54,7 +54,8 @@ def row_normalize(matrix: Any) -> np.ndarray:
 
 def plot_confusion(matrix: Any, names: Sequence[str], path: str | os.PathLike,
                    title: str = "Confusion matrix", normalize: bool = True,
-                   block_sizes: Sequence[int] | None = None) -> Path:
+                   block_sizes: Sequence[int] | None = None,
+                   block_names: Sequence[str] | None = None) -> Path:
     """Heatmap of a confusion matrix (rows true, columns predicted).
 
     Args:
@@ -67,6 +68,9 @@ def plot_confusion(matrix: Any, names: Sequence[str], path: str | os.PathLike,
         block_sizes: Sizes of consecutive class blocks (subclasses per superclass); their
             boundaries are drawn as lines, which shows within- vs across-superclass
             confusion even when the matrix is too large for labels.
+        block_names: One name per block (the superclasses), written at each block's
+            middle along the top and right edges, so the blocks are named on both axes
+            whether or not the classes are.
     """
     m = np.asarray(matrix)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
@@ -76,6 +80,8 @@ def plot_confusion(matrix: Any, names: Sequence[str], path: str | os.PathLike,
         raise ValueError(f"{len(names)} names for a {c}x{c} confusion matrix")
     if block_sizes is not None and sum(block_sizes) != c:
         raise ValueError(f"block sizes sum to {sum(block_sizes)}, not {c}")
+    if block_names is not None and (block_sizes is None or len(block_names) != len(block_sizes)):
+        raise ValueError("block_names needs block_sizes, one name per block")
     values = row_normalize(m) if normalize else m.astype(np.float64)
     side = min(max(4.0, 0.32 * c + 2.5), 14.0)
     fig = _new_figure(side + 1.2, side)
@@ -97,6 +103,13 @@ def plot_confusion(matrix: Any, names: Sequence[str], path: str | os.PathLike,
         for edge in np.cumsum(block_sizes)[:-1]:
             ax.axhline(edge - 0.5, color="tab:red", linewidth=0.8)
             ax.axvline(edge - 0.5, color="tab:red", linewidth=0.8)
+    if block_names is not None:
+        middles = np.cumsum(block_sizes) - np.asarray(block_sizes) / 2 - 0.5
+        short = [_shorten(n, 16) for n in block_names]
+        top = ax.secondary_xaxis("top")
+        top.set_xticks(middles, short, rotation=90, fontsize=7, color="tab:red")
+        right = ax.secondary_yaxis("right")
+        right.set_yticks(middles, short, fontsize=7, color="tab:red")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=10)

@@ -114,7 +114,8 @@ def analyze_networks(run_dir: str | Path, hierarchy: Hierarchy, data_config: Dat
         sizes = [len(s.subclasses) for s in hierarchy.superclasses]
         figures["confusion_fine"] = plot_confusion(
             np.array(result["confusion"]), hierarchy.class_names, plots / "confusion_fine.png",
-            "Vanilla network: fine confusion (rows normalised)", block_sizes=sizes).name
+            "Vanilla network: fine confusion (rows normalised)", block_sizes=sizes,
+            block_names=hierarchy.superclass_names).name
         figures["confusion_superclass"] = plot_confusion(
             np.array(result["superclass_confusion"]), hierarchy.superclass_names,
             plots / "confusion_superclass.png",
