@@ -268,3 +268,23 @@ def test_deterministic_setting_gives_bit_identical_networks(tmp_path):
             capture_output=True, text=True, timeout=300, cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-2000:]
     assert all(np.array_equal(x, y) for x, y in zip(weights("a"), weights("b")))
+
+
+def test_evaluating_many_networks_in_turn_logs_no_retracing_warning(caplog):
+    """Each network's predictions trace one graph; evaluating many specialists in turn
+    must not print TensorFlow's excessive-retracing warning."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from supersub_tf.models import create_model
+    from supersub_tf.training.networks import predict
+
+    images = np.zeros((70, 16, 16, 3), np.float32)  # batches of 32, 32 and 6
+    dataset = tf.data.Dataset.from_tensor_slices((images, {"fine": np.zeros(70, np.int32)}))
+    with caplog.at_level("WARNING", logger="tensorflow"):
+        for _ in range(7):
+            keras.backend.clear_session()
+            probs, _ = predict(create_model("resnet8", 3, (16, 16, 3), width=0.25),
+                               dataset.batch(32))
+            assert probs.shape == (70, 3)
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -73,11 +74,32 @@ def build_model(config: TrainConfig, num_classes: int, image_size: int) -> keras
                         width=config.width)
 
 
+class _OwnTracesFilter(logging.Filter):
+    """Drops TensorFlow's "excessive retracing" warning about :func:`predict`'s functions:
+    each network is traced exactly once, and a run that evaluates many specialists in
+    turn traces many networks, which is what the warning's heuristic counts."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("triggered tf.function retracing" in message
+                    and "predict.<locals>" in message)
+
+
+tf.get_logger().addFilter(_OwnTracesFilter())
+
+
 def predict(model: keras.Model, dataset) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Softmax probabilities and labels of every batch of an (ordered) dataset."""
+    """Softmax probabilities and labels of every batch of an (ordered) dataset.
+
+    One graph per model whatever the batch sizes (the last batch is usually short):
+    ``predict_on_batch`` traced again per shape.
+    """
+    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+    forward = tf.function(lambda x: tf.nn.softmax(tf.cast(model(x, training=False),
+                                                          tf.float32)), input_signature=[spec])
     probs, labels = [], {}
     for images, batch_labels in dataset:
-        probs.append(tf.nn.softmax(tf.cast(model.predict_on_batch(images), tf.float32)).numpy())
+        probs.append(forward(images).numpy())
         for key, value in batch_labels.items():
             labels.setdefault(key, []).append(value.numpy())
     return np.concatenate(probs), {k: np.concatenate(v) for k, v in labels.items()}
