@@ -16,7 +16,8 @@ against the vanilla network and against float deltas.
 Full and small modes run the Super-Sub stage for the bit widths their run lacks
 (``deltas.bits=[float,8,6,4,2]``; finished delta sets are reused), waiting with
 ``--wait`` for another job that is writing the run. ``--bits`` picks other widths.
-Prints the table and writes JSON to ``benchmarks/results/storage_vs_accuracy_<mode>.json``.
+Prints the table and writes JSON to ``benchmarks/results/storage_vs_accuracy_<mode>.json``
+and the figure (top-1 against ``a``) beside it as ``.png``.
 """
 
 from __future__ import annotations
@@ -128,6 +129,13 @@ def main() -> None:
                f"x{run['backbone']['width']}, {rows[0]['specialists']} specialists)")
     if absent:
         print(f"(the run has no results for {', '.join(absent)})")
+    from supersub_tf.analysis.plots import plot_storage_vs_accuracy
+
+    figure = plot_storage_vs_accuracy(
+        rows, common.result_path(SCRIPT, common.mode_name(args.small), args.output)
+        .with_suffix(".png"),
+        vanilla.get("top1"), PAPER_A)
+    print(f"wrote {figure}")
     path = common.write_result(
         SCRIPT, common.mode_name(args.small),
         {"run": run, "bits_wanted": tags, "bits_absent": absent, "topk": topk,

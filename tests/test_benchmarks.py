@@ -267,3 +267,4 @@ def test_question_scripts_read_a_real_tiny_run(bench, tiny_supersub_run, tmp_pat
         best["top1"] - report["networks"]["vanilla"]["top1"])
     (row,) = [r for r in outputs["q4"]["rows"] if r["tag"] == "4bit"]
     assert row["a"] == pytest.approx(results["4bit"]["storage"]["a"])
+    assert (tmp_path / "q4.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the figure

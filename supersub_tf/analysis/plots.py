@@ -264,3 +264,37 @@ def plot_specialists_vs_vanilla(rows: Sequence[Mapping[str, Any]], path: str | o
 
 __all__ = ["plot_confusion", "plot_misclassified", "plot_specialists_vs_vanilla",
            "plot_training_curves", "read_history", "row_normalize"]
+
+
+# ------------------------------------------------------------------------------ storage
+def plot_storage_vs_accuracy(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike,
+                             vanilla_top1: float | None = None, paper_a: float = 0.2) -> Path:
+    """Super-Sub top-1 (hard routing) against the storage factor ``a`` of ``a * N + 1``.
+
+    Args:
+        rows: One per stored system: ``tag`` (its label), ``a`` and ``hard_top1``.
+        path: The PNG to write.
+        vanilla_top1: Drawn as a horizontal line (the network Super-Sub competes with).
+        paper_a: The paper's storage factor, drawn as a vertical line.
+    """
+    fig = _new_figure(6.0, 4.0)
+    ax = fig.subplots()
+    for row in sorted(rows, key=lambda r: r["a"]):
+        ax.scatter(row["a"], 100 * row["hard_top1"], s=36, zorder=3,
+                   label=f"{row['tag']} deltas: a = {row['a']:.3f}, "
+                         f"{100 * row['hard_top1']:.1f}%")
+    ax.plot([r["a"] for r in sorted(rows, key=lambda r: r["a"])],
+            [100 * r["hard_top1"] for r in sorted(rows, key=lambda r: r["a"])],
+            color="grey", linewidth=0.8, zorder=2)
+    ax.axvline(paper_a, color="tab:red", linestyle="--", linewidth=0.9,
+               label=f"the paper's a = {paper_a}")
+    if vanilla_top1 is not None:
+        ax.axhline(100 * vanilla_top1, color="black", linewidth=0.9,
+                   label=f"vanilla network {100 * vanilla_top1:.1f}%")
+    ax.set_xscale("log")
+    ax.set_xlabel("storage per specialist, a (float32 generalists; log scale)")
+    ax.set_ylabel("Super-Sub top-1, hard routing (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return _save(fig, path)
