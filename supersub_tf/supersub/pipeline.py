@@ -100,7 +100,14 @@ class SuperSubPipeline:
         self._generalist_features = tf.function(
             lambda shared: self._suffix_features(shared, self._variables), reduce_retracing=True)
         self._replayed = tf.function(self._replay, reduce_retracing=True)
-        self._host = {name: _host_arrays(d) for name, d in delta_sets.items()}
+        # Equal layouts as one object: tf.function keys its traces on the Python object,
+        # so the specialists of a system (which share a layout) share one trace.
+        self._layouts: dict[_Layout, _Layout] = {}
+        self._host = {name: self._interned(_host_arrays(d)) for name, d in delta_sets.items()}
+        # apply()/restore(): every touched variable written by one compiled call.
+        self._touched_variables = [v for name in self._touched for v in self._layers[name].weights]
+        self._write_specialist = tf.function(self._assign_specialist, reduce_retracing=True)
+        self._write_base = tf.function(self._assign_base, reduce_retracing=True)
 
     # ------------------------------------------------------------------ weights
     @functools.cached_property
@@ -110,31 +117,61 @@ class SuperSubPipeline:
         return {name: [w.numpy().copy() for w in self._layers[name].weights]
                 for name in self._touched}
 
+    def _interned(self, host: tuple[_Layout, np.ndarray, np.ndarray]
+                  ) -> tuple[_Layout, np.ndarray, np.ndarray]:
+        layout, codes, floats = host
+        return self._layouts.setdefault(layout, layout), codes, floats
+
+    @functools.cached_property
+    def _base_flat(self) -> tf.Tensor:
+        """:attr:`_base` as one float32 vector (what the compiled writes take)."""
+        return tf.constant(np.concatenate([w.reshape(-1).astype(np.float32)
+                                           for name in self._touched
+                                           for w in self._base[name]]))
+
     def apply(self, superclass: str) -> None:
         """Turns the trunk into ``superclass``'s specialist, in place.
 
-        Every new value is computed before the first write; if a write fails half-way
-        (a shape that does not fit, say), the generalist's weights are restored before
-        the error propagates.
+        One compiled call dequantizes the deltas on the device and writes every touched
+        variable (``W + codes * scales``, the owned batch norms); its writes run only once
+        the whole graph is built, so a delta that does not fit its kernel fails before
+        anything is written. Should a write still fail, the generalist's weights are
+        restored before the error propagates.
         """
-        deltas = self.delta_sets[superclass]
-        kernels = {name: self._base[name][0] + delta.dequantize()
-                   for name, delta in deltas.deltas.items()}
+        layout, codes, floats = self._interned(_host_arrays(self.delta_sets[superclass]))
         try:
-            for name, kernel in kernels.items():
-                self._layers[name].weights[0].assign(kernel)
-            for name, weights in deltas.owned.items():
-                if name != LOGITS_LAYER:
-                    self._layers[name].set_weights(weights)
+            self._write_specialist(layout, tf.constant(codes), tf.constant(floats),
+                                   self._base_flat)
         except BaseException:
             self.restore()
             raise
 
     def restore(self) -> None:
-        """Writes the generalist's weights back exactly (from the host copies)."""
-        for name, weights in self._base.items():
-            for variable, value in zip(self._layers[name].weights, weights):
-                variable.assign(value)
+        """Writes the generalist's weights back exactly (from the host copies), in one
+        compiled call."""
+        self._write_base(self._base_flat)
+
+    def _base_weights(self, base: tf.Tensor) -> dict[str, list[tf.Tensor]]:
+        sizes = [_size(tuple(v.shape)) for v in self._touched_variables]
+        flat = iter(tf.split(base, sizes))
+        return {name: [tf.reshape(next(flat), tuple(v.shape)) for v in self._layers[name].weights]
+                for name in self._touched}
+
+    def _assign(self, weights: dict[str, list[tf.Tensor]]) -> None:
+        for name in self._touched:
+            for variable, value in zip(self._layers[name].weights, weights[name]):
+                variable.assign(tf.cast(value, variable.dtype))
+
+    def _assign_base(self, base: tf.Tensor) -> None:
+        self._assign(self._base_weights(base))
+
+    def _assign_specialist(self, layout: _Layout, codes, floats, base: tf.Tensor) -> None:
+        weights = self._base_weights(base)
+        deltas, owned = self._unpacked(layout, codes, floats)
+        for name, delta in deltas.items():
+            weights[name] = [weights[name][0] + delta, *weights[name][1:]]
+        weights.update(owned)
+        self._assign(weights)
 
     def generalist_weights_equal(self) -> bool:
         """True if every weight a specialist touches is the generalist's, bit for bit."""
@@ -191,21 +228,32 @@ class SuperSubPipeline:
         tensors = self._forward.run(self._suffix, dict(zip(self._boundary, shared)), weights)
         return tensors[self._forward.output_key]
 
+    @staticmethod
+    def _unpacked(layout: _Layout, codes, floats
+                  ) -> tuple[dict[str, tf.Tensor], dict[str, list[tf.Tensor]]]:
+        """One specialist's dequantized deltas and owned trunk weights, as tensors, from
+        its two flat host arrays."""
+        codes = tf.split(tf.cast(codes, tf.float32), [_size(s) for _, s in layout.deltas])
+        floats = iter(tf.split(floats, [_size(s) for s in layout.float_shapes()]))
+        deltas = {}
+        for (name, shape), code in zip(layout.deltas, codes):
+            deltas[name] = tf.reshape(code, shape)
+            if layout.scaled:
+                deltas[name] = deltas[name] * next(floats)
+        owned = {name: [tf.reshape(next(floats), shape) for shape in shapes]
+                 for name, shapes in layout.owned}
+        return deltas, owned
+
     def _replay(self, shared, layout: _Layout, codes, floats):
         """The trunk's features of ``x`` with one specialist's weights, from its two flat
         host arrays (compiled once per layout and batch shape: the specialists of a
         system share one layout, so one trace, and a call passes three tensors)."""
-        codes = tf.split(tf.cast(codes, tf.float32), [_size(s) for _, s in layout.deltas])
-        floats = iter(tf.split(floats, [_size(s) for s in layout.float_shapes()]))
+        deltas, owned = self._unpacked(layout, codes, floats)
         weights = dict(self._variables)
-        for (name, shape), code in zip(layout.deltas, codes):
-            delta = tf.reshape(code, shape)
-            if layout.scaled:
-                delta = delta * next(floats)
+        for name, delta in deltas.items():
             base = self._variables[name]
             weights[name] = [base[0] + delta, *base[1:]]
-        for name, shapes in layout.owned:
-            weights[name] = [tf.reshape(next(floats), shape) for shape in shapes]
+        weights.update(owned)
         return self._suffix_features(shared, weights)
 
     def routed_subclass_probs(self, images, routes: np.ndarray, shared: list | None = None
