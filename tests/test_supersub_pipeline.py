@@ -180,6 +180,18 @@ def test_stage_two_never_writes_the_trunk_and_a_failed_swap_restores_it(tiny_sys
     with pytest.raises(Exception):
         pipeline.apply("a")
     assert pipeline.generalist_weights_equal()
+    # A write that fails after some variables were written (a device error, say).
+    pipeline.delta_sets = delta_sets
+    real_write = pipeline._write_specialist
+
+    def half_then_fail(*args):
+        real_write(*args)  # every variable now holds the specialist's value
+        raise RuntimeError("device lost")
+
+    pipeline._write_specialist = half_then_fail
+    with pytest.raises(RuntimeError, match="device lost"):
+        pipeline.apply("b")
+    assert pipeline.generalist_weights_equal()
 
 
 @pytest.mark.slow
