@@ -60,6 +60,9 @@ def storage_rows(supersub: dict[str, dict], vanilla_top1: float | None) -> list[
             "codes_units": mean_units("code_bytes"), "scales_units": mean_units("scale_bytes"),
             "owned_units": mean_units("owned_bytes"),
             "overhead_units": mean_units("overhead_bytes"),
+            "lzma_saving_units": (mean_units("compression_saving_bytes")
+                                  if all("compression_saving_bytes" in x for x in specialists)
+                                  else 0.0),
             "specialist_bytes_mean": storage["specialist_bytes"] / n if n else 0,
             "specialist_bytes": storage["specialist_bytes"],
             "generalist_bytes": storage["generalist_bytes"],
@@ -78,21 +81,23 @@ def print_rows(rows: list[dict], vanilla_top1: float | None, topk: int, title: s
     n = rows[0]["specialists"] if rows else 0
     common.print_table(
         title,
-        ["deltas", "bits", "a", "a*N + 1", "codes", "scales", "own head+BN", "overhead",
+        ["deltas", "bits", "a", "a*N + 1", "codes", "scales", "own head+BN", "lzma", "overhead",
          "bytes/specialist", "total bytes", "top-1 hard", f"top-1 top-{topk}", "top-1 oracle",
          "hard - vanilla", "hard - float"],
         [[r["tag"], r["bits"], f"{r['a']:.3f}", f"{r['a_n_plus_1']:.2f}",
           f"{r['codes_units']:.3f}", f"{r['scales_units']:.3f}", f"{r['owned_units']:.3f}",
-          f"{r['overhead_units']:.3f}", round(r["specialist_bytes_mean"]), r["total_bytes"],
+          f"{-r['lzma_saving_units']:.3f}", f"{r['overhead_units']:.3f}", round(r["specialist_bytes_mean"]), r["total_bytes"],
           common.pct(r["hard_top1"]), common.pct(r["topk_top1"]), common.pct(r["oracle_top1"]),
           common.points(r["hard_minus_vanilla"]), common.points(r["hard_minus_float"])]
          for r in rows]
         + [[f"{n + 1} separate networks", 32, "1.000", f"{n + 1:.2f}", None, None, None, None,
+            None,
             rows[0]["float32_network_bytes"] if rows else None,
             rows[0]["separate_float32_bytes"] if rows else None,
             None, None, None, None, None]])
-    print(f"a: mean stored specialist in float32 generalists ({rows[0]['float32_network_bytes']:,} "
-          f"bytes); codes/scales/own head+BN/overhead split it. Vanilla top-1 "
+    print(f"a: mean stored specialist in float32 generalists "
+          f"({rows[0]['float32_network_bytes']:,} bytes); codes, scales, own head+BN (raw "
+          f"arrays), lzma (what compression saved) and overhead split it. Vanilla top-1 "
           f"{common.pct(vanilla_top1)}. The paper: a = {PAPER_A} (0.2N + 1).")
     print()
 

@@ -82,3 +82,20 @@ def test_encode_rejects_arrays_that_are_not_the_layout():
 def test_unreadable_file_is_named(tmp_path):
     with pytest.raises(StorageError, match="nothing.delta: unreadable specialist file"):
         read_specialist_file(tmp_path / "nothing.delta", SPECS)
+
+
+def test_compressible_payload_is_stored_compressed():
+    """Trained 2-bit codes are mostly zero: the payload is LZMA-compressed, and reads back
+    the same bytes; without compression the file holds them raw."""
+    zeros = {**arrays(), "delta/conv/codes": np.zeros(10, np.uint8)}
+    big = [("delta/conv/codes", "uint8", (4000,)), *SPECS[1:]]
+    data = {**zeros, "delta/conv/codes": np.tile(np.array([0, 0, 0, 5], np.uint8), 1000)}
+    packed, raw = (encode_specialist(META, data, big, compress=c) for c in (True, False))
+    assert len(packed) < len(raw) / 4
+    for blob, kind in ((packed, "lzma"), (raw, "none")):
+        meta, loaded = decode_specialist(blob, big, "x.delta")
+        assert meta["compression"] == kind and meta["payload_bytes"] == 4000 + 16 + 24 + 8
+        for name, array in data.items():
+            np.testing.assert_array_equal(loaded[name], array)
+    assert decode_specialist(encode_specialist(META, arrays(), SPECS), SPECS,
+                             "x.delta")[0]["compression"] == "none"  # random: not smaller

@@ -213,7 +213,8 @@ def test_storage_report_is_consistent(system, generalist):
     for s in report["specialists"]:
         assert s["bytes"] == (system / s["file"]).stat().st_size
         assert s["bytes"] == (s["code_bytes"] + s["scale_bytes"] + s["owned_bytes"]
-                              + s["overhead_bytes"])
+                              - s["compression_saving_bytes"] + s["overhead_bytes"])
+        assert s["compression_saving_bytes"] >= 0 and 0 < s["overhead_bytes"] < 400
         assert s["delta_bytes"] == s["code_bytes"] + s["scale_bytes"]
         assert s["overhead_bytes"] > 0 and s["owned_layers"] == sorted(["logits", BN_LAYER])
     mean = np.mean([s["bytes"] for s in report["specialists"]])

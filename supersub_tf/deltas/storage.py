@@ -34,8 +34,10 @@ Two choices, and why:
   36,864 codes and 64 scales, so even at 2 bits they are under 3% of its bytes), and
   float32 keeps them exactly the scales the quantization-aware training used, so a
   loaded specialist reproduces the trained one bit for bit (float16 would not);
-* the files are not compressed, so the byte counts measure the format itself; the
-  packed codes of trained deltas are close to incompressible anyway.
+* the payload is LZMA-compressed when that makes it smaller: trained k-bit codes
+  cluster around zero (at 2 bits nine in ten are zero), so the densely packed codes
+  still carry spare bits, and :mod:`~supersub_tf.deltas.storage_report` shows what
+  compression saved next to the raw codes, scales and owned weights.
 
 Writing is atomic for the whole folder: everything goes into a hidden sibling
 directory that is renamed into place only when complete, so a failure never leaves a

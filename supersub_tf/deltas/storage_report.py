@@ -19,17 +19,21 @@ from supersub_tf.deltas.storage import (
     read_specialist, verify_file)
 
 
-def _specialist_breakdown(path: Path, entry: Mapping[str, Any],
+def _specialist_breakdown(path: Path, entry: Mapping[str, Any], meta: Mapping[str, Any],
                           arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """Bytes of one specialist file by kind: codes, scales, owned, format overhead."""
+    """Bytes of one specialist file by kind: codes, scales, owned (as arrays), what
+    compression saved on them, and the format's overhead (header and checksum)."""
     codes = sum(a.nbytes for k, a in arrays.items()
                 if k.startswith("delta/") and not k.endswith("/scales"))
     scales = sum(a.nbytes for k, a in arrays.items() if k.endswith("/scales"))
     owned = sum(a.nbytes for k, a in arrays.items() if k.startswith("owned/"))
     size = path.stat().st_size
+    raw = codes + scales + owned
+    stored = int(meta.get("stored_payload_bytes", raw))
     return {"superclass": entry["superclass"], "file": entry["file"], "bytes": size,
             "code_bytes": codes, "scale_bytes": scales, "delta_bytes": codes + scales,
-            "owned_bytes": owned, "overhead_bytes": size - codes - scales - owned,
+            "owned_bytes": owned, "compression": meta.get("compression", "none"),
+            "compression_saving_bytes": raw - stored, "overhead_bytes": size - stored,
             "owned_layers": sorted(entry.get("owned", {}))}
 
 
@@ -53,7 +57,7 @@ def storage_report(path: str | os.PathLike) -> dict[str, Any]:
     for entry in manifest["specialists"]:
         specialist, meta, arrays = read_specialist(root, manifest, entry)
         check_classes(specialist, meta, hierarchy, str(entry["superclass"]))
-        specialists.append(_specialist_breakdown(specialist, entry, arrays))
+        specialists.append(_specialist_breakdown(specialist, entry, meta, arrays))
     parameters = int(manifest["backbone"]["parameters"])
     unit = parameters * 4
     n = len(specialists)
@@ -83,7 +87,7 @@ def format_storage_report(report: Mapping[str, Any]) -> str:
     """A readable table of :func:`storage_report`'s numbers (bytes and units)."""
     backbone, unit = report["backbone"], report["float32_network_bytes"]
     width = max([32] + [len(s["file"]) for s in report["specialists"]])
-    blank = " " * 40
+    blank = " " * 50
 
     def row(name: str, size: int, detail: str) -> str:
         return f"{name:{width}s} {size:>11,d} {detail} {size / unit:>7.3f}"
@@ -98,20 +102,22 @@ def format_storage_report(report: Mapping[str, Any]) -> str:
         f"unit: one float32 generalist = {unit:,} bytes",
         "",
         f"{'part':{width}s} {'bytes':>11s} {'codes':>10s} {'scales':>8s} {'owned':>9s} "
-        f"{'overhead':>9s} {'units':>7s}",
+        f"{'lzma':>9s} {'overhead':>9s} {'units':>7s}",
         row(MANIFEST, report["manifest_bytes"], blank),
         row(GENERALIST_FILE, report["generalist_bytes"], blank),
     ]
     for s in report["specialists"]:
         lines.append(row(s["file"], s["bytes"],
                          f"{s['code_bytes']:>10,d} {s['scale_bytes']:>8,d} "
-                         f"{s['owned_bytes']:>9,d} {s['overhead_bytes']:>9,d}"))
+                         f"{s['owned_bytes']:>9,d} {-s.get('compression_saving_bytes', 0):>9,d} "
+                         f"{s['overhead_bytes']:>9,d}"))
     lines += [
         row("total", report["total_bytes"], blank),
         "",
-        "codes + scales: the deltas; owned: the specialist's own head and batch norm;",
-        "overhead: the file's header and checksum (format 2's .npz: a few hundred bytes "
-        "per array)",
+        "codes + scales: the deltas; owned: the specialist's own head and batch norm (as "
+        "arrays);",
+        "lzma: what compressing them saved; overhead: the file's header and checksum "
+        "(format 2's .npz: a few hundred bytes per array)",
         f"N = {report['num_specialists']} specialists, a = mean specialist / unit = "
         f"{report['a']:.4f}",
         f"Super-Sub a*N + 1 = {report['a_n_plus_1']:.3f} units, vs N + 1 = "
