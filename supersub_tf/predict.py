@@ -315,8 +315,8 @@ def format_predictions(records: Sequence[ImagePrediction], fmt: str) -> str:
 
     rows = []
     for r in records:
-        if r.error:
-            rows.append([r.path, "error", r.error, None, None])
+        if r.error:  # the file is in the first column already
+            rows.append([r.path, "error", r.error.removeprefix(f"{r.path}: "), None, None])
             continue
         top = ", ".join(f"{name} {p:.1%}" for _, name, p in r.top_k[1:])
         rows.append([r.path, f"{r.superclass} {r.superclass_prob:.1%}",
