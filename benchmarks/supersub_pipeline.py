@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import common  # also selects tf_keras and oneDNN before TensorFlow loads
 from supersub_tf.config import bits_tag, parse_bits
@@ -215,10 +216,34 @@ def main() -> None:
                               "images_per_second": n / statistics.median(t),
                               "specialists_run": used})
 
+    def exported(name):
+        """The system's SavedModel (both stages in one graph), on uint8 pixels."""
+        import tempfile
+
+        from supersub_tf.deltas.storage import SuperSubSystem
+        from supersub_tf.export.savedmodel import SIGNATURE, export_savedmodel
+
+        with tempfile.TemporaryDirectory() as tmp:
+            stored = SuperSubSystem(Path(args.system or tmp), hierarchy, dict(backbone),
+                                    dict(settings), generalist, delta_sets)
+            export_savedmodel(stored, Path(tmp) / "savedmodel", check=False)
+            serve = tf.saved_model.load(str(Path(tmp) / "savedmodel")).signatures[SIGNATURE]
+            pixels = rng.integers(0, 256, (256, size, size, 3), dtype=np.uint8)
+            for batch, count in ((tf.constant(pixels[:1]), reps["latency"]),
+                                 (tf.constant(pixels), reps["throughput"])):
+                t = timed_calls(lambda b=batch: serve(images=b)["fine"].numpy(), count,
+                                reps["warmup"])
+                used = len(np.unique(serve(images=batch)["superclass"].numpy()))
+                inference.append({"network": name, "batch": int(batch.shape[0]), "reps": count,
+                                  "median_ms": 1e3 * statistics.median(t),
+                                  "images_per_second": batch.shape[0] / statistics.median(t),
+                                  "specialists_run": used})
+
     single(f"vanilla-size network ({n_fine} classes), one pass", vanilla)
     single(f"generalist alone ({n_super} superclasses)", generalist)
     staged("Super-Sub, hard routing", "hard")
     staged("Super-Sub, every specialist per batch (balanced oracle)", "oracle", balanced)
+    exported("exported SavedModel, hard routing (uint8 input)")
     print("inference done", flush=True)
 
     # ------------------------------------------------------------------ swap
@@ -273,6 +298,16 @@ def main() -> None:
     for r in inference:
         print(f"{r['network']:58s} {r['batch']:5d} {r['median_ms']:10.2f} "
               f"{r['images_per_second']:10.1f} {r['specialists_run'] or '-':>11}")
+    by = {(r["network"], r["batch"]): r["median_ms"] for r in inference}
+    alone = f"generalist alone ({n_super} superclasses)"
+    ratios = {f"{key}_batch{b}": by[(name, b)] / by[(alone, b)]
+              for key, name in (("pipeline", "Super-Sub, hard routing"),
+                                ("savedmodel", "exported SavedModel, hard routing (uint8 input)"))
+              for b in (1, 256)}
+    print()
+    print("time relative to the generalist alone (1.0 = one network; hard routing): "
+          + ", ".join(f"{k.replace('_batch', ' at batch ')} {v:.2f}x"
+                      for k, v in ratios.items()))
     print()
     print(f"swap of one specialist ({swap['swaps']} swaps): apply {swap['apply_mean_ms']:.2f} ms, "
           f"restore {swap['restore_mean_ms']:.2f} ms, apply + restore "
@@ -302,7 +337,7 @@ def main() -> None:
         "backbone": {"model": model_name, "width": width, "image_size": size},
         "num_superclasses": n_super, "num_classes": n_fine, "delta_settings": settings,
         "small": args.small, "repetitions": reps,
-        "inference": inference, "swap": swap, "training": training, "resident_bytes": resident,
+        "inference": inference, "time_over_generalist": ratios, "swap": swap, "training": training, "resident_bytes": resident,
     }
     mode = common.mode_name(args.small, "untrained" if args.untrained else "")
     path = common.write_result(SCRIPT, mode, result, start_all, args.output)
