@@ -29,8 +29,12 @@ Which system (as the other question benchmarks, see ``benchmarks/common.py``):
   values and read out with ``extract_delta_set`` at ``--bits`` bits, so the layer layout
   is that of a trained system. An untrained generalist routes random images unevenly.
 
-The hard routing rows say how many specialists a batch used; the balanced oracle row
-uses them all.
+The images are 256 validation images of the system's run (random pixels for a system
+outside a run and for ``--untrained``), so hard routing spreads over the superclasses as
+in use. The hard routing rows say how many specialists a batch used; the balanced oracle
+row uses them all. The exported SavedModel (both stages in one graph, uint8 input) is
+timed beside the in-process pipeline, and both are reported as multiples of the
+generalist's time.
 
     python benchmarks/supersub_pipeline.py                 # runs/default/systems/8bit
     python benchmarks/supersub_pipeline.py --small         # bench_small's system, fewer repetitions
@@ -83,6 +87,25 @@ def untrained_system(args: argparse.Namespace):
     backbone = {"model": args.model, "width": args.width, "image_size": size}
     settings = {"bits": args.bits, "from_stage": 0, "train_batchnorm": True}
     return generalist, delta_sets, hierarchy, backbone, settings
+
+
+def validation_pixels(system: str | None, size: int, rng) -> tuple:
+    """256 uint8 images to time on: a seeded sample of the run's validation images when
+    the system lies in a run (``<run>/systems/<bits>``), so hard routing spreads over the
+    superclasses as it does in use; random pixels otherwise."""
+    import numpy as np
+
+    from supersub_tf.config import load_config
+    from supersub_tf.data.arrays import evaluation_images
+
+    run_config = Path(system).resolve().parents[1] / "config.yaml" if system else None
+    if run_config is not None and run_config.is_file():
+        config = load_config(run_config)
+        images, _ = evaluation_images(config.data, count=256, seed=0)
+        if len(images) == 256 and images.shape[1] == size:
+            return images[rng.permutation(256)], f"256 validation images of {run_config.parent}"
+    return (rng.integers(0, 256, (256, size, size, 3), dtype=np.uint8),
+            "256 random images (no run beside the system)")
 
 
 def nbytes(arrays) -> int:
@@ -184,9 +207,13 @@ def main() -> None:
     print(f"Super-Sub pipeline benchmark: {label}", flush=True)
 
     rng = np.random.default_rng(args.seed)
-    batch_1 = tf.constant(rng.normal(size=(1, size, size, 3)).astype("float32"))
-    batch_256 = tf.constant(rng.normal(size=(256, size, size, 3)).astype("float32"))
+    pixels, images_from = validation_pixels(args.system, size, rng)
+    from supersub_tf.data.pipeline import normalize
+
+    normalized = normalize(pixels, backbone.get("normalization", "imagenet"))
+    batch_1, batch_256 = normalized[:1], normalized
     balanced = np.arange(256) % n_super
+    print(f"images: {images_from}", flush=True)
 
     # ------------------------------------------------------------------ inference
     vanilla = create_model(model_name, n_fine, (size, size, 3), width=width)
@@ -228,7 +255,6 @@ def main() -> None:
                                     dict(settings), generalist, delta_sets)
             export_savedmodel(stored, Path(tmp) / "savedmodel", check=False)
             serve = tf.saved_model.load(str(Path(tmp) / "savedmodel")).signatures[SIGNATURE]
-            pixels = rng.integers(0, 256, (256, size, size, 3), dtype=np.uint8)
             for batch, count in ((tf.constant(pixels[:1]), reps["latency"]),
                                  (tf.constant(pixels), reps["throughput"])):
                 t = timed_calls(lambda b=batch: serve(images=b)["fine"].numpy(), count,
@@ -337,7 +363,7 @@ def main() -> None:
         "backbone": {"model": model_name, "width": width, "image_size": size},
         "num_superclasses": n_super, "num_classes": n_fine, "delta_settings": settings,
         "small": args.small, "repetitions": reps,
-        "inference": inference, "time_over_generalist": ratios, "swap": swap, "training": training, "resident_bytes": resident,
+        "images": images_from, "inference": inference, "time_over_generalist": ratios, "swap": swap, "training": training, "resident_bytes": resident,
     }
     mode = common.mode_name(args.small, "untrained" if args.untrained else "")
     path = common.write_result(SCRIPT, mode, result, start_all, args.output)
