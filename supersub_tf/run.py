@@ -40,9 +40,16 @@ from supersub_tf.data.summary import format_gaps, format_table, split_counts
 from supersub_tf.freshness import ensure_fresh
 from supersub_tf.models import check_model_name
 from supersub_tf.run_lock import run_lock
-from supersub_tf.training.distribution import strategy_for
 
 NETWORK_KINDS = ("vanilla", "generalist", "specialists", "supersub")
+
+
+def _start_distribution(config: RunConfig) -> None:
+    """Makes the run's tf.distribute strategy now: ``multi_worker`` must exist before
+    TensorFlow runs any op (loading the data does)."""
+    from supersub_tf.training.distribution import strategy_for
+
+    strategy_for(config.train.distribution)
 
 
 def run_dir_of(config: RunConfig) -> Path:
@@ -96,8 +103,8 @@ def train_stage(config: RunConfig, kinds: str | list[str] | None = None,
         # Check what this call trains too, also a kind the config's networks leave out.
         wanted = dataclasses.replace(config, networks=[
             *config.networks, *(k for k in kinds if k not in config.networks)])
-        ensure_fresh(wanted, run_dir, retrain, log)
-        strategy_for(config.train.distribution)  # multi_worker: before any other TF op
+        ensure_fresh(wanted, run_dir, retrain, log)  # refuses before TensorFlow even loads
+        _start_distribution(config)
         source = source or create_source(config.data)  # bad data fails before any write
         save_config(config, run_dir / "config.yaml")
         metrics = {}
@@ -123,8 +130,8 @@ def supersub_stage(config: RunConfig, source: ImageSource | None = None,
     """
     run_dir = _checked_run_dir(config)
     with run_lock(run_dir):
-        ensure_fresh(config, run_dir, retrain, log)
-        strategy_for(config.train.distribution)  # multi_worker: before any other TF op
+        ensure_fresh(config, run_dir, retrain, log)  # refuses before TensorFlow even loads
+        _start_distribution(config)
         return _supersub_results(config, run_dir, source or create_source(config.data), log)
 
 
@@ -315,8 +322,8 @@ def run_pipeline(config: RunConfig, log=print, retrain: bool = False) -> Path:
     """
     run_dir = _checked_run_dir(config)
     with run_lock(run_dir):
-        ensure_fresh(config, run_dir, retrain, log)
-        strategy_for(config.train.distribution)  # multi_worker: before any other TF op
+        ensure_fresh(config, run_dir, retrain, log)  # refuses before TensorFlow even loads
+        _start_distribution(config)
         return _run_all(config, run_dir, log)
 
 
