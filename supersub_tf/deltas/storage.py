@@ -65,10 +65,10 @@ from supersub_tf.deltas.delta_set import DeltaSet, QuantizedTensor
 from supersub_tf.deltas.packing import pack_codes, packed_size, unpack_codes
 from supersub_tf.deltas.specialist_file import (
     SUFFIX, ArraySpec, read_specialist_file, write_specialist_file)
+from supersub_tf.deltas.system_checks import check_head, check_inputs, delta_layout, kernel_shapes
 from supersub_tf.errors import StorageError, SuperSubError
 from supersub_tf.hierarchy import Hierarchy
 from supersub_tf.manifest_files import MANIFEST, file_entry, read_manifest_file
-from supersub_tf.models.blocks import LOGITS_LAYER
 
 if TYPE_CHECKING:
     import tf_keras as keras
@@ -136,101 +136,6 @@ def backbone_from_network(spec: Mapping[str, Any]) -> dict[str, Any]:
     """
     return {"model": spec["train"]["model"], "width": spec["train"]["width"],
             "image_size": spec["image_size"], "num_classes": spec["num_classes"]}
-
-
-# --------------------------------------------------------------------------- save: checks
-def _kernel_shapes(generalist: keras.Model) -> dict[str, tuple[int, ...]]:
-    """Layer name -> shape of its first weight (the kernel), for layers with weights."""
-    return {layer.name: tuple(int(d) for d in layer.weights[0].shape)
-            for layer in generalist.layers if layer.weights}
-
-
-def _delta_layout(generalist: keras.Model,
-                  delta_sets: Mapping[str, DeltaSet]) -> list[tuple[str, tuple[int, ...]]]:
-    """The delta layers (generalist order) and kernel shapes all specialists share.
-
-    Raises:
-        StorageError: When specialists differ in their delta layers or shapes, or a delta
-            names a layer the generalist lacks or has another kernel shape.
-    """
-    kernels = _kernel_shapes(generalist)
-    first_name, first = next(iter(delta_sets.items()))
-    layout = {name: tuple(q.shape) for name, q in first.deltas.items()}
-    for name, delta_set in delta_sets.items():
-        shapes = {layer: tuple(q.shape) for layer, q in delta_set.deltas.items()}
-        if shapes != layout:
-            raise StorageError(f"specialist {name!r} has delta layers/shapes {shapes}, but "
-                            f"specialist {first_name!r} has {layout}; all must share them")
-    for layer, shape in layout.items():
-        if layer not in kernels:
-            raise StorageError(f"delta layer {layer!r} is not a layer with weights of the "
-                            "generalist")
-        if kernels[layer] != shape:
-            raise StorageError(f"delta of layer {layer!r} has shape {shape}, the generalist's "
-                            f"kernel {kernels[layer]}")
-    order = [layer.name for layer in generalist.layers]
-    return sorted(layout.items(), key=lambda item: order.index(item[0]))
-
-
-def _check_inputs(generalist: keras.Model, delta_sets: Mapping[str, DeltaSet],
-                  hierarchy: Hierarchy, backbone: Mapping[str, Any],
-                  delta_settings: Mapping[str, Any]) -> None:
-    """Rejects a system that could not be loaded back consistently.
-
-    Raises:
-        StorageError: On a missing backbone or delta setting, specialists that are not
-            exactly the hierarchy's superclasses, a generalist or specialist head of the
-            wrong size, or deltas of another bit width than ``delta_settings["bits"]``.
-    """
-    missing = [key for key in ("model", "width", "image_size") if key not in backbone]
-    if missing:
-        raise StorageError(f"backbone is missing {missing} (needs model, width, image_size)")
-    if "bits" not in delta_settings:
-        raise StorageError("delta_settings needs 'bits' (an int, or None for float deltas)")
-    names = hierarchy.superclass_names
-    if sorted(delta_sets) != sorted(names):
-        raise StorageError(f"specialists {sorted(delta_sets)} do not match the hierarchy's "
-                        f"superclasses {sorted(names)}")
-    outputs = int(generalist.output_shape[-1])
-    if outputs != hierarchy.num_superclasses or backbone.get("num_classes", outputs) != outputs:
-        raise StorageError(f"the generalist has {outputs} outputs and backbone num_classes "
-                        f"{backbone.get('num_classes')}, the hierarchy "
-                        f"{hierarchy.num_superclasses} superclasses")
-    layers = {layer.name: len(layer.weights) for layer in generalist.layers}
-    bits, catch_all = delta_settings["bits"], bool(delta_settings.get("catch_all", False))
-    for name, delta_set in delta_sets.items():
-        _check_delta_set(name, delta_set, bits, layers)
-        if delta_set.catch_all != catch_all:
-            raise StorageError(f"specialist {name!r} has catch_all={delta_set.catch_all}, "
-                            f"delta_settings says catch_all={catch_all}")
-        _check_head(f"specialist {name!r}", delta_set, hierarchy.num_subclasses(name))
-
-
-def _check_head(where: str, delta_set: DeltaSet, num_subclasses: int) -> None:
-    """StorageError unless the head has one output per subclass (plus "other" for a
-    catch-all specialist)."""
-    head = delta_set.owned.get(LOGITS_LAYER)
-    wanted = num_subclasses + int(delta_set.catch_all)
-    if head is None or np.shape(head[0])[-1] != wanted:
-        got = "no logits weights" if head is None else f"{np.shape(head[0])[-1]} outputs"
-        raise StorageError(f"{where}: its head has {got}, expected {wanted} ({num_subclasses} "
-                        f"subclasses{' + other' if delta_set.catch_all else ''})")
-
-
-def _check_delta_set(name: str, delta_set: DeltaSet, bits: int | None,
-                     layers: Mapping[str, int]) -> None:
-    """Checks one specialist's bit width, superclass and owned layers (see _check_inputs)."""
-    if delta_set.superclass != name:
-        raise StorageError(f"delta set stored under {name!r} is for superclass "
-                        f"{delta_set.superclass!r}")
-    wrong = [layer for layer, q in delta_set.deltas.items() if q.bits != bits]
-    if delta_set.bits != bits or wrong:
-        raise StorageError(f"specialist {name!r} has {delta_set.bits}-bit deltas (layers "
-                        f"{wrong} differ), delta_settings says {bits}")
-    for layer, weights in delta_set.owned.items():
-        if layers.get(layer) != len(weights):
-            raise StorageError(f"specialist {name!r} owns layer {layer!r} with {len(weights)} "
-                            f"arrays; the generalist's layer has {layers.get(layer)}")
 
 
 # --------------------------------------------------------------------------- save: writing
@@ -301,7 +206,7 @@ def _write_contents(root: Path, generalist: keras.Model, delta_sets: Mapping[str
                     hierarchy: Hierarchy, backbone: Mapping[str, Any],
                     delta_settings: Mapping[str, Any]) -> None:
     """Writes every file of a system into the (fresh) folder ``root``; manifest last."""
-    layout = _delta_layout(generalist, delta_sets)
+    layout = delta_layout(generalist, delta_sets)
     write_generalist(root / GENERALIST_FILE, generalist)
     (root / SPECIALIST_DIR).mkdir()
     taken: set[str] = set()
@@ -354,10 +259,10 @@ def save_system(path: str | os.PathLike, generalist: keras.Model,
         The system directory.
 
     Raises:
-        StorageError: When the inputs are inconsistent (see :func:`_check_inputs`) or
+        StorageError: When the inputs are inconsistent (see :func:`check_inputs`) or
             ``path`` is something other than an empty folder or a previous system.
     """
-    _check_inputs(generalist, delta_sets, hierarchy, backbone, delta_settings)
+    check_inputs(generalist, delta_sets, hierarchy, backbone, delta_settings)
     with atomic_directory(path, MANIFEST, "Super-Sub system") as work:
         _write_contents(work, generalist, delta_sets, hierarchy, backbone, delta_settings)
     return Path(path)
@@ -533,7 +438,7 @@ def _load_specialist(root: Path, manifest: Mapping[str, Any], entry: Mapping[str
     delta_set = DeltaSet(superclass=str(entry["superclass"]), bits=bits, deltas=deltas,
                          owned=owned,
                          catch_all=bool(manifest["delta_settings"].get("catch_all", False)))
-    _check_head(str(path), delta_set, hierarchy.num_subclasses(delta_set.superclass))
+    check_head(str(path), delta_set, hierarchy.num_subclasses(delta_set.superclass))
     return delta_set
 
 
@@ -560,7 +465,7 @@ def _load_generalist(root: Path, manifest: Mapping[str, Any],
         model.load_weights(str(path))
     except Exception as err:  # h5py and Keras raise many types for a mismatched file
         raise StorageError(f"{path}: does not load into {backbone['model']} ({err})") from None
-    kernels = _kernel_shapes(model)
+    kernels = kernel_shapes(model)
     for layer, shape in layout:
         if kernels.get(layer) != shape:
             raise StorageError(f"{root / MANIFEST}: delta layer {layer!r} has shape {shape}, the "

@@ -1,0 +1,117 @@
+"""Consistency checks of a Super-Sub system before it is stored (and of a head when read).
+
+:func:`~supersub_tf.deltas.storage.save_system` refuses a system that could not be loaded
+back consistently: specialists that are not exactly the hierarchy's superclasses, delta
+layers or shapes that differ between specialists or from the generalist's kernels, heads
+of the wrong size, other bit widths than the settings say. Each check raises
+:class:`~supersub_tf.errors.StorageError` naming the specialist and the layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from supersub_tf.deltas.delta_set import DeltaSet
+from supersub_tf.errors import StorageError
+from supersub_tf.hierarchy import Hierarchy
+from supersub_tf.models.blocks import LOGITS_LAYER
+
+if TYPE_CHECKING:
+    import tf_keras as keras
+
+
+def kernel_shapes(generalist: keras.Model) -> dict[str, tuple[int, ...]]:
+    """Layer name -> shape of its first weight (the kernel), for layers with weights."""
+    return {layer.name: tuple(int(d) for d in layer.weights[0].shape)
+            for layer in generalist.layers if layer.weights}
+
+
+def delta_layout(generalist: keras.Model,
+                  delta_sets: Mapping[str, DeltaSet]) -> list[tuple[str, tuple[int, ...]]]:
+    """The delta layers (generalist order) and kernel shapes all specialists share.
+
+    Raises:
+        StorageError: When specialists differ in their delta layers or shapes, or a delta
+            names a layer the generalist lacks or has another kernel shape.
+    """
+    kernels = kernel_shapes(generalist)
+    first_name, first = next(iter(delta_sets.items()))
+    layout = {name: tuple(q.shape) for name, q in first.deltas.items()}
+    for name, delta_set in delta_sets.items():
+        shapes = {layer: tuple(q.shape) for layer, q in delta_set.deltas.items()}
+        if shapes != layout:
+            raise StorageError(f"specialist {name!r} has delta layers/shapes {shapes}, but "
+                            f"specialist {first_name!r} has {layout}; all must share them")
+    for layer, shape in layout.items():
+        if layer not in kernels:
+            raise StorageError(f"delta layer {layer!r} is not a layer with weights of the "
+                            "generalist")
+        if kernels[layer] != shape:
+            raise StorageError(f"delta of layer {layer!r} has shape {shape}, the generalist's "
+                            f"kernel {kernels[layer]}")
+    order = [layer.name for layer in generalist.layers]
+    return sorted(layout.items(), key=lambda item: order.index(item[0]))
+
+
+def check_inputs(generalist: keras.Model, delta_sets: Mapping[str, DeltaSet],
+                  hierarchy: Hierarchy, backbone: Mapping[str, Any],
+                  delta_settings: Mapping[str, Any]) -> None:
+    """Rejects a system that could not be loaded back consistently.
+
+    Raises:
+        StorageError: On a missing backbone or delta setting, specialists that are not
+            exactly the hierarchy's superclasses, a generalist or specialist head of the
+            wrong size, or deltas of another bit width than ``delta_settings["bits"]``.
+    """
+    missing = [key for key in ("model", "width", "image_size") if key not in backbone]
+    if missing:
+        raise StorageError(f"backbone is missing {missing} (needs model, width, image_size)")
+    if "bits" not in delta_settings:
+        raise StorageError("delta_settings needs 'bits' (an int, or None for float deltas)")
+    names = hierarchy.superclass_names
+    if sorted(delta_sets) != sorted(names):
+        raise StorageError(f"specialists {sorted(delta_sets)} do not match the hierarchy's "
+                        f"superclasses {sorted(names)}")
+    outputs = int(generalist.output_shape[-1])
+    if outputs != hierarchy.num_superclasses or backbone.get("num_classes", outputs) != outputs:
+        raise StorageError(f"the generalist has {outputs} outputs and backbone num_classes "
+                        f"{backbone.get('num_classes')}, the hierarchy "
+                        f"{hierarchy.num_superclasses} superclasses")
+    layers = {layer.name: len(layer.weights) for layer in generalist.layers}
+    bits, catch_all = delta_settings["bits"], bool(delta_settings.get("catch_all", False))
+    for name, delta_set in delta_sets.items():
+        check_delta_set(name, delta_set, bits, layers)
+        if delta_set.catch_all != catch_all:
+            raise StorageError(f"specialist {name!r} has catch_all={delta_set.catch_all}, "
+                            f"delta_settings says catch_all={catch_all}")
+        check_head(f"specialist {name!r}", delta_set, hierarchy.num_subclasses(name))
+
+
+def check_head(where: str, delta_set: DeltaSet, num_subclasses: int) -> None:
+    """StorageError unless the head has one output per subclass (plus "other" for a
+    catch-all specialist)."""
+    head = delta_set.owned.get(LOGITS_LAYER)
+    wanted = num_subclasses + int(delta_set.catch_all)
+    if head is None or np.shape(head[0])[-1] != wanted:
+        got = "no logits weights" if head is None else f"{np.shape(head[0])[-1]} outputs"
+        raise StorageError(f"{where}: its head has {got}, expected {wanted} ({num_subclasses} "
+                        f"subclasses{' + other' if delta_set.catch_all else ''})")
+
+
+def check_delta_set(name: str, delta_set: DeltaSet, bits: int | None,
+                     layers: Mapping[str, int]) -> None:
+    """Checks one specialist's bit width, superclass and owned layers (see check_inputs)."""
+    if delta_set.superclass != name:
+        raise StorageError(f"delta set stored under {name!r} is for superclass "
+                        f"{delta_set.superclass!r}")
+    wrong = [layer for layer, q in delta_set.deltas.items() if q.bits != bits]
+    if delta_set.bits != bits or wrong:
+        raise StorageError(f"specialist {name!r} has {delta_set.bits}-bit deltas (layers "
+                        f"{wrong} differ), delta_settings says {bits}")
+    for layer, weights in delta_set.owned.items():
+        if layers.get(layer) != len(weights):
+            raise StorageError(f"specialist {name!r} owns layer {layer!r} with {len(weights)} "
+                            f"arrays; the generalist's layer has {layers.get(layer)}")
