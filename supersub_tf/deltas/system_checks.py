@@ -30,7 +30,7 @@ def kernel_shapes(generalist: keras.Model) -> dict[str, tuple[int, ...]]:
 
 
 def delta_layout(generalist: keras.Model,
-                  delta_sets: Mapping[str, DeltaSet]) -> list[tuple[str, tuple[int, ...]]]:
+                 delta_sets: Mapping[str, DeltaSet]) -> list[tuple[str, tuple[int, ...]]]:
     """The delta layers (generalist order) and kernel shapes all specialists share.
 
     Raises:
@@ -57,8 +57,8 @@ def delta_layout(generalist: keras.Model,
 
 
 def check_inputs(generalist: keras.Model, delta_sets: Mapping[str, DeltaSet],
-                  hierarchy: Hierarchy, backbone: Mapping[str, Any],
-                  delta_settings: Mapping[str, Any]) -> None:
+                 hierarchy: Hierarchy, backbone: Mapping[str, Any],
+                 delta_settings: Mapping[str, Any]) -> None:
     """Rejects a system that could not be loaded back consistently.
 
     Raises:
@@ -102,7 +102,7 @@ def check_head(where: str, delta_set: DeltaSet, num_subclasses: int) -> None:
 
 
 def check_delta_set(name: str, delta_set: DeltaSet, bits: int | None,
-                     layers: Mapping[str, int]) -> None:
+                    layers: Mapping[str, int]) -> None:
     """Checks one specialist's bit width, superclass and owned layers (see check_inputs)."""
     if delta_set.superclass != name:
         raise StorageError(f"delta set stored under {name!r} is for superclass "
