@@ -30,6 +30,7 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -147,20 +148,20 @@ def read_image(path: str | os.PathLike, size: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- models
-class _Model:
-    """One of the three model kinds behind the same ``predict(images)``."""
+class _Model(Protocol):
+    """What the three model kinds share: their labels, image size, routings, and
+    ``predict(uint8 images)`` -> ``superclass_probs``, ``fine_probs``, ``superclass``,
+    ``fine``, ``fine_prob``, ``subclass_prob`` (numpy arrays)."""
 
     kind: str
     image_size: int
     hierarchy: Hierarchy
     routings: tuple[str, ...]
 
-    def predict(self, images: np.ndarray, routing: str, k: int) -> dict[str, np.ndarray]:
-        """``superclass``, ``fine``, ``superclass_prob`` ... of uint8 images."""
-        raise NotImplementedError
+    def predict(self, images: np.ndarray, routing: str, k: int) -> dict[str, np.ndarray]: ...
 
 
-class _SystemModel(_Model):
+class _SystemModel:
     kind = "stored system"
 
     def __init__(self, path: Path) -> None:
@@ -186,7 +187,7 @@ class _SystemModel(_Model):
                 "fine_prob": result.fine_prob, "subclass_prob": result.subclass_prob}
 
 
-class _SavedModel(_Model):
+class _SavedModel:
     kind = "SavedModel"
     routings = ("hard",)
 
@@ -211,7 +212,7 @@ class _SavedModel(_Model):
                                           "fine", "fine_prob", "subclass_prob")}
 
 
-class _LiteRTModel(_Model):
+class _LiteRTModel:
     kind = "LiteRT export"
 
     def __init__(self, path: Path) -> None:
