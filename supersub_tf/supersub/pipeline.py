@@ -124,10 +124,12 @@ class SuperSubPipeline:
 
     @functools.cached_property
     def _base_flat(self) -> tf.Tensor:
-        """:attr:`_base` as one float32 vector (what the compiled writes take)."""
-        return tf.constant(np.concatenate([w.reshape(-1).astype(np.float32)
-                                           for name in self._touched
-                                           for w in self._base[name]]))
+        """:attr:`_base` as one float32 vector (what the compiled writes take), kept in
+        host memory: on a GPU only the trunk's variables stay resident."""
+        with tf.device("/cpu:0"):
+            return tf.constant(np.concatenate([w.reshape(-1).astype(np.float32)
+                                               for name in self._touched
+                                               for w in self._base[name]]))
 
     def apply(self, superclass: str) -> None:
         """Turns the trunk into ``superclass``'s specialist, in place.
