@@ -35,11 +35,12 @@ from typing import Protocol
 import numpy as np
 
 from supersub_tf.errors import DataError
+from supersub_tf.export.litert_runtime import IMAGE_SUFFIXES
 from supersub_tf.hierarchy import Hierarchy
 from supersub_tf.manifest_files import MANIFEST
 
-#: Suffixes a folder is searched for (an explicit file of any suffix is tried anyway).
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
+# IMAGE_SUFFIXES (what a folder is searched for; an explicit file of any suffix is tried
+# anyway) is the LiteRT runtime's, so both ways of classifying a folder find the same files.
 FORMATS = ("table", "json", "csv")
 BATCH = 64
 

@@ -99,16 +99,21 @@ def class_list_for(spec: SuperclassingSpec, classes_path: str | os.PathLike | No
     return [cid for s in spec.superclasses for cid in s.subclasses]
 
 
-def imagenette_classes() -> list[str]:
-    """Imagenette's 10 ImageNet wnids in tfds label order (the list tfds ships)."""
-    import importlib.resources
+def tfds_label_names(builder: str) -> list[str]:
+    """A tensorflow-datasets builder's class names in label order, from the builder's own
+    metadata (no download): wnids for ``imagenet2012`` and ``imagenette``."""
+    import tensorflow_datasets as tfds
 
-    labels = (importlib.resources.files("tensorflow_datasets")
-              / "image_classification/imagenette_labels.txt")
-    if not labels.is_file():
-        raise DataError("Imagenette's class list not found (tensorflow-datasets' "
-                        "image_classification/imagenette_labels.txt)")
-    return [line.strip() for line in labels.read_text().splitlines() if line.strip()]
+    try:
+        return list(tfds.builder(builder).info.features["label"].names)
+    except Exception as err:  # tfds raises several kinds for an unknown or broken builder
+        raise DataError(f"tensorflow-datasets' {builder} class list is not available "
+                        f"({err})") from None
+
+
+def imagenette_classes() -> list[str]:
+    """Imagenette's 10 ImageNet wnids in tfds label order."""
+    return tfds_label_names("imagenette")
 
 
 def imagenet1k_classes(meta_dir: str | os.PathLike | None = None) -> list[str]:
@@ -116,7 +121,7 @@ def imagenet1k_classes(meta_dir: str | os.PathLike | None = None) -> list[str]:
 
     Read from ImageNet's ``synset_words.txt`` in ``meta_dir`` (default
     ``$SUPERSUB_DATA_DIR/imagenet-meta``) when present, else from the identical list
-    tensorflow-datasets ships (``imagenet2012/labels.txt``), so presets over ImageNet
+    tensorflow-datasets ships (its ``imagenet2012`` builder's labels), so presets over ImageNet
     build on machines without the metadata folder (e.g. Colab).
     """
     from supersub_tf.paths import data_dir
@@ -124,13 +129,7 @@ def imagenet1k_classes(meta_dir: str | os.PathLike | None = None) -> list[str]:
     synset_words = Path(meta_dir or data_dir() / "imagenet-meta") / "synset_words.txt"
     if synset_words.is_file():
         return read_class_list(synset_words)
-    import importlib.resources
-
-    labels = importlib.resources.files("tensorflow_datasets") / "datasets/imagenet2012/labels.txt"
-    if not labels.is_file():
-        raise DataError(f"ImageNet class list not found: {synset_words} (nor tensorflow-"
-                        "datasets' imagenet2012/labels.txt)")
-    return [line.strip() for line in labels.read_text().splitlines() if line.strip()]
+    return tfds_label_names("imagenet2012")
 
 
 def build_preset(spec_or_name: str | os.PathLike, *, wordnet_source: str = "auto",

@@ -140,7 +140,7 @@ class SuperSubPipeline:
         anything is written. Should a write still fail, the generalist's weights are
         restored before the error propagates.
         """
-        layout, codes, floats = self._interned(_host_arrays(self.delta_sets[superclass]))
+        layout, codes, floats = self._host[superclass]
         try:
             self._write_specialist(layout, tf.constant(codes), tf.constant(floats),
                                    self._base_flat)
