@@ -178,3 +178,22 @@ def test_spec_of_tiny_imagenet_classes_reads_the_archive_of_data_path(tmp_path, 
     cfg = DataConfig(dataset="tiny_imagenet", preset=str(spec), path=str(archive), image_size=16)
     source = create_source(cfg)
     assert source.hierarchy.summary_rows() == [("dog", 2), ("amphibian", 2)]
+
+
+def test_a_users_spec_reports_the_classes_it_leaves_out(tmp_path, shared_data, monkeypatch):
+    """``--preset my.yaml`` over the archive's classes: the dog superclass takes the two
+    dogs, the amphibian the two frogs, and the other two classes are named in the source's
+    notes (data summary and
+    the run's log print them), not dropped silently."""
+    monkeypatch.setenv("SUPERSUB_DATA_DIR", str(shared_data))  # ImageNet's WordNet metadata
+    spec = tmp_path / "dogs.yaml"
+    spec.write_text("name: dogs\nclasses: tiny_imagenet\nsuperclasses:\n  dog: n02084071\n"
+                    "  amphibian: n01627424\n")
+    archive = write_tiny_imagenet(tmp_path / "t.zip")
+    source = create_source(DataConfig(dataset="tiny_imagenet", preset=str(spec),
+                                      path=str(archive), image_size=16))
+    assert source.hierarchy.class_ids == ["n02085620", "n02099601", "n01641577", "n01644900"]
+    (note,) = [n for n in source.notes if "fall in no superclass" in n]
+    assert note.startswith("2 class(es) of the dataset fall in no superclass of dogs")
+    assert "n01443537 (goldfish" in note and "n04146614 (school bus" in note
+    assert split_counts(source)["notes"] == source.notes

@@ -1,16 +1,16 @@
 """Which ``tf.distribute`` strategy trains the networks: ``train.distribution``.
 
-==============  ================================================================
-setting         strategy
-==============  ================================================================
-``auto``        ``MirroredStrategy`` over the GPUs when more than one is visible,
-                otherwise the default strategy (one device)
-``none``        the default strategy: one device, as without tf.distribute
-``mirrored``    ``MirroredStrategy``: every visible GPU, or without GPUs every
-                logical CPU device (``tf.config.set_logical_device_configuration``)
-``multi_worker````MultiWorkerMirroredStrategy``, workers from ``TF_CONFIG``
-``tpu``         ``TPUStrategy`` on the TPU the cluster resolver finds (Colab, Cloud)
-==============  ================================================================
+================  ==============================================================
+setting           strategy
+================  ==============================================================
+``auto``          ``MirroredStrategy`` over the GPUs when more than one is visible,
+                  otherwise the default strategy (one device)
+``none``          the default strategy: one device, as without tf.distribute
+``mirrored``      ``MirroredStrategy``: every visible GPU, or without GPUs every
+                  logical CPU device (``tf.config.set_logical_device_configuration``)
+``multi_worker``  ``MultiWorkerMirroredStrategy``, workers from ``TF_CONFIG``
+``tpu``           ``TPUStrategy`` on the TPU the cluster resolver finds (untested here)
+================  ==============================================================
 
 Every network is built, compiled and trained inside the strategy's scope
 (:func:`training_scope`); ``train.batch_size`` is the *global* batch, which Keras
