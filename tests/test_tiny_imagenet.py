@@ -183,8 +183,7 @@ def test_spec_of_tiny_imagenet_classes_reads_the_archive_of_data_path(tmp_path, 
 def test_a_users_spec_reports_the_classes_it_leaves_out(tmp_path, shared_data, monkeypatch):
     """``--preset my.yaml`` over the archive's classes: the dog superclass takes the two
     dogs, the amphibian the two frogs, and the other two classes are named in the source's
-    notes (data summary and
-    the run's log print them), not dropped silently."""
+    notes (data summary and the run's log print them), not dropped silently."""
     monkeypatch.setenv("SUPERSUB_DATA_DIR", str(shared_data))  # ImageNet's WordNet metadata
     spec = tmp_path / "dogs.yaml"
     spec.write_text("name: dogs\nclasses: tiny_imagenet\nsuperclasses:\n  dog: n02084071\n"
