@@ -294,9 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="image files, folders (searched recursively) or glob patterns")
     predict.add_argument("--top-k", type=int, default=5,
                          help="most likely classes listed per image (default 5)")
-    predict.add_argument("--routing", default="hard", choices=("hard", "topk", "gated"),
+    predict.add_argument("--routing", default="hard", choices=("hard", "topk", "soft", "gated"),
                          help="how images reach specialists (default hard; a SavedModel "
-                              "routes hard only)")
+                              "routes as it was exported: export.savedmodel_routing)")
     predict.add_argument("--k", type=int, default=2,
                          help="superclasses per image for topk and gated routing (default 2)")
     predict.add_argument("--format", default="table", choices=("table", "json", "csv"))

@@ -199,13 +199,28 @@ class TrainConfig:
                  step_gamma=(_POSITIVE, "positive"), generalist_fine_head=(0, ">= 0"))
 
 
+#: The routings the exported SavedModel's graph implements (top-k and gated run in
+#: process and in the LiteRT runtime).
+SAVEDMODEL_ROUTINGS = ("hard", "soft")
+
+#: What the delta specialists adapt (and what stage 1 is): see :class:`DeltaConfig`.
+DELTA_BASES = ("vanilla", "generalist")
+
+
 @dataclasses.dataclass
 class DeltaConfig:
-    """Delta specialists: the generalist's weights plus trained (quantized) deltas.
+    """Delta specialists: a trained network's weights plus trained (quantized) deltas.
 
     Attributes:
+        base: The network every specialist adapts, and stage 1. ``vanilla`` (the
+            default): the vanilla network's trunk, each specialist's head starting from
+            the vanilla head's rows of its superclass (an untrained specialist is the
+            vanilla network renormalised over its superclass), and stage 1 the vanilla
+            network itself (``p(superclass)`` = its fine probabilities summed per
+            superclass), so no generalist is trained. ``generalist``: the paper's design,
+            a network trained on superclass labels as trunk and stage 1.
         bits: Bit widths to train and compare; ``float`` (or null) means float32 deltas
-            without quantization-aware training. 8, 6, 4 and 2 are supported.
+            without quantization-aware training. 2 to 8 bits are supported.
         from_stage: 0 gives every convolution a delta; ``s`` only those of trunk stages
             ``s`` and later, so the earlier stages stay exactly the generalist's (and
             their computation could be shared between the two stages).
@@ -222,22 +237,46 @@ class DeltaConfig:
             its own (a fixed random sample; 0: plain specialists). Routing then weighs
             each routed block by ``1 - p(other)`` and renormalises, so top-k can reject
             a wrong route (Hinton et al. 2015's specialists).
+        distill: Weight of the base network's soft targets (knowledge distillation,
+            Hinton et al. 2015) in each specialist's targets: ``(1 - distill) * one-hot +
+            distill * softmax(base logits of the superclass / T)``; 0: hard labels only.
+            Needs ``base: vanilla`` (a generalist has no subclass logits to give).
+        distill_temperature: ``T`` of those soft targets.
         topk: Superclasses per image for top-k routing.
-        gate_tau: Confidence threshold of gated routing: images whose top superclass
-            probability is at least this go to one specialist, the others to ``topk``.
+        gate_tau: Confidence threshold of gated routing. With a vanilla stage 1, images
+            whose top fine probability is at least this keep the vanilla network's own
+            answer (no specialist pass), the others go to ``topk``; with a generalist,
+            confident images go to one specialist.
     """
 
+    base: str = "vanilla"
     bits: list = dataclasses.field(default_factory=lambda: [4])
     from_stage: int = 0
     train_batchnorm: bool = True
-    epochs: int = 3
-    learning_rate: float = 0.02
+    epochs: int = 9
+    learning_rate: float = 0.05
     weight_decay: float = 0.0005
     catch_all: float = 0.0
+    distill: float = 0.0
+    distill_temperature: float = 2.0
     topk: int = 2
     gate_tau: float = 0.5
 
     def __post_init__(self) -> None:
+        if self.base not in DELTA_BASES:
+            raise ConfigError(f"deltas.base must be one of {', '.join(DELTA_BASES)}, got "
+                              f"{self.base!r}")
+        if not 0.0 <= self.distill <= 1.0:
+            raise ConfigError(f"deltas.distill must be in [0, 1], got {self.distill}")
+        if self.distill and self.base != "vanilla":
+            raise ConfigError("deltas.distill needs deltas.base=vanilla: a generalist has no "
+                              "subclass probabilities to distil")
+        if self.distill and self.catch_all:
+            raise ConfigError("deltas.distill and deltas.catch_all cannot be combined (the "
+                              "vanilla network has no 'other' output to distil)")
+        if not (math.isfinite(self.distill_temperature) and self.distill_temperature > 0):
+            raise ConfigError("deltas.distill_temperature must be positive, got "
+                              f"{self.distill_temperature}")
         self.bits = [parse_bits(b) for b in self.bits]
         if not 0.0 <= self.gate_tau <= 1.0:
             raise ConfigError(f"deltas.gate_tau must be in [0, 1], got {self.gate_tau}")
@@ -302,6 +341,8 @@ class ExportConfig:
         output_dir: Folder of the exports: ``<output_dir>/<run name>`` (SavedModel) and
             ``<output_dir>/<run name>_tflite`` (LiteRT models and their manifest).
         savedmodel: Write the SavedModel (both stages in one graph).
+        savedmodel_routing: The routing its graph implements: ``hard`` (one specialist
+            pass per image) or ``soft`` (every specialist, weighted by ``p(superclass)``).
         tflite: Write the LiteRT models.
         tflite_quantization: ``int8`` (full integer, calibrated on training images),
             ``int16x8`` (int16 activations), ``dynamic`` (int8 weights, float
@@ -314,12 +355,16 @@ class ExportConfig:
     enabled: bool = True
     output_dir: str = "saved_models"
     savedmodel: bool = True
+    savedmodel_routing: str = "hard"
     tflite: bool = True
     tflite_quantization: str = "int8"
     calibration_images: int = 256
     compare_images: int = 0
 
     def __post_init__(self) -> None:
+        if self.savedmodel_routing not in SAVEDMODEL_ROUTINGS:
+            raise ConfigError(f"export.savedmodel_routing must be one of "
+                              f"{', '.join(SAVEDMODEL_ROUTINGS)}, got {self.savedmodel_routing!r}")
         if self.tflite_quantization not in EXPORT_QUANTIZATIONS:
             raise ConfigError(f"export.tflite_quantization must be one of "
                               f"{', '.join(EXPORT_QUANTIZATIONS)}, got "
@@ -344,8 +389,7 @@ class RunConfig:
     seed: int = 0
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-    networks: list = dataclasses.field(
-        default_factory=lambda: ["vanilla", "generalist", "supersub"])
+    networks: list = dataclasses.field(default_factory=lambda: ["vanilla", "supersub"])
     deltas: DeltaConfig = dataclasses.field(default_factory=DeltaConfig)
     preview: PreviewConfig = dataclasses.field(default_factory=PreviewConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)

@@ -71,10 +71,16 @@ def network_settings(config: RunConfig, kind: str) -> dict[str, Any]:
 
 
 def delta_settings(config: RunConfig, bits: int | None) -> dict[str, Any]:
-    """What a delta specialist of one bit width depends on: its generalist's settings
-    and the fine-tuning's (epochs as it trains)."""
+    """What a delta specialist of one bit width depends on: its base network's settings
+    (the vanilla network's or the generalist's) and the fine-tuning's (epochs as it
+    trains)."""
     deltas = config.deltas
-    return {**network_settings(config, "generalist"),
+    return {**network_settings(config, deltas.base),
+            # recorded only when not the paper's generalist, so older records stay valid
+            **({"deltas.base": deltas.base} if deltas.base != "generalist" else {}),
+            **({"deltas.distill": deltas.distill,
+                "deltas.distill_temperature": deltas.distill_temperature}
+               if deltas.distill else {}),
             "deltas.bits": bits_tag(bits), "deltas.from_stage": deltas.from_stage,
             "deltas.train_batchnorm": deltas.train_batchnorm,
             "deltas.epochs": (deltas.epochs or config.train.specialist_epochs or
@@ -129,9 +135,9 @@ def planned_stages(config: RunConfig, run_dir: str | Path) -> dict[Path, dict[st
     run_dir = Path(run_dir)
     kinds = set(config.networks)
     stages: dict[Path, dict[str, Any]] = {}
-    if "vanilla" in kinds:
+    if "vanilla" in kinds or ("supersub" in kinds and config.deltas.base == "vanilla"):
         stages[run_dir / "vanilla"] = network_settings(config, "vanilla")
-    if kinds & {"generalist", "supersub"}:
+    if "generalist" in kinds or ("supersub" in kinds and config.deltas.base == "generalist"):
         stages[run_dir / "generalist"] = network_settings(config, "generalist")
     if "specialists" in kinds:
         for folder in sorted((run_dir / "specialists").glob("*/")):

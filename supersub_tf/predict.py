@@ -6,8 +6,8 @@ three things a run leaves behind, told apart by what the folder holds:
 * a stored system (``runs/<name>/systems/<bits>``, ``manifest.json`` of format
   ``supersub-system``): the in-process :class:`~supersub_tf.supersub.SuperSubPipeline`,
   every routing;
-* an exported SavedModel (``saved_model.pb``): its ``serving_default`` signature, hard
-  routing (the only one it has);
+* an exported SavedModel (``saved_model.pb``): its ``serving_default`` signature, the
+  routing it was exported with (``hard`` or ``soft``, in ``supersub_export.json``);
 * a LiteRT export (``manifest.json`` of format ``supersub-litert``): its numpy runtime,
   every routing.
 
@@ -175,7 +175,7 @@ class _SystemModel:
         self.hierarchy = system.hierarchy
         self.image_size = int(system.backbone["image_size"])
         self.normalization = normalization_of(system)
-        self.pipeline = SuperSubPipeline(system.generalist, system.delta_sets, system.hierarchy)
+        self.pipeline = SuperSubPipeline.from_system(system)
         self.routings = tuple(r for r in ALL_ROUTINGS if r != "oracle")
 
     def predict(self, images: np.ndarray, routing: str, k: int) -> dict[str, np.ndarray]:
@@ -202,6 +202,7 @@ class _SavedModel:
             metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
             self.image_size = int(metadata["image_size"])
             self.hierarchy = Hierarchy.from_dict(metadata["hierarchy"], source=str(metadata_path))
+            self.routings = (str(metadata.get("routing", "hard")),)  # the graph's one routing
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise DataError(f"{metadata_path}: unreadable export description ({err}); is "
                             f"{path} a supersub_tf SavedModel export?") from None

@@ -31,6 +31,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from supersub_tf.atomic import atomic_write_text
 from supersub_tf.config import RunConfig, save_config
 from supersub_tf.data import create_source
@@ -124,7 +126,8 @@ def supersub_stage(config: RunConfig, source: ImageSource | None = None,
     """Delta specialists at each configured bit width, their stored systems, and the
     two-stage pipeline's validation accuracy under each routing mode.
 
-    Needs the run's trained generalist. Writes ``systems/<bits>/`` (the compact storage
+    Needs the run's trained base network (``deltas.base``: the vanilla network or the
+    generalist; trained here when missing). Writes ``systems/<bits>/`` (the compact storage
     format) and ``supersub/<bits>.json``; returns those results by bit-width tag. Holds
     the run's lock and refuses (or, with ``retrain``, retrains) stale stages first.
     """
@@ -148,27 +151,33 @@ def _supersub_results(config: RunConfig, run_dir: Path, source: ImageSource,
     from supersub_tf.training.networks import load_network
 
     hierarchy = source.hierarchy
-    if not (run_dir / "generalist" / "metrics.json").exists():
-        train_stage(config, "generalist", source, log)
-    generalist = load_network(run_dir / "generalist").model
+    base_kind = config.deltas.base  # the network every specialist adapts, and stage 1
+    if not (run_dir / base_kind / "metrics.json").exists():
+        train_stage(config, base_kind, source, log)
+    base = load_network(run_dir / base_kind).model
     val = load_dataset(config.data, "val", training=False,
                        batch_size=config.train.eval_batch_size, source=source)
     backbone = {"model": config.train.model, "width": config.train.width,
                 "image_size": config.data.image_size, "normalization": config.data.normalization}
+    head = "fine" if base_kind == "vanilla" else "superclass"
     results = {}
     for bits in config.deltas.bits:
         tag = bits_tag(bits)
-        delta_sets = train_delta_specialists(config, source, run_dir, generalist, bits, log)
+        delta_sets = train_delta_specialists(config, source, run_dir, base, bits, log)
         settings = {"bits": bits, "from_stage": config.deltas.from_stage,
                     "train_batchnorm": config.deltas.train_batchnorm,
-                    "catch_all": bool(config.deltas.catch_all)}
-        system = save_system(run_dir / "systems" / tag, generalist, delta_sets, hierarchy,
+                    "catch_all": bool(config.deltas.catch_all),
+                    # recorded only when not the paper's generalist (older systems lack it)
+                    **({"base": base_kind} if base_kind != "generalist" else {})}
+        system = save_system(run_dir / "systems" / tag, base, delta_sets, hierarchy,
                              backbone, settings)
-        pipeline = SuperSubPipeline(generalist, delta_sets, hierarchy)
+        pipeline = SuperSubPipeline(base, delta_sets, hierarchy, stage_one_head=head)
         k, tau = config.deltas.topk, config.deltas.gate_tau
         probs, labels = collect_predictions(pipeline, val.dataset, ALL_ROUTINGS, k=k, tau=tau)
         result = {"bits": bits, "system": str(system), "storage": storage_report(system),
+                  "base": base_kind, "stage_one": base_kind,
                   "topk": k, "gate_tau": tau, "catch_all": config.deltas.catch_all,
+                  "distill": config.deltas.distill,
                   "generalist_fine_head": config.train.generalist_fine_head,
                   "routing": {r: {**pipeline_metrics(probs[r], probs["superclass_probs"],
                                                      labels, hierarchy),
@@ -177,16 +186,39 @@ def _supersub_results(config: RunConfig, run_dir: Path, source: ImageSource,
                   "gated_curve": gated_curve(probs["superclass_probs"],
                                              probs["subclass_probs"], labels["fine"],
                                              hierarchy, k,
-                                             other_probs=probs.get("other_probs"))}
+                                             other_probs=probs.get("other_probs"),
+                                             stage_one_fine=probs.get("stage_one_fine")),
+                  **_vanilla_comparison(run_dir, probs, labels, hierarchy, k, tau, base_kind)}
         atomic_write_text(run_dir / "supersub" / f"{tag}.json",
                           json.dumps(result, indent=2) + "\n")
         log(f"[supersub {tag}] top-1 hard {result['routing']['hard']['top1']:.3f}, "
-            f"top-{k} {result['routing']['topk']['top1']:.3f}, gated (tau {tau}) "
+            f"top-{k} {result['routing']['topk']['top1']:.3f}, "
+            f"soft {result['routing']['soft']['top1']:.3f}, gated (tau {tau}) "
             f"{result['routing']['gated']['top1']:.3f}, "
             f"oracle {result['routing']['oracle']['top1']:.3f}; storage "
             f"{result['storage']['a']:.3f}N + 1")
         results[tag] = result
     return results
+
+
+def _vanilla_comparison(run_dir: Path, probs: dict, labels: dict, hierarchy, k: int,
+                        tau: float, base_kind: str) -> dict:
+    """Super-Sub against the run's vanilla network on the validation split (and routed
+    by the run's generalist, when it has one and the specialists are not its own);
+    empty when the run has no finished vanilla network."""
+    from supersub_tf.supersub.evaluate import vanilla_comparison
+    from supersub_tf.training.predictions import PREDICTIONS, load_predictions
+
+    if not (run_dir / "vanilla" / "metrics.json").is_file():
+        return {}
+    vanilla, vanilla_labels = load_predictions(run_dir / "vanilla" / PREDICTIONS)
+    if not np.array_equal(vanilla_labels["fine"], labels["fine"]):
+        return {}  # another split or order: no comparison rather than a wrong one
+    generalist = None
+    if base_kind != "generalist" and (run_dir / "generalist" / "metrics.json").is_file():
+        generalist, _ = load_predictions(run_dir / "generalist" / PREDICTIONS)
+    return {"vanilla_comparison": vanilla_comparison(probs, labels, hierarchy, vanilla, k, tau,
+                                                     generalist)}
 
 
 def export_stage(config: RunConfig, source: ImageSource | None = None,
@@ -233,7 +265,8 @@ def _export(config: RunConfig, run_dir: Path, source: ImageSource | None, log) -
     out_root = Path(settings.output_dir)
     if settings.savedmodel:
         started = time.time()
-        path = export_savedmodel(system, out_root / config.name)
+        path = export_savedmodel(system, out_root / config.name,
+                                 routing=settings.savedmodel_routing)
         sizes = export_size_report(path, system_dir)
         served = savedmodel_predict(path, images)
         result["savedmodel"] = {

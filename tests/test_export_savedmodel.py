@@ -125,7 +125,7 @@ def keras_prediction(system: SuperSubSystem, images: np.ndarray):
     from supersub_tf.supersub.pipeline import SuperSubPipeline
 
     mode = system.backbone.get("normalization", "imagenet")
-    pipeline = SuperSubPipeline(system.generalist, system.delta_sets, system.hierarchy)
+    pipeline = SuperSubPipeline.from_system(system)
     return pipeline.predict(normalize(images, mode).numpy(), "hard")
 
 

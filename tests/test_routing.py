@@ -5,7 +5,7 @@ import pytest
 
 from supersub_tf.hierarchy import Hierarchy, Subclass, Superclass
 from supersub_tf.supersub.routing import (
-    combine, gated_curve, routes_for, specialist_passes)
+    combine, gated_curve, routes_for, specialist_passes, stage_one_probs)
 
 H = Hierarchy([Superclass("a", (Subclass("a0", "a0"), Subclass("a1", "a1"))),
                Superclass("b", (Subclass("b0", "b0"), Subclass("b1", "b1")))], name="ab")
@@ -29,8 +29,9 @@ def test_each_routing_on_known_answers():
     assert top1("gated", tau=0.95) == (1.0, 2.0)
     assert top1("gated", tau=0.5) == (0.5, 1.0)
     assert top1("oracle") == (1.0, 1.0)
+    assert top1("soft") == (1.0, 2.0)          # every superclass: here top-2 is all
     with pytest.raises(ValueError, match="routing must be one of"):
-        routes_for(SUPER, "soft")
+        routes_for(SUPER, "mixed")
 
 
 def test_gated_curve_runs_from_hard_to_topk():
@@ -74,3 +75,47 @@ def test_catch_all_with_each_routing():
     assert top1("topk") == 1.0 and top1("gated", tau=0.6) == 1.0
     curve = gated_curve(SUPER, SUB, FINE, H, k=2, taus=np.array([0.0]), other_probs=OTHER)
     assert [p["top1"] for p in curve] == [0.5, 1.0]
+
+
+# A vanilla stage 1: fine probabilities; p(superclass) is their sum over each block.
+# Image 0: confident (0.7) and right; image 1: unsure (0.4 on a0), truly b1.
+VANILLA_LOGITS = np.log(np.array([[0.7, 0.1, 0.1, 0.1], [0.4, 0.05, 0.2, 0.35]]))
+
+
+def test_stage_one_from_a_vanilla_network_sums_fine_probabilities():
+    sup, fine = stage_one_probs(VANILLA_LOGITS, H, "fine")
+    np.testing.assert_allclose(fine, np.exp(VANILLA_LOGITS), rtol=1e-6)
+    np.testing.assert_allclose(sup, [[0.8, 0.2], [0.45, 0.55]], rtol=1e-6)
+    generalist_sup, none = stage_one_probs(np.log(SUPER), H, "superclass")
+    assert none is None and np.allclose(generalist_sup, SUPER)
+    with pytest.raises(ValueError, match="must give 2 outputs"):
+        stage_one_probs(VANILLA_LOGITS, H, "superclass")
+
+
+def test_soft_routing_is_the_probability_weighted_sum_over_every_superclass():
+    sup = np.array([[0.5, 0.3, 0.2]], np.float32)
+    h3 = Hierarchy([*H.superclasses, Superclass("c", (Subclass("c0", "c0"),))], name="abc")
+    sub = np.array([[0.9, 0.1, 0.2, 0.8, 1.0]], np.float32)
+    routes = routes_for(sup, "soft")
+    assert routes.tolist() == [[0, 1, 2]] and specialist_passes(routes) == 3.0
+    probs = combine(sup, sub, routes, h3)
+    # p(fine) = p(s) * p(fine | s): HD-CNN's probabilistic averaging.
+    np.testing.assert_allclose(probs, [[0.45, 0.05, 0.06, 0.24, 0.2]], rtol=1e-6)
+    assert routes_for(sup, "topk", 2).tolist() == [[0, 1]]
+
+
+def test_gated_keeps_stage_ones_answer_above_tau_and_asks_specialists_below():
+    sup, fine = stage_one_probs(VANILLA_LOGITS, H, "fine")
+    routes = routes_for(sup, "gated", 2, tau=0.5, stage_one_fine=fine)
+    assert routes.tolist() == [[-1, -1], [1, 0]]    # confident image: no specialist pass
+    assert specialist_passes(routes) == 1.0
+    probs = combine(sup, SUB, routes, H, stage_one_fine=fine)
+    np.testing.assert_allclose(probs[0], fine[0])   # stage 1's own answer, exactly
+    expected = np.concatenate([0.45 * SUB[1, :2], 0.55 * SUB[1, 2:]])
+    np.testing.assert_allclose(probs[1], expected, rtol=1e-6)   # the specialists' soft answer
+    assert probs.argmax(1).tolist() == [0, 3]
+    with pytest.raises(ValueError, match="stage_one_fine"):
+        combine(sup, SUB, routes, H)
+    # Over tau: 0 passes (vanilla alone) at tau 0, top-k on every image above 1.
+    curve = gated_curve(sup, SUB, FINE, H, k=2, taus=np.array([0.0]), stage_one_fine=fine)
+    assert [(p["top1"], p["specialist_passes"]) for p in curve] == [(0.5, 0.0), (1.0, 2.0)]

@@ -28,7 +28,7 @@ class KnownProbabilities(SuperSubPipeline):
         return [images]
 
     def stage_one(self, images):
-        return self.superclass_probs(images), self.shared_tensors(images)
+        return self.superclass_probs(images), None, self.shared_tensors(images)
 
     def superclass_probs(self, images):
         return SUPER[np.asarray(images, int).ravel()]
@@ -55,7 +55,7 @@ def test_routing_modes_on_known_probabilities():
     with pytest.raises(ValueError, match="oracle routing needs"):
         pipeline.predict(images, "oracle")
     with pytest.raises(ValueError, match="routing must be"):
-        pipeline.predict(images, "soft")
+        pipeline.predict(images, "mixed")
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +219,7 @@ def test_stages_before_from_stage_run_once_and_are_shared(tiny_system):
     assert pipeline._forward.input_key not in pipeline._boundary
     prefix_stages = {layer_stage(step.layer) for step in pipeline._prefix}
     assert 1 in prefix_stages and not {2, 3} & prefix_stages
-    probs, shared = pipeline.stage_one(x)
+    probs, _, shared = pipeline.stage_one(x)
     for name in TOY.superclass_names:
         from_shared, _ = pipeline.specialist_probs(x, name, shared)
         from_images, _ = pipeline.specialist_probs(x, name)
@@ -231,3 +231,46 @@ def test_stages_before_from_stage_run_once_and_are_shared(tiny_system):
 def tf_softmax(z):
     e = np.exp(z - z.max(1, keepdims=True))
     return e / e.sum(1, keepdims=True)
+
+
+def test_untrained_vanilla_base_specialists_are_the_vanilla_network_renormalised():
+    """On the vanilla base, each specialist's head starts from the vanilla head's rows of
+    its superclass: untrained (zero deltas, 4-bit QAT), it gives exactly the vanilla
+    network's probabilities renormalised over its superclass, and Super-Sub with soft
+    routing gives back the vanilla network's own probabilities."""
+    import tf_keras as keras
+
+    from supersub_tf.deltas.specialist import (
+        build_delta_specialist, extract_delta_set, head_rows)
+    from supersub_tf.models import create_model
+
+    keras.utils.set_random_seed(3)
+    vanilla = create_model("resnet8", TOY.num_classes, (16, 16, 3), width=0.25)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(24, 16, 16, 3)).astype(np.float32)
+    vanilla.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    vanilla.fit(x, rng.integers(0, TOY.num_classes, 24), epochs=1, verbose=0)
+    fine = tf_softmax(vanilla(x, training=False).numpy())
+    delta_sets = {}
+    for s, name in enumerate(TOY.superclass_names):
+        block = TOY.fine_labels_of(s)
+        specialist = build_delta_specialist(vanilla, len(block), bits=4,
+                                            head_init=head_rows(vanilla, block))
+        renormalised = fine[:, block] / fine[:, block].sum(1, keepdims=True)
+        np.testing.assert_allclose(tf_softmax(specialist(x, training=False).numpy()),
+                                   renormalised, atol=1e-5)
+        delta_sets[name] = extract_delta_set(specialist, name, 4)
+    pipeline = SuperSubPipeline(vanilla, delta_sets, TOY, stage_one_head="fine")
+    sup, stage_one_fine, _ = pipeline.stage_one(x)
+    np.testing.assert_allclose(stage_one_fine, fine, atol=1e-5)
+    np.testing.assert_allclose(sup[:, 0], fine[:, TOY.fine_labels_of(0)].sum(1), atol=1e-5)
+    # p(s) * p(fine | s) summed over every superclass is the vanilla network again.
+    np.testing.assert_allclose(pipeline.predict(x, "soft").fine_probs, fine, atol=1e-5)
+    # Gated: above tau the vanilla answer itself, below it the specialists'.
+    tau = float(np.median(fine.max(1)))
+    gated = pipeline.predict(x, "gated", k=2, tau=tau)
+    confident = fine.max(1) >= tau
+    np.testing.assert_allclose(gated.fine_probs[confident], fine[confident], atol=1e-6)
+    topk = pipeline.predict(x, "topk", k=2)
+    np.testing.assert_allclose(gated.fine_probs[~confident], topk.fine_probs[~confident],
+                               atol=1e-6)

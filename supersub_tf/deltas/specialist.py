@@ -108,9 +108,32 @@ def _copy_weights(specialist: keras.Model, generalist: keras.Model) -> None:
             layer.set_weights(source.get_weights())
 
 
+def head_rows(model: keras.Model, classes) -> tuple[np.ndarray, np.ndarray]:
+    """``(kernel [F, n], bias [n])``: the columns of ``model``'s ``"logits"`` head for
+    ``classes`` (e.g. the vanilla network's head restricted to one superclass's fine
+    labels, the start of that superclass's specialist head)."""
+    kernel, bias = model.get_layer(blocks.LOGITS_LAYER).get_weights()
+    classes = np.asarray(classes, np.int64)
+    return kernel[:, classes].copy(), bias[classes].copy()
+
+
+def _init_head(head: keras.layers.Dense, kernel: np.ndarray, bias: np.ndarray) -> None:
+    """Writes ``(kernel, bias)`` into the first columns of ``head`` (all of them, or all
+    but a catch-all specialist's "other" output, which keeps its random start)."""
+    current_kernel, current_bias = head.get_weights()
+    n = kernel.shape[1]
+    if kernel.shape[0] != current_kernel.shape[0] or n > current_kernel.shape[1]:
+        raise ConfigError(f"head_init kernel {kernel.shape} does not fit the specialist "
+                          f"head {current_kernel.shape}")
+    current_kernel[:, :n], current_bias[:n] = kernel, bias
+    head.set_weights([current_kernel, current_bias])
+
+
 def build_delta_specialist(generalist: keras.Model, num_classes: int, *, from_stage: int = 0,
                            train_batchnorm: bool = True, bits: int | None = 8,
-                           name: str | None = None) -> keras.Model:
+                           name: str | None = None,
+                           head_init: tuple[np.ndarray, np.ndarray] | None = None
+                           ) -> keras.Model:
     """A specialist that adapts ``generalist`` with per-kernel deltas and a new head.
 
     Args:
@@ -125,6 +148,10 @@ def build_delta_specialist(generalist: keras.Model, num_classes: int, *, from_st
         bits: Quantization-aware training of the deltas to this many bits per output
             channel (2 to 8); None trains float deltas.
         name: Model name; defaults to ``"<generalist>_specialist"``.
+        head_init: ``(kernel, bias)`` the new head starts from (:func:`head_rows`; for a
+            catch-all specialist, its first ``num_classes - 1`` outputs); random when None.
+            With the vanilla network's rows of a superclass, the untrained specialist
+            gives exactly the vanilla network's probabilities renormalised over it.
 
     Returns:
         A flat functional model computing exactly the generalist's features until
@@ -142,6 +169,8 @@ def build_delta_specialist(generalist: keras.Model, num_classes: int, *, from_st
             generalist, clone_function=_clone_function(num_classes, from_stage,
                                                        train_batchnorm))
     _copy_weights(specialist, generalist)
+    if head_init is not None:
+        _init_head(specialist.get_layer(blocks.LOGITS_LAYER), *head_init)
     specialist._name = name or f"{generalist.name}_specialist"  # no public name setter
     return specialist if bits is None else quantize_deltas(specialist, bits)
 

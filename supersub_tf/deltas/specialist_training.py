@@ -1,8 +1,12 @@
-"""Delta specialists: fine-tuning the generalist into one specialist per superclass.
+"""Delta specialists: fine-tuning a base network into one specialist per superclass.
 
-Each specialist starts from the trained generalist: the same trunk weights, frozen,
-plus zero-initialised deltas (quantization-aware trained to ``bits``, or float), a new
-head over its superclass's subclasses and, if configured, its own batch-norm weights;
+The base (``deltas.base``) is the vanilla network (the default) or the paper's
+generalist. Each specialist starts from it: the same trunk weights, frozen, plus
+zero-initialised deltas (quantization-aware trained to ``bits``, or float), a head over
+its superclass's subclasses (on the vanilla base, the vanilla head's rows of those
+classes, so training starts from what the vanilla network already knows; on a
+generalist, a new one) and, if configured, its own batch-norm weights; with
+``deltas.distill`` its targets mix the labels with the vanilla network's soft ones;
 it is trained on its superclass's images only, or, as a catch-all specialist
 (``deltas.catch_all``), also on a sample of the others' images, which its extra last
 output learns to call "not my superclass". Its folder
@@ -26,11 +30,12 @@ from supersub_tf.config import RunConfig, bits_tag
 from supersub_tf.data import load_catch_all_dataset, load_dataset
 from supersub_tf.data.source import ImageSource
 from supersub_tf.deltas.delta_set import DeltaSet, load_delta_set, save_delta_set
-from supersub_tf.deltas.specialist import build_delta_specialist, extract_delta_set
+from supersub_tf.deltas.specialist import build_delta_specialist, extract_delta_set, head_rows
 from supersub_tf.freshness import check_stage, delta_settings, record_settings
 from supersub_tf.training.distribution import training_scope
 from supersub_tf.training.engine import (
-    fit, seed_everything, steps_for, with_catch_all_targets, with_targets)
+    fit, seed_everything, steps_for, with_catch_all_targets, with_distilled_targets,
+    with_targets)
 from supersub_tf.training.networks import predict
 from supersub_tf.training.predictions import PREDICTIONS, save_predictions
 
@@ -43,9 +48,11 @@ def deltas_dir(run_dir: str | Path, bits: int | None) -> Path:
 
 
 def train_delta_specialist(config: RunConfig, source: ImageSource, run_dir: str | Path,
-                           generalist: keras.Model, superclass: str, bits: int | None,
+                           base: keras.Model, superclass: str, bits: int | None,
                            log=print) -> DeltaSet:
-    """Fine-tunes one delta specialist (or loads its finished deltas) and returns them."""
+    """Fine-tunes one delta specialist of ``base`` (the vanilla network or the
+    generalist, as ``config.deltas.base`` says) or loads its finished deltas, and
+    returns them."""
     out = deltas_dir(run_dir, bits) / superclass
     label = f"delta {bits_tag(bits)} {superclass}"
     recorded = delta_settings(config, bits)
@@ -78,23 +85,28 @@ def train_delta_specialist(config: RunConfig, source: ImageSource, run_dir: str 
     else:
         train = load_dataset(config.data, "train", batch_size=train_cfg.batch_size,
                              superclass=superclass, seed=seed, source=source)
-        train_targets = with_targets(train.dataset, "subclass", n)
+        train_targets = (with_distilled_targets(train.dataset, base, h.fine_labels_of(index),
+                                                settings.distill, settings.distill_temperature)
+                         if settings.distill else with_targets(train.dataset, "subclass", n))
         val_targets = with_targets(val.dataset, "subclass", n)
     start = time.time()
     steps = steps_for(train.num_examples, train_cfg.batch_size)
     if bits is not None and steps * train_cfg.epochs < 2:
         log(f"[{label}] warning: one optimizer step only; the QAT quantizer's range is set "
             "from the delta before the step (zero), so every code would be zero")
+    # On the vanilla base the head starts from the vanilla head's rows of the superclass.
+    head_init = head_rows(base, h.fine_labels_of(index)) if settings.base == "vanilla" else None
     with training_scope(train_cfg.distribution):
-        model = build_delta_specialist(generalist, n + int(catch_all),
+        model = build_delta_specialist(base, n + int(catch_all),
                                        from_stage=settings.from_stage,
-                                       train_batchnorm=settings.train_batchnorm, bits=bits)
+                                       train_batchnorm=settings.train_batchnorm, bits=bits,
+                                       head_init=head_init)
         trainable = sum(int(w.shape.num_elements()) for w in model.trainable_weights)
         log(f"[{label}] {trainable:,} trainable values, {train.num_examples:,} images"
             f"{' (others included)' if catch_all else ''}, {train_cfg.epochs} epochs")
         fit(model, train_targets, val_targets, train_cfg, out, steps)
     probs, labels = predict(model, val.dataset)
-    metrics = {"superclass": superclass, "bits": bits, "num_classes": n,
+    metrics = {"superclass": superclass, "bits": bits, "num_classes": n, "base": settings.base,
                "train_images": train.num_examples, "epochs": train_cfg.epochs,
                "steps": train_cfg.epochs * steps}
     if catch_all:
@@ -124,8 +136,8 @@ def catch_all_metrics(model: keras.Model, own_probs: np.ndarray, mixed_val,
 
 
 def train_delta_specialists(config: RunConfig, source: ImageSource, run_dir: str | Path,
-                            generalist: keras.Model, bits: int | None,
+                            base: keras.Model, bits: int | None,
                             log=print) -> dict[str, DeltaSet]:
-    """All superclasses' delta specialists at one bit width."""
-    return {name: train_delta_specialist(config, source, run_dir, generalist, name, bits, log)
+    """All superclasses' delta specialists of ``base`` at one bit width."""
+    return {name: train_delta_specialist(config, source, run_dir, base, name, bits, log)
             for name in source.hierarchy.superclass_names}

@@ -65,7 +65,8 @@ from supersub_tf.deltas.delta_set import DeltaSet, QuantizedTensor
 from supersub_tf.deltas.packing import pack_codes, packed_size, unpack_codes
 from supersub_tf.deltas.specialist_file import (
     SUFFIX, ArraySpec, read_specialist_file, write_specialist_file)
-from supersub_tf.deltas.system_checks import check_head, check_inputs, delta_layout, kernel_shapes
+from supersub_tf.deltas.system_checks import (
+    check_head, check_inputs, delta_layout, kernel_shapes, stage_one_head, stage_one_outputs)
 from supersub_tf.errors import StorageError, SuperSubError
 from supersub_tf.hierarchy import Hierarchy
 from supersub_tf.manifest_files import MANIFEST, file_entry, read_manifest_file
@@ -102,6 +103,12 @@ class SuperSubSystem:
     delta_settings: dict[str, Any]
     generalist: keras.Model
     delta_sets: dict[str, DeltaSet]
+
+    @property
+    def stage_one_head(self) -> str:
+        """What stage 1 (the trunk's own head) predicts: ``fine`` (the vanilla network,
+        ``base: vanilla``) or ``superclass`` (a generalist)."""
+        return stage_one_head(self.delta_settings)
 
     def for_hard_routing(self) -> SuperSubSystem:
         """The system as hard routing runs it: catch-all specialists' "other" output
@@ -224,7 +231,7 @@ def _write_contents(root: Path, generalist: keras.Model, delta_sets: Mapping[str
     manifest = {
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
         "hierarchy": hierarchy.to_dict(),
-        "backbone": {**backbone, "num_classes": hierarchy.num_superclasses,
+        "backbone": {**backbone, "num_classes": stage_one_outputs(hierarchy, delta_settings),
                      "parameters": int(generalist.count_params())},
         "delta_settings": dict(delta_settings),
         "packing": {"codes": "unsigned little-endian dense k-bit, code + 2^(k-1) - 1",

@@ -56,6 +56,19 @@ def delta_layout(generalist: keras.Model,
     return sorted(layout.items(), key=lambda item: order.index(item[0]))
 
 
+def stage_one_head(delta_settings: Mapping[str, Any]) -> str:
+    """``fine`` for a system built on the vanilla network (``delta_settings["base"]``),
+    ``superclass`` for the paper's generalist (also every system stored before the
+    setting existed)."""
+    return "fine" if delta_settings.get("base") == "vanilla" else "superclass"
+
+
+def stage_one_outputs(hierarchy: Hierarchy, delta_settings: Mapping[str, Any]) -> int:
+    """How many outputs the system's stage-1 network (its trunk's own head) has."""
+    return (hierarchy.num_classes if stage_one_head(delta_settings) == "fine"
+            else hierarchy.num_superclasses)
+
+
 def check_inputs(generalist: keras.Model, delta_sets: Mapping[str, DeltaSet],
                  hierarchy: Hierarchy, backbone: Mapping[str, Any],
                  delta_settings: Mapping[str, Any]) -> None:
@@ -75,11 +88,14 @@ def check_inputs(generalist: keras.Model, delta_sets: Mapping[str, DeltaSet],
     if sorted(delta_sets) != sorted(names):
         raise StorageError(f"specialists {sorted(delta_sets)} do not match the hierarchy's "
                         f"superclasses {sorted(names)}")
-    outputs = int(generalist.output_shape[-1])
-    if outputs != hierarchy.num_superclasses or backbone.get("num_classes", outputs) != outputs:
-        raise StorageError(f"the generalist has {outputs} outputs and backbone num_classes "
-                        f"{backbone.get('num_classes')}, the hierarchy "
-                        f"{hierarchy.num_superclasses} superclasses")
+    outputs, wanted = int(generalist.output_shape[-1]), stage_one_outputs(hierarchy,
+                                                                          delta_settings)
+    if outputs != wanted or backbone.get("num_classes", outputs) != outputs:
+        what = ("fine classes (base: vanilla)" if stage_one_head(delta_settings) == "fine"
+                else "superclasses")
+        raise StorageError(f"the stage-1 network has {outputs} outputs and backbone "
+                           f"num_classes {backbone.get('num_classes')}, the hierarchy "
+                           f"{wanted} {what}")
     layers = {layer.name: len(layer.weights) for layer in generalist.layers}
     bits, catch_all = delta_settings["bits"], bool(delta_settings.get("catch_all", False))
     for name, delta_set in delta_sets.items():

@@ -263,7 +263,18 @@ class LiteRTSuperSub:
         # Catch-all specialists have one output more: "not my superclass".
         self.catch_all = bool(manifest.get("catch_all", False))
         extra = int(self.catch_all)
-        self.generalist = load(paths[0], manifest["generalist"], h.num_superclasses,
+        # Stage 1 is a generalist, or the vanilla network (its fine probabilities summed
+        # per superclass); exports made before the vanilla base say nothing: generalist.
+        entry = manifest["generalist"]
+        self.stage_one = (entry.get("stage_one", "superclass") if isinstance(entry, dict)
+                          else "superclass")
+        if self.stage_one not in routing.STAGE_ONE_HEADS:
+            raise ExportError(f"{source}: generalist stage_one {self.stage_one!r} is not one "
+                              f"of {routing.STAGE_ONE_HEADS}")
+        fine = self.stage_one == "fine"
+        self.generalist = load(paths[0], manifest["generalist"],
+                               h.num_classes if fine else h.num_superclasses,
+                               f"the vanilla network of {h.num_classes} classes" if fine else
                                f"the generalist of {h.num_superclasses} superclasses")
         self.specialists = [
             load(path, entry, n + extra, f"superclass {name!r} with {n} subclasses"
@@ -319,7 +330,8 @@ class LiteRTSuperSub:
 
     def superclass_probs(self, images: np.ndarray) -> np.ndarray:
         """Stage 1: ``p(superclass)`` ``[N, S]`` of uint8 images."""
-        return routing.softmax(self.generalist.logits(self.normalize(images)))
+        return routing.stage_one_probs(self.generalist.logits(self.normalize(images)),
+                                       self.hierarchy, self.stage_one)[0]
 
     def subclass_probs(self, images: np.ndarray, superclass: int | str) -> np.ndarray:
         """Stage 2 for one superclass (index or name): ``p(subclass | superclass)``
@@ -398,9 +410,11 @@ class LiteRTSuperSub:
     def _predict_batch(self, x: np.ndarray, mode: str, k: int,
                        true_superclass: np.ndarray | None, tau: float) -> dict[str, np.ndarray]:
         h = self.hierarchy
-        sup_probs = routing.softmax(self.generalist.logits(x))
+        sup_probs, stage_one_fine = routing.stage_one_probs(self.generalist.logits(x), h,
+                                                            self.stage_one)
         n = x.shape[0]
-        routes = routing.routes_for(sup_probs, mode, int(k), true_superclass, tau)
+        routes = routing.routes_for(sup_probs, mode, int(k), true_superclass, tau,
+                                    stage_one_fine)
         sub_given = np.zeros((n, h.num_classes), np.float32)
         other = np.zeros((n, h.num_superclasses), np.float32) if self.catch_all else None
         for s in range(h.num_superclasses):  # each specialist once, on its routed images
@@ -411,7 +425,7 @@ class LiteRTSuperSub:
                 if other is not None:
                     other[rows, s] = other_s
         fine_probs = routing.combine(sup_probs, sub_given, routes, h, weighted=mode != "oracle",
-                                     other_probs=other)
+                                     other_probs=other, stage_one_fine=stage_one_fine)
         fine = fine_probs.argmax(1)
         index = np.arange(n)
         return {"superclass_probs": sup_probs, "fine_probs": fine_probs,

@@ -54,7 +54,7 @@ def keras_predict(system: SuperSubSystem, images: np.ndarray, *, batch_size: int
     """
     from supersub_tf.supersub.pipeline import SuperSubPipeline
 
-    pipeline = SuperSubPipeline(system.generalist, system.delta_sets, system.hierarchy)
+    pipeline = SuperSubPipeline.from_system(system)
     mode = system.backbone.get("normalization", "imagenet")
     parts: dict[str, list] = {"fine": [], "superclass": [], "fine_prob": [],
                               "superclass_probs": [], "margin": []}

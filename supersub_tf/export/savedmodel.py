@@ -19,8 +19,12 @@ Inside the graph:
 
 1. the images are normalised as the training pipeline does (the system's
    ``normalization`` mode, :func:`supersub_tf.data.pipeline.normalize`);
-2. the generalist gives ``p(superclass)``; each image goes to its most likely
-   superclass (hard routing, as ``SuperSubPipeline.predict(routing="hard")``);
+2. stage 1 gives ``p(superclass)``: a generalist's softmax, or for a system built on the
+   vanilla network (``base: vanilla``) its fine probabilities summed per superclass;
+   each image goes to its most likely superclass (``routing="hard"``, as
+   ``SuperSubPipeline.predict(routing="hard")``) or to every superclass
+   (``routing="soft"``: ``p(fine) = p(s) * p(fine | s)``, S specialist passes), as
+   chosen at export and recorded in ``supersub_export.json``;
 3. a ``tf.while_loop`` over the superclasses takes, for each one that got images, its
    specialist's weights as tensors (``W + codes * scales`` for delta layers, its own
    head and batch norms), runs its images through the same layer graph and scatters
@@ -74,6 +78,7 @@ import numpy as np
 import tensorflow as tf
 
 from supersub_tf.atomic import atomic_directory
+from supersub_tf.config import SAVEDMODEL_ROUTINGS
 from supersub_tf.deltas.delta_set import DeltaSet, levels
 from supersub_tf.deltas.packing import pack_codes, packed_size
 from supersub_tf.deltas.storage import MANIFEST, SuperSubSystem, load_system
@@ -91,6 +96,7 @@ INPUT_NAME = "images"
 BYTES_SIGNATURE = "image_bytes"
 BYTES_INPUT_NAME = "image_bytes"
 NORMALIZATIONS = ("imagenet", "unit", "none")
+EXPORT_ROUTINGS = SAVEDMODEL_ROUTINGS  # top-k and gated run in process and in LiteRT
 # Output name -> (dtype, shape) for a batch of N images and S superclasses.
 OUTPUTS = {
     "superclass": ("int32", ["N"]),
@@ -189,6 +195,7 @@ class SuperSubModule(tf.Module):
 
     Args:
         system: A loaded system (its generalist is read, not modified).
+        routing: ``hard`` or ``soft`` (:data:`EXPORT_ROUTINGS`).
 
     Raises:
         ExportError: When a specialist's deltas or owned weights do not fit the generalist,
@@ -197,9 +204,15 @@ class SuperSubModule(tf.Module):
         ConfigError: When the generalist has a layer the functional pass cannot replay.
     """
 
-    def __init__(self, system: SuperSubSystem) -> None:
+    def __init__(self, system: SuperSubSystem, routing: str = "hard") -> None:
         super().__init__(name="supersub")
+        if routing not in EXPORT_ROUTINGS:
+            raise ExportError(f"the SavedModel routes {' or '.join(EXPORT_ROUTINGS)}, not "
+                              f"{routing!r} (top-k and gated run in process and in LiteRT)")
+        self.routing = routing
         hierarchy = system.hierarchy
+        self.stage_one_head = system.stage_one_head
+        self._fine_to_superclass = np.asarray(hierarchy.fine_to_superclass, np.int32)
         names = hierarchy.superclass_names
         delta_sets = [system.delta_sets[name] for name in names]
         self.image_size = int(system.backbone["image_size"])
@@ -214,6 +227,8 @@ class SuperSubModule(tf.Module):
         self._init_deltas(delta_sets)
         self._init_owned(delta_sets, base, [hierarchy.num_subclasses(s) for s in range(len(names))])
         self._num_superclasses = len(names)
+        self._stage_one_outputs = (hierarchy.num_classes if self.stage_one_head == "fine"
+                                   else len(names))
         self._fine_offsets = [int(hierarchy.fine_labels_of(s)[0]) for s in range(len(names))]
         self._superclass_names = list(names)
         self._class_names = list(hierarchy.class_names)
@@ -294,16 +309,22 @@ class SuperSubModule(tf.Module):
         x = normalize(images, self.normalization)
         n, count = tf.shape(x)[0], self._num_superclasses
         base = self._generalist()
+        classes = len(self._class_ids)
+        fine_to_superclass = tf.constant(self._fine_to_superclass)
         # An empty batch skips the networks: some CPU convolution kernels mishandle N = 0.
-        superclass_probs = tf.cond(n > 0, lambda: tf.nn.softmax(self._forward(x, base)),
-                                   lambda: tf.zeros([0, count], tf.float32))
+        stage_one = tf.cond(n > 0, lambda: tf.nn.softmax(self._forward(x, base)),
+                            lambda: tf.zeros([0, self._stage_one_outputs], tf.float32))
+        if self.stage_one_head == "fine":  # the vanilla network: sum each superclass's mass
+            superclass_probs = tf.matmul(stage_one, tf.one_hot(fine_to_superclass, count))
+        else:
+            superclass_probs = stage_one
         superclass = tf.argmax(superclass_probs, axis=1, output_type=tf.int32)
         superclass_prob = tf.reduce_max(superclass_probs, axis=1)
-
-        classes = len(self._class_ids)
+        soft = self.routing == "soft"
 
         def stage2(s, subclass, subclass_prob, sub_given):
-            rows = tf.where(tf.equal(superclass, s))
+            # soft: every image to every specialist; hard: its most likely superclass's.
+            rows = tf.where(tf.ones([n], tf.bool) if soft else tf.equal(superclass, s))
             sub, prob, placed = tf.cond(
                 tf.shape(rows)[0] > 0, lambda: self._stage2(s, tf.gather_nd(x, rows), base),
                 lambda: (tf.zeros([0], tf.int32), tf.zeros([0], tf.float32),
@@ -316,6 +337,15 @@ class SuperSubModule(tf.Module):
             lambda s, *_: s < count, stage2,
             (tf.constant(0), tf.zeros([n], tf.int32), tf.zeros([n], tf.float32),
              tf.zeros([n, classes], tf.float32)))
+        if soft:  # p(fine) = p(s) * p(fine | s) over every block; the answer is its argmax
+            fine_probs = tf.gather(superclass_probs, fine_to_superclass, axis=1) * sub_given
+            fine = tf.argmax(fine_probs, axis=1, output_type=tf.int32)
+            superclass = tf.gather(fine_to_superclass, fine)
+            superclass_prob = tf.gather(superclass_probs, superclass, batch_dims=1)
+            subclass = fine - tf.gather(tf.constant(self._fine_offsets, tf.int32), superclass)
+            subclass_prob = tf.gather(sub_given, fine, batch_dims=1)
+        else:
+            fine_probs = superclass_prob[:, None] * sub_given
         fine = tf.gather(tf.constant(self._fine_offsets, tf.int32), superclass) + subclass
         return {
             "superclass": superclass,
@@ -325,7 +355,7 @@ class SuperSubModule(tf.Module):
             "subclass_prob": subclass_prob,
             "fine_prob": superclass_prob * subclass_prob,
             "superclass_probs": superclass_probs,
-            "fine_probs": superclass_prob[:, None] * sub_given,
+            "fine_probs": fine_probs,
             "superclass_name": tf.gather(tf.constant(self._superclass_names), superclass),
             "fine_name": tf.gather(tf.constant(self._class_names), fine),
             "fine_id": tf.gather(tf.constant(self._class_ids), fine),
@@ -412,7 +442,7 @@ def _check_exportable(forward: FunctionalForward, delta_set: DeltaSet, subclasse
 
 # --------------------------------------------------------------------------- export
 def export_savedmodel(system: str | os.PathLike | SuperSubSystem, out_dir: str | os.PathLike,
-                      *, check: bool = True) -> Path:
+                      *, check: bool = True, routing: str = "hard") -> Path:
     """Writes a Super-Sub system as one SavedModel running both stages (atomically).
 
     Args:
@@ -422,6 +452,8 @@ def export_savedmodel(system: str | os.PathLike | SuperSubSystem, out_dir: str |
             previous SavedModel; a non-empty folder without ``saved_model.pb`` is refused.
         check: Before the folder is put in place, load it back and run a batch of
             random images through its signature, comparing with the in-memory module.
+        routing: ``hard`` (one specialist pass per image) or ``soft`` (every
+            specialist, weighted by ``p(superclass)``).
 
     Returns:
         ``out_dir``. Load it with ``tf.saved_model.load(out_dir)`` and call
@@ -436,8 +468,11 @@ def export_savedmodel(system: str | os.PathLike | SuperSubSystem, out_dir: str |
     """
     if not isinstance(system, SuperSubSystem):
         system = load_system(system)
-    system = system.for_hard_routing()  # the export routes hard
-    module = SuperSubModule(system)
+    if routing == "soft" and any(d.catch_all for d in system.delta_sets.values()):
+        raise ExportError(f"{system.path}: catch-all specialists weigh soft routing by "
+                          "p(other), which the SavedModel does not implement; export hard")
+    system = system.for_hard_routing()  # hard routing's answers do not use p(other)
+    module = SuperSubModule(system, routing)
     with atomic_directory(out_dir, MARKER, "SavedModel") as work:
         tf.saved_model.save(module, str(work), signatures={SIGNATURE: module.serve,
                                                            BYTES_SIGNATURE: module.serve_bytes})
@@ -478,7 +513,8 @@ def export_metadata(system: SuperSubSystem, module: SuperSubModule) -> dict[str,
             f"its EXIF orientation. {BYTES_INPUT_NAME}: encoded JPEG/PNG/GIF/BMP files of "
             "any size; the graph decodes and resizes them that way (EXIF orientation is "
             "not applied)."),
-        "routing": "hard",
+        "routing": module.routing,
+        "stage_one": module.stage_one_head,
         "image_size": size,
         "normalization": module.normalization,
         "delta_bits": bits,

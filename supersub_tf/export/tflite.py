@@ -246,7 +246,11 @@ def export_tflite(system: SuperSubSystem, out_dir: str | os.PathLike,
         return x[_balanced(h.fine_to_superclass, fine, superclasses, calibration_size, rng)]
 
     with atomic_directory(out_dir, MANIFEST, _EXPORT_KIND) as work:
-        generalist = {"role": "generalist", "num_outputs": h.num_superclasses,
+        # Stage 1: a generalist (superclass logits) or the vanilla network (fine logits,
+        # summed per superclass by the runtime: routing.stage_one_probs).
+        generalist = {"role": "generalist", "stage_one": system.stage_one_head,
+                      "num_outputs": (h.num_classes if system.stage_one_head == "fine"
+                                      else h.num_superclasses),
                       **_write_model(work, GENERALIST_FILE, system.generalist, quantization,
                                      representative(list(range(h.num_superclasses))))}
         specialists = []

@@ -210,7 +210,7 @@ def supersub_record(config: ScalingConfig, size: dict[str, Any], bits: int | Non
         keras.backend.clear_session()
         system = load_system(system_dir)
         h = system.hierarchy
-        pipeline = SuperSubPipeline(system.generalist, system.delta_sets, h)
+        pipeline = SuperSubPipeline.from_system(system)
         generalist_macs = model_macs(system.generalist)
         head = system.generalist.get_layer(LOGITS_LAYER)
         features = int(head.input_shape[-1])

@@ -1,6 +1,11 @@
 """Two-stage inference with one network's weights resident on the device.
 
-Stage 1 runs the generalist (trunk + superclass head) and gives ``p(superclass)``.
+Stage 1 runs the base network: a generalist (trunk + superclass head) gives
+``p(superclass)``; the vanilla network (trunk + fine head, ``deltas.base: vanilla``)
+gives ``p(fine)``, summed per superclass into ``p(superclass)``
+(:func:`~supersub_tf.supersub.routing.stage_one_probs`), and its own answer is what
+gated routing keeps for confident images. "Generalist" below means either: the network
+whose trunk every specialist adapts.
 Stage 2 groups the batch by the superclass(es) each image is routed to; for each group
 it replays the *same* trunk with that specialist's weights, built inside one compiled
 function from the trunk's own variables and the specialist's host arrays: ``W + codes *
@@ -15,8 +20,9 @@ exist only while that group runs. The deltas live in host memory as k-bit codes.
 into a specialist *in place* (for inspection, and as the reference the replay is tested
 against); a failure half-way through ``apply`` restores the generalist.
 
-Routing modes (:mod:`supersub_tf.supersub.routing`): ``hard``, ``topk``, ``gated``
-(hard when stage 1 is confident, top-k below a threshold) and ``oracle``.
+Routing modes (:mod:`supersub_tf.supersub.routing`): ``hard``, ``topk``, ``soft``
+(every superclass), ``gated`` (stage 1's own answer, or hard routing for a generalist,
+when stage 1 is confident; top-k below a threshold) and ``oracle``.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from supersub_tf.models import trunk
 from supersub_tf.models.blocks import LOGITS_LAYER
 from supersub_tf.models.functional import FunctionalForward
 from supersub_tf.supersub.routing import (
-    ALL_ROUTINGS, ROUTINGS, combine, routes_for, softmax, specialist_outputs)
+    ALL_ROUTINGS, ROUTINGS, combine, routes_for, softmax, specialist_outputs, stage_one_probs)
 
 __all__ = ["ALL_ROUTINGS", "Prediction", "ROUTINGS", "SuperSubPipeline"]
 
@@ -71,15 +77,18 @@ class SuperSubPipeline:
         generalist: The trained generalist (a registry model: ``features`` + ``logits``).
         delta_sets: Superclass name -> its specialist's deltas.
         hierarchy: The hierarchy (superclass order = the generalist's outputs).
+        stage_one_head: ``superclass`` (a generalist) or ``fine`` (the vanilla network:
+            its head's outputs are the hierarchy's fine classes).
     """
 
     def __init__(self, generalist: keras.Model, delta_sets: dict[str, DeltaSet],
-                 hierarchy: Hierarchy) -> None:
+                 hierarchy: Hierarchy, stage_one_head: str = "superclass") -> None:
         missing = [s for s in hierarchy.superclass_names if s not in delta_sets]
         if missing:
             raise ValueError(f"no specialist deltas for superclass(es) {missing}")
         self.hierarchy = hierarchy
         self.delta_sets = delta_sets
+        self.stage_one_head = stage_one_head
         self.trunk = trunk(generalist)
         head = generalist.get_layer(LOGITS_LAYER)
         self.generalist_head = [w.numpy() for w in head.weights]
@@ -108,6 +117,13 @@ class SuperSubPipeline:
         self._touched_variables = [v for name in self._touched for v in self._layers[name].weights]
         self._write_specialist = tf.function(self._assign_specialist, reduce_retracing=True)
         self._write_base = tf.function(self._assign_base, reduce_retracing=True)
+
+    @classmethod
+    def from_system(cls, system) -> SuperSubPipeline:
+        """The pipeline of a loaded :class:`~supersub_tf.deltas.storage.SuperSubSystem`
+        (its trunk network, deltas, hierarchy and stage-1 kind)."""
+        return cls(system.generalist, system.delta_sets, system.hierarchy,
+                   stage_one_head=system.stage_one_head)
 
     # ------------------------------------------------------------------ weights
     @functools.cached_property
@@ -188,16 +204,19 @@ class SuperSubPipeline:
         themselves when ``from_stage`` is 0)."""
         return self._shared(tf.convert_to_tensor(images))
 
-    def stage_one(self, images) -> tuple[np.ndarray, list]:
-        """Stage 1: ``p(superclass)`` from the generalist, and the shared tensors stage 2
-        starts from (so the common stages run once per batch)."""
+    def stage_one(self, images) -> tuple[np.ndarray, np.ndarray | None, list]:
+        """Stage 1: ``p(superclass)``, a vanilla stage 1's ``p(fine)`` (None for a
+        generalist), and the shared tensors stage 2 starts from (so the common stages run
+        once per batch)."""
         shared = self.shared_tensors(images)
         features = self._generalist_features(shared).numpy()
         kernel, bias = self.generalist_head
-        return softmax(features @ kernel + bias), shared
+        sup_probs, fine_probs = stage_one_probs(features @ kernel + bias, self.hierarchy,
+                                                self.stage_one_head)
+        return sup_probs, fine_probs, shared
 
     def superclass_probs(self, images) -> np.ndarray:
-        """Stage 1: ``p(superclass)`` from the generalist."""
+        """Stage 1: ``p(superclass)``."""
         return self.stage_one(images)[0]
 
     @property
@@ -289,7 +308,7 @@ class SuperSubPipeline:
 
         Args:
             images: ``float32 [N, H, W, 3]``, normalised as in training.
-            routing: ``hard``, ``topk``, ``gated`` or ``oracle`` (see
+            routing: ``hard``, ``topk``, ``soft``, ``gated`` or ``oracle`` (see
                 :mod:`supersub_tf.supersub.routing`).
             k: Superclasses per image for ``topk`` and uncertain ``gated`` images.
             true_superclass: ``[N]`` true superclass indices, for ``oracle``.
@@ -299,11 +318,11 @@ class SuperSubPipeline:
             raise ValueError(f"routing must be one of {ALL_ROUTINGS}, got {routing!r}")
         images = tf.convert_to_tensor(images)
         h = self.hierarchy
-        sup_probs, shared = self.stage_one(images)
-        routes = routes_for(sup_probs, routing, k, true_superclass, tau)
+        sup_probs, stage_one_fine, shared = self.stage_one(images)
+        routes = routes_for(sup_probs, routing, k, true_superclass, tau, stage_one_fine)
         sub_given, other = self.routed_subclass_probs(images, routes, shared)
         fine_probs = combine(sup_probs, sub_given, routes, h, weighted=routing != "oracle",
-                             other_probs=other)
+                             other_probs=other, stage_one_fine=stage_one_fine)
         n = len(fine_probs)
         fine = fine_probs.argmax(1)
         return Prediction(sup_probs, fine_probs, h.fine_to_superclass[fine],

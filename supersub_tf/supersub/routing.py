@@ -4,14 +4,26 @@ Pure numpy over stage 1's ``p(superclass)`` and stage 2's ``p(subclass | supercl
 so the pipeline, its evaluation and the exports share one definition. A route table is
 ``int [N, w]``: the superclasses each image is routed to, ``-1`` padding.
 
+Stage 1 is either a generalist (a superclass head: ``p(superclass)`` is its softmax) or
+the vanilla network itself (a fine-class head, ``deltas.base: vanilla``): then
+``p(superclass)`` is the sum of its fine probabilities over each superclass's classes
+(:func:`stage_one_probs`), and its own fine answer is a prediction stage 2 may keep.
+
 Routing modes:
 
 * ``hard``: the most likely superclass (one specialist pass per image);
 * ``topk``: the ``k`` most likely; ``p(fine) = p(superclass) * p(subclass | superclass)``
   over those blocks (``k`` passes);
-* ``gated``: ``hard`` where stage 1 is confident (``max p(superclass) >= tau``),
-  ``topk`` below it: top-k's recovery of wrong routes, paid only for uncertain images;
+* ``soft``: the same sum over *every* superclass (HD-CNN's probabilistic averaging;
+  ``S`` passes), the upper end of top-k;
+* ``gated``: where stage 1 is confident (``max p >= tau``) one answer without top-k's
+  extra passes: with a vanilla stage 1 (fine probabilities given) its own fine answer,
+  *no* specialist pass at all; with a generalist, ``hard``. Below ``tau``, ``topk``. The
+  confidence is ``max p(fine)`` for a vanilla stage 1, ``max p(superclass)`` otherwise;
 * ``oracle``: the true superclass (analysis only: the best stage 2 can do).
+
+A route table row of only ``-1`` means "no specialist": :func:`combine` then gives
+stage 1's own fine probabilities for that image.
 
 Catch-all specialists (``deltas.catch_all``) also say ``p(other)``, how sure each is
 that the image is not of its superclass. :func:`combine` then gives block ``s`` the
@@ -38,7 +50,9 @@ if TYPE_CHECKING:  # annotations only: no package import at run time
 
 ROUTINGS = ("hard", "topk", "oracle")
 #: Every routing :func:`routes_for` knows (``gated`` needs a threshold).
-ALL_ROUTINGS = ("hard", "topk", "gated", "oracle")
+ALL_ROUTINGS = ("hard", "topk", "soft", "gated", "oracle")
+#: What stage 1's head predicts: superclasses (a generalist) or fine classes (vanilla).
+STAGE_ONE_HEADS = ("superclass", "fine")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -47,6 +61,28 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def stage_one_probs(logits: np.ndarray, hierarchy: Hierarchy, head: str = "superclass"
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Stage 1's ``(p(superclass) [N, S], p(fine) [N, C] or None)`` from its logits.
+
+    Args:
+        logits: ``[N, S]`` of a generalist or ``[N, C]`` of a vanilla network.
+        hierarchy: Block layout of the fine classes.
+        head: ``superclass`` or ``fine`` (:data:`STAGE_ONE_HEADS`).
+    """
+    if head not in STAGE_ONE_HEADS:
+        raise ValueError(f"stage-one head must be one of {STAGE_ONE_HEADS}, got {head!r}")
+    probs = softmax(logits)
+    expected = hierarchy.num_classes if head == "fine" else hierarchy.num_superclasses
+    if probs.shape[1] != expected:
+        raise ValueError(f"a {head} stage 1 must give {expected} outputs, got {probs.shape[1]}")
+    if head == "superclass":
+        return probs, None
+    sums = np.stack([probs[:, hierarchy.fine_labels_of(s)].sum(1)
+                     for s in range(hierarchy.num_superclasses)], axis=1)
+    return sums.astype(np.float32), probs
 
 
 def specialist_outputs(probs: np.ndarray, catch_all: bool
@@ -64,8 +100,12 @@ def specialist_outputs(probs: np.ndarray, catch_all: bool
 
 
 def routes_for(superclass_probs: np.ndarray, routing: str, k: int = 2,
-               true_superclass: np.ndarray | None = None, tau: float = 0.5) -> np.ndarray:
+               true_superclass: np.ndarray | None = None, tau: float = 0.5,
+               stage_one_fine: np.ndarray | None = None) -> np.ndarray:
     """The route table of one routing mode.
+
+    ``stage_one_fine``: a vanilla stage 1's ``p(fine)``; ``gated`` then sends the images on
+    which it is confident (``max p(fine) >= tau``) to no specialist (all ``-1``).
 
     Raises:
         ValueError: For an unknown routing, or ``oracle`` without ``true_superclass``.
@@ -79,10 +119,13 @@ def routes_for(superclass_probs: np.ndarray, routing: str, k: int = 2,
         return np.asarray(true_superclass, np.int64).reshape(n, 1)
     if routing == "hard":
         return superclass_probs.argmax(1)[:, None]
-    routes = np.argsort(-superclass_probs, axis=1, kind="stable")[
-        :, :max(1, min(k, num_superclasses))].copy()
+    width = num_superclasses if routing == "soft" else max(1, min(k, num_superclasses))
+    routes = np.argsort(-superclass_probs, axis=1, kind="stable")[:, :width].copy()
     if routing == "gated":
-        routes[superclass_probs.max(1) >= tau, 1:] = -1
+        if stage_one_fine is not None:  # stage 1's own answer: no specialist at all
+            routes[stage_one_fine.max(1) >= tau, :] = -1
+        else:
+            routes[superclass_probs.max(1) >= tau, 1:] = -1
     return routes
 
 
@@ -93,8 +136,12 @@ def specialist_passes(routes: np.ndarray) -> float:
 
 def combine(superclass_probs: np.ndarray, subclass_probs: np.ndarray, routes: np.ndarray,
             hierarchy: Hierarchy, weighted: bool = True,
-            other_probs: np.ndarray | None = None) -> np.ndarray:
+            other_probs: np.ndarray | None = None,
+            stage_one_fine: np.ndarray | None = None) -> np.ndarray:
     """``p(fine)`` ``[N, C]`` over the routed blocks (zero elsewhere).
+
+    An image routed to no specialist (a row of ``-1``: gated routing's confident
+    images) gets stage 1's own ``stage_one_fine``.
 
     Args:
         superclass_probs: ``[N, S]`` stage 1.
@@ -105,6 +152,8 @@ def combine(superclass_probs: np.ndarray, subclass_probs: np.ndarray, routes: np
         weighted: Weight each block by ``p(superclass)`` (False for ``oracle``).
         other_probs: ``[N, S]`` catch-all specialists' ``p(other)`` (entry ``s`` for
             images routed to ``s``); None for plain specialists.
+        stage_one_fine: ``[N, C]`` a vanilla stage 1's ``p(fine)``; required when a row
+            of ``routes`` routes nowhere.
     """
     n = len(routes)
     fine_probs = np.zeros((n, hierarchy.num_classes), np.float32)
@@ -120,25 +169,33 @@ def combine(superclass_probs: np.ndarray, subclass_probs: np.ndarray, routes: np
     if other_probs is not None:  # renormalise over the routed blocks
         total = fine_probs.sum(1, keepdims=True)
         fine_probs = np.divide(fine_probs, total, out=fine_probs, where=total > 0)
+    unrouted = np.flatnonzero((routes < 0).all(1))
+    if len(unrouted):
+        if stage_one_fine is None:
+            raise ValueError("images routed to no specialist need stage_one_fine")
+        fine_probs[unrouted] = stage_one_fine[unrouted]
     return fine_probs
 
 
 def gated_curve(superclass_probs: np.ndarray, subclass_probs: np.ndarray,
                 fine_labels: np.ndarray, hierarchy: Hierarchy, k: int,
                 taus: np.ndarray | None = None,
-                other_probs: np.ndarray | None = None) -> list[dict[str, float]]:
+                other_probs: np.ndarray | None = None,
+                stage_one_fine: np.ndarray | None = None) -> list[dict[str, float]]:
     """Top-1 and specialist passes per image of ``gated`` routing over thresholds.
 
     ``subclass_probs`` must hold the top-``k`` blocks of every image (as
     :func:`~supersub_tf.supersub.evaluate.collect_predictions` computes them). The
-    curve runs from ``tau = 0`` (hard routing: 1 pass) to ``tau > 1`` (top-k: k passes).
+    curve runs from ``tau = 0`` (hard routing: 1 pass; with a vanilla stage 1,
+    ``stage_one_fine`` given: its own answer, 0 passes) to ``tau > 1`` (top-k: k passes).
     """
     taus = np.round(np.linspace(0.0, 1.0, 11), 2) if taus is None else taus
     curve = []
     for tau in [*map(float, taus), 1.01]:
-        routes = routes_for(superclass_probs, "gated", k, tau=tau)
+        routes = routes_for(superclass_probs, "gated", k, tau=tau,
+                            stage_one_fine=stage_one_fine)
         fine = combine(superclass_probs, subclass_probs, routes, hierarchy,
-                       other_probs=other_probs).argmax(1)
+                       other_probs=other_probs, stage_one_fine=stage_one_fine).argmax(1)
         curve.append({"tau": tau, "top1": float((fine == fine_labels).mean()),
                       "specialist_passes": specialist_passes(routes)})
     return curve

@@ -81,6 +81,27 @@ def with_targets(dataset, key: str, num_classes: int):
                        num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def with_distilled_targets(dataset, teacher: keras.Model, classes, weight: float,
+                           temperature: float):
+    """Maps ``(image, labels)`` to ``(image, soft target)`` for a specialist distilled
+    from ``teacher`` (Hinton et al. 2015): ``(1 - weight) * one_hot(subclass) + weight *
+    softmax(teacher logits of ``classes`` / temperature)``.
+
+    The teacher (the vanilla network, frozen) runs on each augmented batch as the data
+    is read; ``classes`` are its outputs of the specialist's superclass, in subclass
+    order, so the soft target is the teacher's renormalised opinion within it.
+    """
+    classes = tf.constant(classes, tf.int32)
+    n = int(classes.shape[0])
+
+    def target(image, labels):
+        logits = tf.gather(tf.cast(teacher(image, training=False), tf.float32), classes, axis=1)
+        soft = tf.nn.softmax(logits / temperature)
+        return image, (1.0 - weight) * tf.one_hot(labels["subclass"], n) + weight * soft
+
+    return dataset.map(target, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def with_catch_all_targets(dataset, superclass_index: int, num_subclasses: int):
     """Maps ``(image, labels)`` to a catch-all specialist's one-hot target: the subclass
     for images of superclass ``superclass_index``, the extra last output for the others."""
