@@ -9,7 +9,8 @@ import pytest
 from supersub_tf.config import load_config
 from supersub_tf.errors import ConfigError
 from supersub_tf.studies.budget import (
-    BudgetConfig, crossover, delta_epochs, load_budget_config, point_config, run_budget)
+    BudgetConfig, crossover, delta_epochs, load_budget_config, matched_epochs, point_config,
+    run_budget)
 
 TINY_BASE = {
     "data": {"dataset": "synthetic", "preset": "", "image_size": 16,
@@ -37,7 +38,11 @@ def test_points_scale_the_epochs_and_nothing_else(tmp_path):
     point = point_config(config, 4)
     assert (point.name, point.train.epochs, point.deltas.epochs, point.deltas.bits) == \
         ("e4", 4, 2, [4])
-    assert point.networks == ["vanilla", "generalist", "supersub"]
+    assert point.networks == ["vanilla", "supersub"]      # the vanilla base: no generalist
+    assert matched_epochs(point) == 4 + 2                  # vanilla + specialists' passes
+    paper = point_config(tiny_study(tmp_path, "base.deltas.base=generalist"), 4)
+    assert paper.networks == ["vanilla", "generalist", "supersub"]
+    assert matched_epochs(paper) == 4 + 4 + 2              # + the generalist's
     assert not point.export.enabled and point.train.model == config.base.train.model
     for bad, match in ((["epochs=[2]"], "at least 2"), (["epochs=[1, 0]"], "positive"),
                        (["bits=9"], "bits must be")):
@@ -50,13 +55,16 @@ def test_points_scale_the_epochs_and_nothing_else(tmp_path):
 
 def test_crossover_on_hand_made_records():
     def record(epochs, *diffs):
-        return {"epochs": epochs, "routing": {r: {"minus_vanilla": d} for r, d in
-                                              zip(("hard", "topk", "gated"), diffs)}}
+        return {"epochs": epochs, "routing": {
+            r: {"minus_vanilla": d, "minus_compute_matched": d - 0.05}
+            for r, d in zip(("hard", "topk", "gated"), diffs)}}
 
     found = crossover([record(1, -0.04, -0.02, -0.03), record(4, 0.02, 0.03, 0.01)])
     assert found["hard"]["budgets_won"] == [4]
     assert found["hard"]["crossings_at_epochs"] == [pytest.approx(2.52, abs=0.01)]
-    assert found["topk"]["best_minus_vanilla"] == 0.03
+    assert found["topk"]["best_difference"] == 0.03
+    assert found["topk vs compute-matched"]["budgets_won"] == []
+    assert found["topk vs compute-matched"]["best_difference"] == pytest.approx(-0.02)
 
 
 @pytest.mark.slow
@@ -66,9 +74,13 @@ def test_study_trains_writes_records_and_resumes_from_them(tmp_path, monkeypatch
     result = json.loads((out / "budget.json").read_text())
     assert [p["epochs"] for p in result["points"]] == [1, 2]
     point = result["points"][0]
-    assert set(point["routing"]) == {"hard", "topk", "gated", "oracle"}
+    assert set(point["routing"]) == {"hard", "topk", "soft", "gated", "oracle"}
     assert point["routing"]["hard"]["minus_vanilla"] == pytest.approx(
         point["routing"]["hard"]["top1"] - point["vanilla_top1"])
+    # Epoch 1 + 1 delta epoch: the compute-matched vanilla network trains 2 epochs, the
+    # folder the budget point of 2 epochs shares.
+    assert point["compute_matched_epochs"] == 2
+    assert point["compute_matched_vanilla_top1"] == result["points"][1]["vanilla_top1"]
     assert (out / "supersub_minus_vanilla.png").stat().st_size > 0
     assert "| epochs |" in (out / "budget.md").read_text()
 

@@ -52,7 +52,17 @@ def test_routing_variants_make_exactly_their_stages_stale():
     # not the vanilla network; catch-all changes only the delta specialists.
     assert network_settings(head, "vanilla") == network_settings(base, "vanilla")
     assert network_settings(head, "generalist")["train.generalist_fine_head"] == 0.5
-    assert delta_settings(head, 4) != delta_settings(base, 4)
+    # Delta specialists depend on their base: the generalist's head matters only to
+    # specialists built on the generalist.
+    assert delta_settings(head, 4) == delta_settings(base, 4)
+    paper = config_with("deltas.base=generalist")
+    paper_head = config_with("deltas.base=generalist", "train.generalist_fine_head=0.5")
+    assert delta_settings(paper_head, 4) != delta_settings(paper, 4)
+    assert delta_settings(base, 4)["deltas.base"] == "vanilla"
+    assert "deltas.base" not in delta_settings(paper, 4)   # older records stay valid
+    distilled = config_with("deltas.distill=0.5")
+    assert delta_settings(distilled, 4)["deltas.distill"] == 0.5
+    assert "deltas.distill" not in delta_settings(base, 4)
     assert network_settings(catch, "generalist") == network_settings(base, "generalist")
     assert delta_settings(catch, 4)["deltas.catch_all"] == 0.5
     # Off, neither is recorded: stages recorded before the settings existed stay fresh.

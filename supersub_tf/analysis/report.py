@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 from supersub_tf.atomic import atomic_write_text
 from supersub_tf.data.summary import format_table
-from supersub_tf.tables import markdown_table, pct
+from supersub_tf.tables import markdown_table, pct, points
 
 
 NETWORK_HEADER = ["network", "classes", "parameters", "epochs", "steps", "train images",
@@ -109,34 +109,85 @@ def supersub_section(results: dict[str, dict], vanilla_top1: float | None,
     overall under each routing mode, then per superclass under hard routing."""
     if not results:
         return []
-    rows = [["vanilla network", vanilla_top1, None, None, None, None, None, None]]
+    rows = [["vanilla network", vanilla_top1, None, None, None, None, None, None, None]]
     for tag, r in results.items():
         routing, storage = r["routing"], r["storage"]
-        gated = routing.get("gated")
+        gated, soft = routing.get("gated"), routing.get("soft")
         rows.append([f"Super-Sub, {tag} deltas", routing["hard"]["top1"],
-                     routing["topk"]["top1"], gated and gated["top1"],
+                     routing["topk"]["top1"], soft and soft["top1"], gated and gated["top1"],
                      routing["oracle"]["top1"], routing["hard"]["errors_from_stage1"],
                      storage["a"], storage["a_n_plus_1"]])
     passes = routing_rows(results)
     variants = [f"{tag}: " + ", ".join(v) for tag, r in results.items()
                 if (v := variant_notes(r))]
+    on_vanilla = any(r.get("base") == "vanilla" for r in results.values())
+    design = (
+        "The vanilla network is stage 1 (p(superclass) = its fine probabilities summed per "
+        "superclass) and the trunk every specialist adapts: a specialist is the vanilla "
+        "network plus its deltas, its head started from the vanilla head's rows of its "
+        "superclass. Hard routing takes the top superclass, top-k combines the k most "
+        "likely, soft all of them (p(fine) = p(s) * p(fine | s)), gated keeps the vanilla "
+        "network's own answer when its top fine probability reaches tau and asks the top k "
+        "specialists otherwise; oracle is given the true superclass."
+        if on_vanilla else
+        "A generalist predicts the superclass; that superclass's specialist (the "
+        "generalist's weights plus its deltas) predicts the subclass (the paper's design). "
+        "Hard routing takes the top superclass, top-k combines the k most likely, soft all "
+        "of them; oracle is given the true superclass.")
     return ["## The Super-Sub pipeline", "",
-            "A generalist predicts the superclass; that superclass's specialist (the "
-            "generalist's weights plus its deltas, applied in place) predicts the subclass. "
-            "Hard routing takes the top superclass, top-k combines the k most likely, oracle is "
-            "given the true superclass. Storage counts a float32 generalist as 1: a system "
-            "of N specialists costs a*N + 1 networks instead of N + 1.", "",
-            markdown_table(["system", "top-1 hard", "top-1 top-k", "top-1 gated",
-                            "top-1 oracle", "errors from stage 1", "a", "a*N + 1"], rows), "",
+            design + " Storage counts a float32 network as 1: a system of N specialists "
+            "costs a*N + 1 networks instead of N + 1.", "",
+            markdown_table(["system", "top-1 hard", "top-1 top-k", "top-1 soft",
+                            "top-1 gated", "top-1 oracle", "errors from stage 1", "a",
+                            "a*N + 1"], rows), "",
             *([f"Variants of this system: {'; '.join(variants)}.", ""] if variants else []),
+            *vanilla_comparison_lines(results),
             *(["Routing variants: accuracy against specialist passes per image (stage 1's "
-               "pass not counted; gated routing sends an image to one specialist when its top "
-               "superclass probability reaches tau, else to the top k):", "",
+               "pass not counted):", "",
                markdown_table(["system", "routing", "top-1", "specialist passes / image"],
                               passes), ""] if passes else []),
             "Per superclass (top-1, hard routing):", "",
             markdown_table(["superclass", "vanilla", *results],
                            per_superclass_rows(results, vanilla_per_superclass)), ""]
+
+
+def vanilla_comparison_lines(results: dict[str, dict]) -> list[str]:
+    """Markdown of Super-Sub minus the run's vanilla network under each routing, what
+    the specialists add over the vanilla network told the superclass, and the two
+    optional combinations (specialist mixed with the vanilla network; routing by a
+    generalist)."""
+    rows, extra = [], []
+    for tag, r in results.items():
+        c = r.get("vanilla_comparison")
+        if not c:
+            continue
+        base = c["vanilla_top1"]
+        rows.append([f"{tag} deltas", base, c["vanilla_restricted_top1"],
+                     r["routing"]["oracle"]["top1"], points(c.get("mean_oracle_gain")),
+                     *(points(r["routing"][m]["top1"] - base) if m in r["routing"] else None
+                       for m in ("hard", "topk", "soft", "gated"))])
+        mixed = c.get("mixed_with_vanilla")
+        if mixed:
+            extra.append(f"{tag}: stage 2 as {mixed['specialist_weight']:g} x specialist + "
+                         f"{1 - mixed['specialist_weight']:g} x the vanilla network's "
+                         "renormalised block: " + ", ".join(
+                             f"{m} {v:.1%}" for m, v in mixed["top1"].items()) + ".")
+        by_generalist = c.get("generalist_routing")
+        if by_generalist:
+            extra.append(f"{tag}: routed by the run's generalist (superclass accuracy "
+                         f"{by_generalist['stage1_superclass_accuracy']:.1%}, two networks at "
+                         "inference): " + ", ".join(
+                             f"{m} {v:.1%}" for m, v in by_generalist["top1"].items()) + ".")
+    if not rows:
+        return []
+    return ["Against the vanilla network of this run (points; \"restricted\": the vanilla "
+            "network told the true superclass, the bar a specialist must clear). The "
+            "comparison at equal training compute (a vanilla network trained as many "
+            "image passes, and an ensemble) is `benchmarks/equal_compute.py`'s.", "",
+            markdown_table(["system", "vanilla", "vanilla restricted", "oracle",
+                            "mean oracle gain", "hard - vanilla", "top-k - vanilla",
+                            "soft - vanilla", "gated - vanilla"], rows), "",
+            *[f"- {line}" for line in extra], *([""] if extra else [])]
 
 
 def variant_notes(result: dict[str, Any]) -> list[str]:

@@ -1,13 +1,17 @@
 """The budget crossover study: at which training budget, if any, does Super-Sub pay off?
 
-Every point trains the vanilla network, the generalist and the delta specialists (one bit
-width) with the base run config, changing only the epochs: ``train.epochs = e`` for the
-vanilla network and the generalist, and the delta specialists' fine-tuning epochs scaled
-by the same factor as the base config's. Each point reports the vanilla network's top-1,
-the generalist's superclass accuracy, the pipeline's top-1 under every routing (with
-specialist passes per image), the share of its errors made in stage 1, and Super-Sub
-minus vanilla. The study writes a table and a figure of Super-Sub minus vanilla against
-the budget and against the generalist's accuracy.
+Every point trains the base network (the vanilla network; with ``deltas.base:
+generalist`` also the generalist) and the delta specialists (one bit width) with the
+base run config, changing only the epochs: ``train.epochs = e`` for the networks, and
+the delta specialists' fine-tuning epochs scaled by the same factor as the base
+config's. Each point reports the vanilla network's top-1, stage 1's superclass accuracy,
+the pipeline's top-1 under every routing (with specialist passes per image), the share
+of its errors made in stage 1, and Super-Sub minus two vanilla networks: the one of the
+point (the paper's comparison) and the **compute-matched** one, trained from scratch for
+as many image passes as the point's whole system (``e`` + the specialists' epochs, + the
+generalist's ``e`` when it is the base): the folder ``e<m>/vanilla`` of that budget ``m``,
+shared with a budget point of ``m`` epochs when there is one. The study writes a table
+and a figure of both differences against the budget and against stage 1's accuracy.
 
 Run folders are not kept from one machine to the next, so each finished point is also
 written as one small JSON record under ``results_dir`` (meant to be committed): a rerun
@@ -104,52 +108,84 @@ def delta_epochs(base: RunConfig, epochs: int) -> int:
 def point_config(config: BudgetConfig, epochs: int) -> RunConfig:
     """The run config of one budget (``<output_dir>/<name>/e<epochs>``)."""
     base = config.base
+    networks = ["vanilla", *(["generalist"] if base.deltas.base == "generalist" else []),
+                "supersub"]
     return dataclasses.replace(
         base, name=f"e{epochs}", output_dir=str(Path(config.output_dir) / config.name),
-        networks=["vanilla", "generalist", "supersub"],
+        networks=networks,
         train=dataclasses.replace(base.train, epochs=epochs, specialist_epochs=0),
         deltas=dataclasses.replace(base.deltas, bits=[config.bits],
                                    epochs=delta_epochs(base, epochs)),
         export=dataclasses.replace(base.export, enabled=False))
 
 
-def point_settings(run: RunConfig) -> dict[str, Any]:
+def matched_epochs(run: RunConfig) -> int:
+    """Epochs of the vanilla network with a point's training compute: its networks'
+    epochs (the generalist's too when it is the base) plus the delta specialists' (each
+    sees its superclass's images, together every training image once per epoch)."""
+    networks = run.train.epochs * (2 if run.deltas.base == "generalist" else 1)
+    return networks + run.deltas.epochs
+
+
+def matched_config(config: BudgetConfig, run: RunConfig) -> RunConfig:
+    """The compute-matched vanilla network of a point: vanilla only, in the folder of
+    the budget with that many epochs (``e<m>``)."""
+    return dataclasses.replace(point_config(config, matched_epochs(run)), networks=["vanilla"])
+
+
+def point_settings(run: RunConfig, matched: RunConfig | None = None) -> dict[str, Any]:
     """What a point's numbers depend on (its record is reused only when these match)."""
     return {"vanilla": network_settings(run, "vanilla"),
             "deltas": delta_settings(run, run.deltas.bits[0]),
-            "gate_tau": run.deltas.gate_tau, "topk": run.deltas.topk}
+            "gate_tau": run.deltas.gate_tau, "topk": run.deltas.topk,
+            **({"matched_vanilla": network_settings(matched, "vanilla")} if matched else {})}
 
 
 def results_folder(config: BudgetConfig) -> Path:
     return Path(config.results_dir) / config.name
 
 
-def point_record(run: RunConfig) -> dict[str, Any]:
-    """The numbers of one trained point, read from its run folder."""
+def point_record(run: RunConfig, matched: RunConfig) -> dict[str, Any]:
+    """The numbers of one trained point and its compute-matched vanilla network, read
+    from their run folders."""
     from supersub_tf.run import run_dir_of
 
     run_dir = run_dir_of(run)
     vanilla = json.loads((run_dir / "vanilla" / "metrics.json").read_text())
-    generalist = json.loads((run_dir / "generalist" / "metrics.json").read_text())
+    reference = json.loads((run_dir_of(matched) / "vanilla" / "metrics.json").read_text())
+    generalist_path = run_dir / "generalist" / "metrics.json"
+    generalist = (json.loads(generalist_path.read_text())
+                  if run.deltas.base == "generalist" and generalist_path.is_file() else None)
     tag = bits_tag(run.deltas.bits[0])
     supersub = json.loads((run_dir / "supersub" / f"{tag}.json").read_text())
     routing = {name: {"top1": m["top1"], "specialist_passes": m.get("specialist_passes"),
-                      "minus_vanilla": m["top1"] - vanilla["top1"]}
+                      "minus_vanilla": m["top1"] - vanilla["top1"],
+                      "minus_compute_matched": m["top1"] - reference["top1"]}
                for name, m in supersub["routing"].items() if name in ALL_ROUTINGS}
     deltas = sorted((run_dir / "deltas" / tag).glob("*/metrics.json"))
+    comparison = supersub.get("vanilla_comparison", {})
     return {
         "epochs": run.train.epochs, "delta_epochs": run.deltas.epochs, "bits": tag,
-        "vanilla_top1": vanilla["top1"], "generalist_top1": generalist["top1"],
+        "base": run.deltas.base,
+        "vanilla_top1": vanilla["top1"],
+        "generalist_top1": generalist and generalist["top1"],
+        "stage1_superclass_accuracy": supersub["routing"]["hard"]["stage1_superclass_accuracy"],
+        "compute_matched_epochs": matched.train.epochs,
+        "compute_matched_vanilla_top1": reference["top1"],
+        "vanilla_restricted_top1": comparison.get("vanilla_restricted_top1"),
+        "mean_oracle_gain": comparison.get("mean_oracle_gain"),
         "vanilla_final_train_accuracy": vanilla["final_train_accuracy"],
         "routing": routing,
         "errors_from_stage1": supersub["routing"]["hard"]["errors_from_stage1"],
         "gated_curve": supersub.get("gated_curve", []),
         "train_seconds": {
-            "vanilla": vanilla["train_seconds"], "generalist": generalist["train_seconds"],
+            "vanilla": vanilla["train_seconds"],
+            **({"generalist": generalist["train_seconds"]} if generalist else {}),
             "delta_specialists": round(sum(json.loads(p.read_text())["train_seconds"]
                                            for p in deltas), 1)},
+        "compute_matched_train_seconds": reference["train_seconds"],
         "storage_a": supersub["storage"]["a"],
-        "settings": point_settings(run),
+        "settings": point_settings(run, matched),
     }
 
 
@@ -185,18 +221,23 @@ def _run_study(config: BudgetConfig, study: Path, log, retrain: bool) -> Path:
     records, source = [], None
     for run in runs:
         path = out / f"{run.name}.json"
-        record = None if retrain else _reusable(path, point_settings(run))
+        matched = matched_config(config, run)
+        record = None if retrain else _reusable(path, point_settings(run, matched))
         if record is not None:
             log(f"[budget] {run.name}: from {path}")
         else:
             ensure_fresh(run, run_dir_of(run), retrain, log)
+            ensure_fresh(matched, run_dir_of(matched), retrain, log)
             source = source or create_source(config.base.data)
-            log(f"[budget] {run.name}: training vanilla, generalist and "
+            networks = [n for n in run.networks if n != "supersub"]
+            log(f"[budget] {run.name}: training {', '.join(networks)} and "
                 f"{bits_tag(config.bits)} delta specialists ({run.train.epochs} epochs, "
-                f"deltas {run.deltas.epochs})")
-            train_stage(run, ["vanilla", "generalist"], source, log)
+                f"deltas {run.deltas.epochs}); compute-matched vanilla: "
+                f"{matched.train.epochs} epochs ({matched.name}/vanilla)")
+            train_stage(run, networks, source, log)
             supersub_stage(run, source, log)
-            record = point_record(run)
+            train_stage(matched, ["vanilla"], source, log)
+            record = point_record(run, matched)
             atomic_write_text(path, json.dumps(record, indent=2) + "\n")  # commit this file
         records.append(record)
     result = {"name": config.name, "config": config_to_dict(config),
@@ -215,14 +256,18 @@ def _run_study(config: BudgetConfig, study: Path, log, retrain: bool) -> Path:
 
 
 def crossover(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per routing: the budgets where Super-Sub beats vanilla, and where the sign of
-    Super-Sub minus vanilla changes between two points (interpolated in log2 epochs)."""
+    """Per routing, against the point's vanilla network and against the compute-matched
+    one: the budgets where Super-Sub wins, and where the sign of the difference changes
+    between two points (interpolated in log2 epochs)."""
     import math
 
     found = {}
-    for routing in ("hard", "topk", "gated"):
-        points = [(r["epochs"], r["routing"][routing]["minus_vanilla"]) for r in records
-                  if routing in r["routing"]]
+    for routing, against in [(r, a) for r in ("hard", "topk", "soft", "gated")
+                             for a in ("minus_vanilla", "minus_compute_matched")]:
+        points = [(r["epochs"], r["routing"][routing][against]) for r in records
+                  if routing in r["routing"] and against in r["routing"][routing]]
+        if not points:
+            continue
         wins = [e for e, d in points if d > 0]
         crossings = []
         for (e0, d0), (e1, d1) in zip(points, points[1:]):
@@ -230,10 +275,11 @@ def crossover(records: list[dict[str, Any]]) -> dict[str, Any]:
                 t = d0 / (d0 - d1)
                 crossings.append(round(2 ** (math.log2(e0) + t * (math.log2(e1) -
                                                                    math.log2(e0))), 2))
-        found[routing] = {"budgets_won": wins, "crossings_at_epochs": crossings,
-                          "best_minus_vanilla": max(d for _, d in points) if points else None}
+        key = routing if against == "minus_vanilla" else f"{routing} vs compute-matched"
+        found[key] = {"budgets_won": wins, "crossings_at_epochs": crossings,
+                      "best_difference": max(d for _, d in points)}
     return found
 
 
 __all__ = ["BUDGET_QUICK_PROFILE", "BudgetConfig", "crossover", "delta_epochs",
-           "load_budget_config", "point_config", "run_budget"]
+           "load_budget_config", "matched_epochs", "point_config", "run_budget"]
