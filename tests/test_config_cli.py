@@ -30,6 +30,12 @@ def test_yaml_round_trip_and_overrides(tmp_path):
     (["data.normalization=zscore"], "data.normalization"),
     (["data.val_fraction=1.5"], "val_fraction"),
     (["oops"], "section.key=value"),
+    (["deltas.base=generalists"], "deltas.base must be one of vanilla, generalist"),
+    (["deltas.distill=1.5"], "deltas.distill must be in"),
+    (["deltas.base=generalist", "deltas.distill=0.5"], "distill needs deltas.base=vanilla"),
+    (["deltas.distill=0.5", "deltas.catch_all=1"], "cannot be combined"),
+    (["deltas.distill_temperature=0"], "distill_temperature must be positive"),
+    (["export.savedmodel_routing=topk"], "savedmodel_routing must be one of hard, soft"),
 ])
 def test_bad_settings_are_named(overrides, match):
     with pytest.raises(ConfigError, match=match):

@@ -44,15 +44,16 @@ def randomize_batch_norms(model, rng) -> None:
                                rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 2, variance.shape)])
 
 
-def spread_head(model, images, mode: str) -> None:
-    """A generalist head whose argmax varies across ``images`` (random weights route
-    nearly everything to one superclass): random kernel, logits centred and scaled."""
+def spread_head(model, images, mode: str, outputs: int = len(SIZES)) -> None:
+    """A generalist head (or a vanilla one of ``outputs`` classes) whose argmax varies
+    across ``images`` (random weights route nearly everything to one superclass):
+    random kernel, logits centred and scaled."""
     from supersub_tf.data.pipeline import normalize
     from supersub_tf.models import trunk
 
     features = trunk(model)(normalize(images, mode), training=False).numpy()
     rng = np.random.default_rng(1)
-    kernel = rng.normal(size=(features.shape[1], len(SIZES))).astype(np.float32)
+    kernel = rng.normal(size=(features.shape[1], outputs)).astype(np.float32)
     logits = features @ kernel
     kernel /= logits.std(0).mean()
     model.get_layer("logits").set_weights([kernel, -(logits / logits.std(0).mean()).mean(0)])
@@ -437,3 +438,48 @@ def test_size_stays_near_storage_not_n_plus_1_networks(exported, system_dir):
                                           + sum(f.stat().st_size for f in exported.iterdir()
                                                 if f.is_file() and f.name != "saved_model.pb"))
     assert "SavedModel / system" in format_export_size_report(report)
+
+
+@pytest.mark.parametrize("routing", ["hard", "soft"])
+def test_vanilla_stage_one_exports_hard_and_soft_routing(generalist, images, routing):
+    """A system on the vanilla network (base: vanilla): stage 1 is a fine-class head whose
+    probabilities the graph sums per superclass; hard and soft routing both equal the
+    in-process pipeline."""
+    import tf_keras as keras
+
+    from supersub_tf.data.pipeline import normalize
+    from supersub_tf.export.savedmodel import SuperSubModule
+    from supersub_tf.models import with_head
+    from supersub_tf.supersub.pipeline import SuperSubPipeline
+
+    hierarchy = make_hierarchy()
+    keras.utils.set_random_seed(2)
+    vanilla = with_head(generalist, hierarchy.num_classes)   # the same trunk, a fine head
+    spread_head(vanilla, images, "imagenet", hierarchy.num_classes)
+    backbone = {"model": "resnet8", "width": 0.5, "image_size": IMAGE_SIZE,
+                "normalization": "imagenet"}
+    system = SuperSubSystem(Path("in-memory"), hierarchy, backbone,
+                            {"bits": 4, "base": "vanilla"}, vanilla,
+                            make_delta_sets(vanilla, 4, seed=3))
+    assert system.stage_one_head == "fine"
+    outputs = {k: v.numpy() for k, v in SuperSubModule(system, routing).serve(images).items()}
+    expected = SuperSubPipeline.from_system(system).predict(
+        normalize(images, "imagenet").numpy(), routing)
+    assert_matches_pipeline(outputs, expected, hierarchy, spread=routing == "hard")
+    if routing == "soft":   # every block is weighted by its p(superclass)
+        np.testing.assert_allclose(outputs["fine_probs"].sum(1), 1.0, atol=1e-5)
+
+
+def test_soft_export_of_catch_all_specialists_is_refused(system_dir, tmp_path):
+    import dataclasses
+
+    from supersub_tf.errors import ExportError
+    from supersub_tf.export.savedmodel import export_savedmodel
+
+    system = load_system(system_dir)
+    caught = dataclasses.replace(system, delta_sets={
+        k: dataclasses.replace(d, catch_all=True) for k, d in system.delta_sets.items()})
+    with pytest.raises(ExportError, match="soft routing by p\\(other\\)"):
+        export_savedmodel(caught, tmp_path / "out", routing="soft")
+    with pytest.raises(ExportError, match="routes hard or soft"):
+        export_savedmodel(system, tmp_path / "out", routing="topk")

@@ -473,3 +473,53 @@ def test_export_commands(trained, tmp_path, capsys):
     # An unrelated folder is never replaced.
     assert main(["export", "savedmodel", system, str(trained["root"])]) == 2
     assert "not a SavedModel" in capsys.readouterr().err
+
+
+def test_a_system_on_the_vanilla_network_routes_by_its_summed_fine_probabilities(
+        trained, tmp_path):
+    """``base: vanilla``: stage 1 is a fine-class network; the manifest says so, and the
+    runtime sums its probabilities per superclass and routes hard, top-k, soft and gated
+    (keeping stage 1's own answer above tau) as the in-process pipeline does."""
+    import tf_keras as keras
+
+    from supersub_tf.deltas.specialist import build_delta_specialist, extract_delta_set, head_rows
+    from supersub_tf.deltas.storage import load_system, save_system
+    from supersub_tf.models import with_head
+    from supersub_tf.supersub.pipeline import SuperSubPipeline
+
+    system = trained["system"]
+    hierarchy = system.hierarchy
+    train_x, train_y = trained["train"]
+    x = normalize_images(train_x, "imagenet")
+    keras.utils.set_random_seed(1)
+    vanilla = with_head(system.generalist, hierarchy.num_classes)
+    _fit(vanilla, x, train_y, epochs=3, lr=0.01)
+    delta_sets = {}
+    for k, name in enumerate(hierarchy.superclass_names):
+        mine = hierarchy.fine_to_superclass[train_y] == k
+        block = hierarchy.fine_labels_of(k)
+        model = build_delta_specialist(vanilla, len(block), bits=None,
+                                       head_init=head_rows(vanilla, block))
+        _fit(model, x[mine], hierarchy.fine_to_subclass[train_y[mine]], epochs=1, lr=0.01)
+        delta_sets[name] = extract_delta_set(model, name, 8)
+    path = save_system(tmp_path / "system", vanilla, delta_sets, hierarchy, BACKBONE,
+                       {"bits": 8, "from_stage": 0, "train_batchnorm": True, "base": "vanilla"})
+    on_vanilla = load_system(path)
+    out = tflite.export_tflite(on_vanilla, tmp_path / "export", quantization="float32")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["generalist"]["stage_one"] == "fine"
+    assert manifest["generalist"]["num_outputs"] == hierarchy.num_classes
+    runtime = LiteRTSuperSub(out)
+    val_x, _ = trained["val"]
+    pipeline = SuperSubPipeline.from_system(on_vanilla)
+    normalized = normalize_images(val_x, "imagenet")
+    for routing in ("hard", "topk", "soft", "gated"):
+        got = runtime.predict(val_x, routing=routing, k=2, tau=0.6)
+        expected = pipeline.predict(normalized, routing, k=2, tau=0.6)
+        assert (got["fine"] == expected.fine).mean() >= 0.99, routing
+        np.testing.assert_allclose(got["fine_probs"], expected.fine_probs, atol=1e-4)
+    sup, fine = pipeline.stage_one(normalized)[:2]
+    np.testing.assert_allclose(runtime.superclass_probs(val_x), sup, atol=1e-5)
+    confident = fine.max(1) >= 0.6   # gated: stage 1's own answer, no specialist pass
+    gated = runtime.predict(val_x, routing="gated", k=2, tau=0.6)
+    assert confident.any() and (gated["fine"][confident] == fine[confident].argmax(1)).all()

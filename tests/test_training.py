@@ -166,8 +166,15 @@ def test_main_job_supersub_stage(tiny_supersub_run, capsys):
     tmp_path, run_dir = tiny_supersub_run
     for tag in ("float", "4bit"):
         result = json.loads((run_dir / "supersub" / f"{tag}.json").read_text())
-        assert set(result["routing"]) == {"hard", "topk", "gated", "oracle"}
+        assert set(result["routing"]) == {"hard", "topk", "soft", "gated", "oracle"}
         assert result["routing"]["topk"]["specialist_passes"] == 2.0
+        assert result["base"] == "vanilla"   # the default: specialists on the vanilla network
+        comparison = result["vanilla_comparison"]
+        vanilla = json.loads((run_dir / "vanilla" / "metrics.json").read_text())
+        assert comparison["vanilla_top1"] == pytest.approx(vanilla["top1"])
+        assert len(comparison["oracle_gain_per_superclass"]) == 2
+        # The run also has a generalist: routing by it is measured beside.
+        assert set(comparison["generalist_routing"]["top1"]) == {"hard", "topk", "soft"}
         assert [p["tau"] for p in result["gated_curve"]][-1] == 1.01
         routing = result["routing"]
         # Each image hard routing gets right, the oracle (same specialist, right route)
@@ -198,6 +205,7 @@ def test_catch_all_specialists_and_a_generalist_with_a_fine_head(tmp_path):
 
     config = tiny_config(tmp_path, epochs=1, generalist_fine_head=0.5)
     config.deltas.bits, config.deltas.catch_all = [8], 0.5
+    config.deltas.base = "generalist"   # the paper's design: specialists on the generalist
     config.networks = ["generalist", "supersub"]
     run_dir = run_pipeline(config, log=lambda *_: None)
     generalist = json.loads((run_dir / "generalist" / "metrics.json").read_text())
@@ -213,6 +221,8 @@ def test_catch_all_specialists_and_a_generalist_with_a_fine_head(tmp_path):
     assert system.delta_sets["disc"].owned["logits"][0].shape[-1] == 3   # 2 subclasses + other
     result = json.loads((run_dir / "supersub" / "8bit.json").read_text())
     assert result["catch_all"] == 0.5 and result["generalist_fine_head"] == 0.5
+    assert result["base"] == "generalist" and "vanilla_comparison" not in result
+    assert "deltas.base" not in system.delta_settings
     assert "catch-all specialists" in (run_dir / "report.md").read_text()
     export = json.loads((run_dir / "export.json").read_text())
     assert export["savedmodel"]["fine_agreement"] == 1.0   # hard routing, other dropped
@@ -288,3 +298,27 @@ def test_evaluating_many_networks_in_turn_logs_no_retracing_warning(caplog):
                                dataset.batch(32))
             assert probs.shape == (70, 3)
     assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+
+
+def test_distilled_targets_mix_labels_with_the_teachers_renormalised_block():
+    """Knowledge distillation's soft targets, on a teacher whose logits are known."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from supersub_tf.training.engine import with_distilled_targets
+
+    logits = np.log(np.array([0.1, 0.2, 0.3, 0.4], np.float32))  # over 4 fine classes
+    inputs = keras.Input((2,))
+    teacher = keras.Model(inputs, keras.layers.Dense(
+        4, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(logits))(
+            inputs))
+    images = tf.zeros((3, 2))
+    dataset = tf.data.Dataset.from_tensors((images, {"subclass": tf.constant([0, 1, 0])}))
+    # The specialist's classes are fine labels 2 and 3: the teacher's block says 3:4.
+    (_, targets), = with_distilled_targets(dataset, teacher, [2, 3], 0.5, 1.0)
+    np.testing.assert_allclose(targets.numpy()[0], [0.5 + 0.5 * 3 / 7, 0.5 * 4 / 7], rtol=1e-5)
+    np.testing.assert_allclose(targets.numpy()[1], [0.5 * 3 / 7, 0.5 + 0.5 * 4 / 7], rtol=1e-5)
+    # A temperature flattens the teacher's opinion: at T = 2, sqrt(3):sqrt(4).
+    (_, hot), = with_distilled_targets(dataset, teacher, [2, 3], 1.0, 2.0)
+    expected = np.sqrt([3, 4]) / np.sqrt([3, 4]).sum()
+    np.testing.assert_allclose(hot.numpy()[2], expected, rtol=1e-5)

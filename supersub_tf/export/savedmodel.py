@@ -331,7 +331,8 @@ class SuperSubModule(tf.Module):
                          tf.zeros([0, classes], tf.float32)))
             return (s + 1, tf.tensor_scatter_nd_update(subclass, rows, sub),
                     tf.tensor_scatter_nd_update(subclass_prob, rows, prob),
-                    tf.tensor_scatter_nd_update(sub_given, rows, placed))
+                    # add: soft routing fills every image's row one block at a time
+                    tf.tensor_scatter_nd_add(sub_given, rows, placed))
 
         _, subclass, subclass_prob, sub_given = tf.while_loop(
             lambda s, *_: s < count, stage2,
