@@ -103,7 +103,7 @@ def test_overrides_base_path_and_quick_profile(tmp_path):
     assert cfg.name == "resnet8_w0.25" and cfg.output_dir.endswith("scaling_quick")
     assert (cfg.train.model, cfg.train.width) == ("resnet8", 0.25)
     assert cfg.data == quick.base.data and cfg.train.epochs == quick.base.train.epochs
-    assert cfg.networks == ["vanilla", "generalist", "supersub"] and cfg.deltas.bits == [8]
+    assert cfg.networks == ["vanilla", "supersub"] and cfg.deltas.bits == [8]   # vanilla base
     assert point_config(quick, quick.sizes[1]).networks == ["vanilla"]
 
 
@@ -147,7 +147,7 @@ def test_study_trains_each_network_once(trained_study):
     assert trained_study["study"] == trained_study["tmp_path"] / "runs" / "tiny"
     assert sorted(trained_study["first_fits"]) == [
         "resnet8_w0.25/deltas/8bit/disc", "resnet8_w0.25/deltas/8bit/square",
-        "resnet8_w0.25/generalist", "resnet8_w0.25/vanilla", "resnet8_w0.5/vanilla"]
+        "resnet8_w0.25/vanilla", "resnet8_w0.5/vanilla"]   # the specialists' base: vanilla
     assert set(study_points(trained_study["study"])) == {
         ("resnet8_w0.25", "vanilla"), ("resnet8_w0.25", "supersub-8bit"),
         ("resnet8_w0.5", "vanilla")}
@@ -161,8 +161,12 @@ def test_records_count_parameters_bytes_and_flops(trained_study):
     assert big["parameters"] > 2 * small["parameters"]
     assert big["flops_per_image"] > 2 * small["flops_per_image"]
     assert small["stored_bytes"] == 4 * small["parameters"] < small["file_bytes"]
-    # Super-Sub: the generalist on the device, its deltas stored compactly, two trunk passes.
+    # Super-Sub: the vanilla network on the device, its deltas stored compactly, two trunk
+    # passes; it trained the vanilla network and as many specialist image passes again.
+    assert system["base"] == "vanilla"
     assert system["device_parameters"] == system["parameters"] < system["total_parameters"]
+    assert system["parameters"] == small["parameters"]
+    assert system["train_flops"] > small["train_flops"] > 0
     assert system["num_specialists"] == 2
     assert system["parameters"] * 4 < system["stored_bytes"] < 3 * system["parameters"] * 4
     assert system["flops_per_image"] == pytest.approx(2 * small["flops_per_image"], rel=0.05)

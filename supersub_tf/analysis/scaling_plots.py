@@ -33,12 +33,13 @@ from supersub_tf.tables import points as signed_points
 
 #: Cost axes of the trade-off figures: record key, axis label, file stem.
 COSTS = (
-    ("total_parameters", "parameters (Super-Sub: generalist + every specialist's deltas, "
+    ("total_parameters", "parameters (Super-Sub: base network + every specialist's deltas, "
                          "head, batch norm)", "parameters"),
     ("device_parameters", "parameters resident on the device", "device_parameters"),
     ("stored_bytes", "stored weight bytes (float32; Super-Sub: + packed deltas)",
      "stored_bytes"),
     ("flops_per_image", "FLOPs per image (2 x conv/dense MACs)", "flops"),
+    ("train_flops", "training FLOPs (6 x MACs x training-image passes)", "train_flops"),
     ("latency_ms", "CPU latency, ms per call (median)", "latency"),
 )
 

@@ -221,15 +221,18 @@ def point_config(config: ScalingConfig, size: dict[str, Any]) -> RunConfig:
     """The run config of one size: the base with only the backbone changed.
 
     Its run directory is ``<output_dir>/<name>/<model>_w<width>``; its networks are the
-    vanilla one, plus the generalist and the delta specialists at ``config.bits`` for a
-    Super-Sub size.
+    vanilla one, plus for a Super-Sub size the delta specialists at ``config.bits`` on the
+    base network (``deltas.base``: the vanilla network itself, or a generalist trained
+    too).
     """
     base = config.base
     supersub = is_supersub_size(config, size)
+    networks = ["vanilla", *(["generalist"] if base.deltas.base == "generalist" else []),
+                "supersub"] if supersub else ["vanilla"]
     return dataclasses.replace(
         base, name=point_name(size), output_dir=str(study_dir(config)),
         train=dataclasses.replace(base.train, model=size["model"], width=size["width"]),
-        networks=["vanilla", "generalist", "supersub"] if supersub else ["vanilla"],
+        networks=networks,
         deltas=dataclasses.replace(base.deltas, bits=list(config.bits)) if supersub
         else base.deltas)
 
@@ -268,7 +271,7 @@ def train_point(config: RunConfig, source=None, log=print, retrain: bool = False
     if not (run_dir / "vanilla" / "metrics.json").is_file():
         train_stage(config, "vanilla", source, log)
     if "supersub" in config.networks:
-        supersub_stage(config, source, log)  # trains the generalist first if missing
+        supersub_stage(config, source, log)  # trains the base network first if missing
 
 
 # ------------------------------------------------------------------------------ runner

@@ -157,6 +157,8 @@ def vanilla_record(config: ScalingConfig, size: dict[str, Any], images, log=prin
         "stored_bytes": params * 4, "file_bytes": weights_file.stat().st_size,
         "host_bytes": 0,
         "macs_per_image": measured["macs"], "flops_per_image": 2 * measured["macs"],
+        "train_flops": training_flops(measured["macs"],
+                                      metrics["epochs"] * metrics["train_images"]),
         "latency_ms": timing.get("latency_ms"), "throughput_ips": timing.get("throughput_ips"),
         "timing": timing or None,
         "top1": metrics["top1"], "top5": metrics["top5"],
@@ -166,6 +168,12 @@ def vanilla_record(config: ScalingConfig, size: dict[str, Any], images, log=prin
         "train_images": metrics["train_images"], "val_images": metrics["val_images"],
         "curves": {"vanilla": curves},
     }
+
+
+def training_flops(macs_per_image: float, image_passes: float) -> int:
+    """Training compute: forward and backward passes cost about three forward passes,
+    each ``2 * MACs`` FLOPs, over every training-image pass."""
+    return int(6 * macs_per_image * image_passes)
 
 
 def _host_bytes(system) -> int:
@@ -204,7 +212,9 @@ def supersub_record(config: ScalingConfig, size: dict[str, Any], bits: int | Non
     system_dir = run_dir / "systems" / tag
     result = json.loads((run_dir / "supersub" / f"{tag}.json").read_text())
     report = storage_report(system_dir)
-    generalist_metrics = json.loads((run_dir / "generalist" / "metrics.json").read_text())
+    # The network the specialists adapt (and stage 1): the vanilla network or a generalist.
+    base_kind = config.base.deltas.base
+    generalist_metrics = json.loads((run_dir / base_kind / "metrics.json").read_text())
 
     def measure() -> dict:
         keras.backend.clear_session()
@@ -249,9 +259,13 @@ def supersub_record(config: ScalingConfig, size: dict[str, Any], bits: int | Non
     generalist_params = int(report["parameters"])
     sdirs = [deltas_dir(run_dir, bits) / s["superclass"] for s in specialists]
     spec_curves = [history_curves(d / HISTORY) for d in sdirs]
-    spec_seconds = sum(json.loads((d / "metrics.json").read_text())["train_seconds"]
-                       for d in sdirs)
-    gen_curves = history_curves(run_dir / "generalist" / HISTORY)
+    spec_metrics = [json.loads((d / "metrics.json").read_text()) for d in sdirs]
+    spec_seconds = sum(m["train_seconds"] for m in spec_metrics)
+    # Training compute: the base network's image passes and every specialist's, each a
+    # pass of (about) the base network's size.
+    passes = (generalist_metrics["epochs"] * generalist_metrics["train_images"]
+              + sum(m["epochs"] * m["train_images"] for m in spec_metrics))
+    gen_curves = history_curves(run_dir / base_kind / HISTORY)
     mean_spec = mean_curves(spec_curves)
     gen_train, gen_val, gen_gap = final_gap(gen_curves)
     spec_train, spec_val, spec_gap = final_gap(mean_spec)
@@ -260,7 +274,7 @@ def supersub_record(config: ScalingConfig, size: dict[str, Any], bits: int | Non
     return {
         "point": name, "kind": f"supersub-{tag}",
         "label": f"Super-Sub {size['model']} x{size['width']:g}, {tag}",
-        "model": size["model"], "width": size["width"], "bits": bits,
+        "model": size["model"], "width": size["width"], "bits": bits, "base": base_kind,
         "run_dir": str(run_dir), "system": str(system_dir),
         "parameters": generalist_params,
         "total_parameters": generalist_params + n * report["delta_values"] + owned_values,
@@ -270,6 +284,7 @@ def supersub_record(config: ScalingConfig, size: dict[str, Any], bits: int | Non
         "host_bytes": measured["host_bytes"], "storage_a": report["a"],
         "storage_units": report["a_n_plus_1"],
         "macs_per_image": measured["macs"], "flops_per_image": 2 * measured["macs"],
+        "train_flops": training_flops(measured["generalist_macs"], passes),
         "latency_ms": timing.get("latency_ms"), "throughput_ips": timing.get("throughput_ips"),
         "timing": timing or None,
         "top1": routing["hard"]["top1"], "top5": measured["top5_hard"],
