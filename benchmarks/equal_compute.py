@@ -102,8 +102,20 @@ def ensemble_top1(run_dirs: list[Path]) -> float:
     return float((mean.argmax(1) == labels[0]["fine"]).mean())
 
 
-def system_row(name: str, run_dir: Path, matched_top1: float | None) -> dict[str, Any]:
-    """One Super-Sub system (the first bit width of a finished run) as a table row."""
+def matched_vanilla(runs: Path, epochs: int) -> float | None:
+    """Top-1 of a finished vanilla network of the default recipe trained ``epochs``
+    epochs (``runs/vanilla_e<epochs>`` or the budget study's ``runs/budget/e<epochs>``),
+    or None: rows whose compute has no such network get no compute-matched difference."""
+    for folder in (runs / f"vanilla_e{epochs}", runs / "budget" / f"e{epochs}"):
+        if (folder / "vanilla" / "metrics.json").is_file():
+            return vanilla_top1(folder)
+    return None
+
+
+def system_row(name: str, run_dir: Path, runs: Path) -> dict[str, Any]:
+    """One Super-Sub system (the first bit width of a finished run) as a table row, with
+    the vanilla network of its run and, where one was trained, the vanilla network of its
+    own training compute."""
     config = load_config(run_dir / "config.yaml")
     from supersub_tf.config import bits_tag
 
@@ -112,11 +124,15 @@ def system_row(name: str, run_dir: Path, matched_top1: float | None) -> dict[str
     result = results[tag]
     own_vanilla = vanilla_top1(run_dir)
     compute = training_passes(run_dir)
+    matched_epochs = round(compute["epochs_equivalent"])
+    matched_top1 = matched_vanilla(runs, matched_epochs)
     comparison = result.get("vanilla_comparison", {})
     row = {"name": name, "run": str(run_dir), "bits": tag, "base": result.get("base", "generalist"),
            "specialist_epochs": config.deltas.epochs, "learning_rate": config.deltas.learning_rate,
            "distill": config.deltas.distill, "seed": config.seed,
            "vanilla_top1": own_vanilla, "compute": compute,
+           "compute_matched_epochs": matched_epochs,
+           "compute_matched_vanilla_top1": matched_top1,
            "top1": {r: result["routing"][r]["top1"] for r in ROUTINGS if r in result["routing"]},
            "specialist_passes": {r: result["routing"][r]["specialist_passes"]
                                  for r in ROUTINGS if r in result["routing"]},
@@ -127,7 +143,7 @@ def system_row(name: str, run_dir: Path, matched_top1: float | None) -> dict[str
            "mixed_with_vanilla": comparison.get("mixed_with_vanilla"),
            "generalist_routing": comparison.get("generalist_routing")}
     row["minus_vanilla"] = {r: v - own_vanilla for r, v in row["top1"].items()}
-    if matched_top1 is not None:
+    if matched_top1 is not None:  # the vanilla network of the row's own training compute
         row["minus_compute_matched"] = {r: v - matched_top1 for r, v in row["top1"].items()}
     return row
 
@@ -169,27 +185,28 @@ def main() -> None:
                  "parameters": wider_metrics["parameters"],
                  "train_seconds": wider_metrics["train_seconds"]}
 
-    default = system_row("default", run_dir, matched)
-    seeds = [system_row(f"default, seed {config.seed + k + 1}", d, matched)
+    default = system_row("default", run_dir, runs)
+    seeds = [system_row(f"default, seed {config.seed + k + 1}", d, runs)
              for k, d in enumerate(seed_dirs)]
     variants = []
     for spec in args.variant:
         name, _, path = spec.partition("=")
-        variants.append(system_row(name, Path(path).resolve(), matched))
+        variants.append(system_row(name, Path(path).resolve(), runs))
 
     rows = [default, *seeds, *variants]
     print_rows = []
     for row in rows:
         for r in ("hard", "soft", "gated"):
             if r in row["top1"]:
+                against = row.get("minus_compute_matched", {}).get(r)
                 print_rows.append([row["name"], r, common.pct(row["top1"][r]),
                                    common.points(row["minus_vanilla"][r]),
-                                   common.points(row["minus_compute_matched"][r]),
+                                   f"{common.points(against)} (e{row['compute_matched_epochs']})",
                                    f"{row['specialist_passes'][r]:.2f}",
                                    f"{row['compute']['total_seconds']:.0f}"])
     common.print_table(
-        f"Super-Sub against the vanilla network (its own run) and the compute-matched one "
-        f"({epochs} epochs, {common.pct(matched)})",
+        "Super-Sub against the vanilla network of its run and the vanilla network of its "
+        "training compute (e<epochs>; '-' where none was trained)",
         ["system", "routing", "top-1", "- vanilla", "- matched", "passes", "train s"],
         print_rows)
     hard_values = [r["top1"]["hard"] for r in [default, *seeds]]

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from supersub_tf.config import save_config
@@ -268,3 +269,59 @@ def test_question_scripts_read_a_real_tiny_run(bench, tiny_supersub_run, tmp_pat
     (row,) = [r for r in outputs["q4"]["rows"] if r["tag"] == "4bit"]
     assert row["a"] == pytest.approx(results["4bit"]["storage"]["a"])
     assert (tmp_path / "q4.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the figure
+
+
+def fake_vanilla_base_run(root: Path, name: str, vanilla_probs, fine, epochs: int = 9,
+                          seed: int = 0) -> Path:
+    """A finished run of the default config (vanilla base) with two 4-bit specialists."""
+    from supersub_tf.config import RunConfig
+    from supersub_tf.training.predictions import save_predictions
+
+    run = root / name
+    config = RunConfig(name=name, seed=seed)
+    config.train.epochs = epochs
+    save_config(config, run / "config.yaml")
+    (run / "vanilla").mkdir(parents=True)
+    top1 = float((np.argmax(vanilla_probs, 1) == fine).mean())
+    (run / "vanilla" / "metrics.json").write_text(json.dumps(
+        {"top1": top1, "epochs": epochs, "train_images": 100, "train_seconds": 50.0}))
+    save_predictions(run / "vanilla" / "val_predictions.npz", np.asarray(vanilla_probs,
+                     np.float32), {"fine": fine})
+    for superclass, images in (("a", 40), ("b", 60)):
+        folder = run / "deltas" / "4bit" / superclass
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps(
+            {"train_images": images, "epochs": 9, "train_seconds": 20.0}))
+    result = supersub_result("4bit", 0.6, 0.65, 0.9, 0.2)
+    result["base"] = "vanilla"
+    result["routing"]["soft"] = dict(result["routing"]["topk"], top1=0.7)
+    for mode in result["routing"].values():
+        mode["specialist_passes"] = 1.0
+    result["vanilla_comparison"] = {"vanilla_restricted_top1": 0.7, "mean_oracle_gain": 0.2}
+    (run / "supersub").mkdir()
+    (run / "supersub" / "4bit.json").write_text(json.dumps(result))
+    return run
+
+
+def test_equal_compute_counts_image_passes_and_finds_the_matched_vanilla(bench, tmp_path):
+    import equal_compute
+
+    fine = np.array([0, 1, 1, 0])
+    right = np.eye(2)[fine] * 0.6 + 0.2            # always right
+    wrong = np.eye(2)[1 - fine] * 0.6 + 0.2        # always wrong
+    run = fake_vanilla_base_run(tmp_path, "default", right, fine)
+    other = fake_vanilla_base_run(tmp_path, "default_seed1", wrong * 0.5 + right * 0.5 + 0.01
+                                  * np.eye(2)[fine], fine, seed=1)
+    compute = equal_compute.training_passes(run)
+    # vanilla 9 x 100 images, specialists 9 x 40 + 9 x 60: 18 epochs' worth of passes.
+    assert compute["total_passes"] == 1800 and compute["epochs_equivalent"] == 18
+    assert compute["total_seconds"] == 90.0
+    assert equal_compute.matched_vanilla(tmp_path, 18) is None
+    fake_vanilla_base_run(tmp_path, "vanilla_e18", wrong, fine, epochs=18)
+    assert equal_compute.matched_vanilla(tmp_path, 18) == 0.0
+    row = equal_compute.system_row("default", run, tmp_path)
+    assert row["minus_vanilla"]["hard"] == pytest.approx(0.6 - 1.0)
+    assert row["minus_compute_matched"]["soft"] == pytest.approx(0.7 - 0.0)
+    assert row["compute_matched_epochs"] == 18 and row["mean_oracle_gain"] == 0.2
+    # The ensemble averages probabilities: the sure, right member wins every image.
+    assert equal_compute.ensemble_top1([run, other]) == 1.0
