@@ -271,6 +271,11 @@ def test_untrained_vanilla_base_specialists_are_the_vanilla_network_renormalised
     gated = pipeline.predict(x, "gated", k=2, tau=tau)
     confident = fine.max(1) >= tau
     np.testing.assert_allclose(gated.fine_probs[confident], fine[confident], atol=1e-6)
+    # Their p(subclass | superclass) is the vanilla network's own, renormalised.
+    answer = gated.fine[confident]
+    own_block = sup[confident, TOY.fine_to_superclass[answer]]
+    np.testing.assert_allclose(gated.subclass_prob[confident],
+                               fine[confident, answer] / own_block, rtol=1e-5)
     topk = pipeline.predict(x, "topk", k=2)
     np.testing.assert_allclose(gated.fine_probs[~confident], topk.fine_probs[~confident],
                                atol=1e-6)

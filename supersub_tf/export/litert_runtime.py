@@ -432,7 +432,8 @@ class LiteRTSuperSub:
                 "superclass": h.fine_to_superclass[fine].astype(np.int64),
                 "subclass": h.fine_to_subclass[fine].astype(np.int64),
                 "fine": fine.astype(np.int64), "fine_prob": fine_probs[index, fine],
-                "subclass_prob": sub_given[index, fine]}
+                "subclass_prob": routing.answer_subclass_probs(
+                    sub_given, fine_probs, sup_probs, routes, fine, h.fine_to_superclass)}
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")

@@ -40,7 +40,8 @@ from supersub_tf.models import trunk
 from supersub_tf.models.blocks import LOGITS_LAYER
 from supersub_tf.models.functional import FunctionalForward
 from supersub_tf.supersub.routing import (
-    ALL_ROUTINGS, ROUTINGS, combine, routes_for, softmax, specialist_outputs, stage_one_probs)
+    ALL_ROUTINGS, ROUTINGS, answer_subclass_probs, combine, routes_for, softmax,
+    specialist_outputs, stage_one_probs)
 
 __all__ = ["ALL_ROUTINGS", "Prediction", "ROUTINGS", "SuperSubPipeline"]
 
@@ -327,7 +328,8 @@ class SuperSubPipeline:
         fine = fine_probs.argmax(1)
         return Prediction(sup_probs, fine_probs, h.fine_to_superclass[fine],
                           h.fine_to_subclass[fine], fine, fine_probs[np.arange(n), fine],
-                          sub_given[np.arange(n), fine])
+                          answer_subclass_probs(sub_given, fine_probs, sup_probs, routes, fine,
+                                                h.fine_to_superclass))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -177,6 +177,21 @@ def combine(superclass_probs: np.ndarray, subclass_probs: np.ndarray, routes: np
     return fine_probs
 
 
+def answer_subclass_probs(subclass_probs: np.ndarray, fine_probs: np.ndarray,
+                          superclass_probs: np.ndarray, routes: np.ndarray,
+                          fine: np.ndarray, fine_to_superclass: np.ndarray) -> np.ndarray:
+    """``p(subclass | superclass)`` ``[N]`` of each image's answer ``fine``: stage 2's, or
+    for an image no specialist saw (gated routing's confident ones) stage 1's own,
+    ``p(fine) / p(superclass)``."""
+    index = np.arange(len(fine))
+    out = subclass_probs[index, fine].astype(np.float32)
+    unrouted = (routes < 0).all(1)
+    if unrouted.any():
+        sup = superclass_probs[index, fine_to_superclass[fine]]
+        out[unrouted] = fine_probs[index, fine][unrouted] / np.maximum(sup[unrouted], 1e-12)
+    return out
+
+
 def gated_curve(superclass_probs: np.ndarray, subclass_probs: np.ndarray,
                 fine_labels: np.ndarray, hierarchy: Hierarchy, k: int,
                 taus: np.ndarray | None = None,
