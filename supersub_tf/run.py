@@ -188,6 +188,7 @@ def _supersub_results(config: RunConfig, run_dir: Path, source: ImageSource,
                                              hierarchy, k,
                                              other_probs=probs.get("other_probs"),
                                              stage_one_fine=probs.get("stage_one_fine")),
+                  "training_compute": _training_compute(run_dir, base_kind, tag),
                   **_vanilla_comparison(run_dir, probs, labels, hierarchy, k, tau, base_kind)}
         atomic_write_text(run_dir / "supersub" / f"{tag}.json",
                           json.dumps(result, indent=2) + "\n")
@@ -199,6 +200,23 @@ def _supersub_results(config: RunConfig, run_dir: Path, source: ImageSource,
             f"{result['storage']['a']:.3f}N + 1")
         results[tag] = result
     return results
+
+
+def _training_compute(run_dir: Path, base_kind: str, tag: str) -> dict:
+    """Training-image passes of the system, in epochs of the training set: its base
+    network's and every delta specialist's (each on its superclass's images). A vanilla
+    network trained that many epochs from scratch is its compute-matched baseline."""
+    base = json.loads((run_dir / base_kind / "metrics.json").read_text())
+    specialists = [json.loads(p.read_text())
+                   for p in sorted((run_dir / "deltas" / tag).glob("*/metrics.json"))]
+    images = base["train_images"]
+    base_epochs = base["epochs"]
+    specialist_epochs = sum(m["train_images"] * m["epochs"] for m in specialists) / images
+    return {"base": base_kind, "base_epochs": base_epochs,
+            "specialist_epochs_equivalent": round(specialist_epochs, 3),
+            "epochs_equivalent": round(base_epochs + specialist_epochs, 3),
+            "train_seconds": round(base["train_seconds"]
+                                   + sum(m["train_seconds"] for m in specialists), 1)}
 
 
 def _vanilla_comparison(run_dir: Path, probs: dict, labels: dict, hierarchy, k: int,

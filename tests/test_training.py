@@ -175,6 +175,8 @@ def test_main_job_supersub_stage(tiny_supersub_run, capsys):
         assert len(comparison["oracle_gain_per_superclass"]) == 2
         # The run also has a generalist: routing by it is measured beside.
         assert set(comparison["generalist_routing"]["top1"]) == {"hard", "topk", "soft"}
+        # Vanilla 1 epoch + specialists 1 epoch each on their own images: 2 epochs' passes.
+        assert result["training_compute"]["epochs_equivalent"] == pytest.approx(2.0)
         assert [p["tau"] for p in result["gated_curve"]][-1] == 1.01
         routing = result["routing"]
         # Each image hard routing gets right, the oracle (same specialist, right route)
@@ -188,7 +190,9 @@ def test_main_job_supersub_stage(tiny_supersub_run, capsys):
     four, flt = (json.loads((run_dir / "supersub" / f"{t}.json").read_text())["storage"]["a"]
                  for t in ("4bit", "float"))
     assert four < flt
-    assert "## The Super-Sub pipeline" in (run_dir / "report.md").read_text()
+    report = (run_dir / "report.md").read_text()
+    assert "## The Super-Sub pipeline" in report and "vanilla restricted" in report
+    assert "the compute-matched baseline is a vanilla network trained 2 epochs" in report
     # The export stage takes the first bit width's system: float deltas here.
     assert json.loads((run_dir / "export.json").read_text())["bits"] == "float"
     assert (tmp_path / "saved_models" / "tiny" / "saved_model.pb").is_file()

@@ -176,6 +176,14 @@ def vanilla_comparison_lines(results: dict[str, dict]) -> list[str]:
             extra.append(f"{tag}: routed by the run's generalist (superclass accuracy "
                          f"{by_generalist['stage1_superclass_accuracy']:.1%}, two networks at "
                          f"inference): {_by_routing(by_generalist['top1'])}.")
+    for tag, r in results.items():
+        compute = r.get("training_compute")
+        if compute:
+            extra.append(f"{tag}: training compute {compute['epochs_equivalent']:g} epochs of "
+                         f"the training set ({compute['base']} {compute['base_epochs']:g} + "
+                         f"specialists {compute['specialist_epochs_equivalent']:g}), "
+                         f"{compute['train_seconds']:,.0f} s: the compute-matched baseline is "
+                         f"a vanilla network trained {compute['epochs_equivalent']:g} epochs.")
     if not rows:
         return []
     return ["Against the vanilla network of this run (points; \"restricted\": the vanilla "
