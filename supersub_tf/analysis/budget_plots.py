@@ -90,8 +90,9 @@ def write_budget_report(result: dict[str, Any], path: str | os.PathLike) -> Path
         won = ", ".join(map(str, c["budgets_won"])) or "none"
         at = ", ".join(f"{x:g}" for x in c["crossings_at_epochs"]) or "none"
         best = c.get("best_difference", c.get("best_minus_vanilla"))
-        lines.append(f"- {routing}: Super-Sub ahead at budgets {won}; sign changes at "
-                     f"about {at} epochs; best difference {100 * best:+.1f} points.")
+        change = f"sign changes at about {at} epochs" if at != "none" else "no sign change"
+        lines.append(f"- {routing}: Super-Sub ahead at budgets {won}; {change}; best "
+                     f"difference {100 * best:+.1f} points.")
     lines += ["", f"Training time of all points: {result['train_seconds_all_points']:.0f} s.",
               "", "![Super-Sub minus vanilla](supersub_minus_vanilla.png)", ""]
     atomic_write_text(path, "\n".join(lines))
