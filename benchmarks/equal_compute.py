@@ -51,29 +51,14 @@ PAPER_GAIN = 0.033
 ROUTINGS = ("hard", "topk", "soft", "gated", "oracle")
 
 
-def training_passes(run_dir: Path) -> dict[str, Any]:
-    """Training-image passes and seconds of every network a run's Super-Sub system
-    needed: its base network (the vanilla network or the generalist) and every delta
-    specialist of the first bit width."""
+def system_compute(run_dir: Path) -> dict[str, Any]:
+    """The training compute of a run's first-bit-width system, as the main job records it
+    (:func:`supersub_tf.run.training_compute`: epochs of the training set and seconds)."""
     from supersub_tf.config import bits_tag
+    from supersub_tf.run import training_compute
 
     config = load_config(run_dir / "config.yaml")
-    metrics = json.loads((run_dir / config.deltas.base / "metrics.json").read_text())
-    parts = {config.deltas.base: (metrics["train_images"] * metrics["epochs"],
-                                  metrics["train_seconds"])}
-    folder = run_dir / "deltas" / bits_tag(config.deltas.bits[0])
-    passes = seconds = 0.0
-    for path in sorted(folder.glob("*/metrics.json")):
-        metrics = json.loads(path.read_text())
-        passes += metrics["train_images"] * metrics["epochs"]
-        seconds += metrics["train_seconds"]
-    parts["specialists"] = (passes, seconds)
-    images = json.loads((run_dir / "vanilla" / "metrics.json").read_text())["train_images"]
-    total = sum(p for p, _ in parts.values())
-    return {"passes": {k: p for k, (p, _) in parts.items()},
-            "seconds": {k: s for k, (_, s) in parts.items()},
-            "total_passes": total, "total_seconds": round(sum(s for _, s in parts.values()), 1),
-            "epochs_equivalent": total / images, "train_images": images}
+    return training_compute(run_dir, config.deltas.base, bits_tag(config.deltas.bits[0]))
 
 
 def train_vanilla(runs: Path, name: str, overrides: list[str]) -> Path:
@@ -123,7 +108,7 @@ def system_row(name: str, run_dir: Path, runs: Path) -> dict[str, Any]:
     tag = bits_tag(config.deltas.bits[0])
     result = results[tag]
     own_vanilla = vanilla_top1(run_dir)
-    compute = training_passes(run_dir)
+    compute = system_compute(run_dir)
     matched_epochs = round(compute["epochs_equivalent"])
     matched_top1 = matched_vanilla(runs, matched_epochs)
     comparison = result.get("vanilla_comparison", {})
@@ -163,7 +148,7 @@ def main() -> None:
     started = time.perf_counter()
     run_dir, runs = Path(args.run).resolve(), Path(args.runs).resolve()
     config = load_config(run_dir / "config.yaml")
-    compute = training_passes(run_dir)
+    compute = system_compute(run_dir)
     epochs = round(compute["epochs_equivalent"])
     matched_dir = train_vanilla(runs, f"vanilla_e{epochs}", [f"train.epochs={epochs}"])
     matched = vanilla_top1(matched_dir)
@@ -203,7 +188,7 @@ def main() -> None:
                                    common.points(row["minus_vanilla"][r]),
                                    f"{common.points(against)} (e{row['compute_matched_epochs']})",
                                    f"{row['specialist_passes'][r]:.2f}",
-                                   f"{row['compute']['total_seconds']:.0f}"])
+                                   f"{row['compute']['train_seconds']:.0f}"])
     common.print_table(
         "Super-Sub against the vanilla network of its run and the vanilla network of its "
         "training compute (e<epochs>; '-' where none was trained)",
@@ -234,7 +219,7 @@ def main() -> None:
             "minus_compute_matched": default["minus_compute_matched"],
             "minus_ensemble": ({r: v - ensemble for r, v in default["top1"].items()}
                                if ensemble is not None else None),
-            "train_seconds": default["compute"]["total_seconds"],
+            "train_seconds": default["compute"]["train_seconds"],
             "run_wall_seconds": _run_wall_seconds(run_dir),
             "seed_spread": {"hard": _spread(hard_values), "soft": _spread(soft_values)},
             "command": f"python -m supersub_tf run (run folder {run_dir.name})",

@@ -175,7 +175,7 @@ def _supersub_results(config: RunConfig, run_dir: Path, source: ImageSource,
         k, tau = config.deltas.topk, config.deltas.gate_tau
         probs, labels = collect_predictions(pipeline, val.dataset, ALL_ROUTINGS, k=k, tau=tau)
         result = {"bits": bits, "system": str(system), "storage": storage_report(system),
-                  "base": base_kind, "stage_one": base_kind,
+                  "base": base_kind,
                   "topk": k, "gate_tau": tau, "catch_all": config.deltas.catch_all,
                   "distill": config.deltas.distill,
                   "generalist_fine_head": config.train.generalist_fine_head,
@@ -188,7 +188,7 @@ def _supersub_results(config: RunConfig, run_dir: Path, source: ImageSource,
                                              hierarchy, k,
                                              other_probs=probs.get("other_probs"),
                                              stage_one_fine=probs.get("stage_one_fine")),
-                  "training_compute": _training_compute(run_dir, base_kind, tag),
+                  "training_compute": training_compute(run_dir, base_kind, tag),
                   **_vanilla_comparison(run_dir, probs, labels, hierarchy, k, tau, base_kind)}
         atomic_write_text(run_dir / "supersub" / f"{tag}.json",
                           json.dumps(result, indent=2) + "\n")
@@ -202,7 +202,7 @@ def _supersub_results(config: RunConfig, run_dir: Path, source: ImageSource,
     return results
 
 
-def _training_compute(run_dir: Path, base_kind: str, tag: str) -> dict:
+def training_compute(run_dir: Path, base_kind: str, tag: str) -> dict:
     """Training-image passes of the system, in epochs of the training set: its base
     network's and every delta specialist's (each on its superclass's images). A vanilla
     network trained that many epochs from scratch is its compute-matched baseline."""

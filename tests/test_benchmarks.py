@@ -312,10 +312,10 @@ def test_equal_compute_counts_image_passes_and_finds_the_matched_vanilla(bench, 
     run = fake_vanilla_base_run(tmp_path, "default", right, fine)
     other = fake_vanilla_base_run(tmp_path, "default_seed1", wrong * 0.5 + right * 0.5 + 0.01
                                   * np.eye(2)[fine], fine, seed=1)
-    compute = equal_compute.training_passes(run)
+    compute = equal_compute.system_compute(run)
     # vanilla 9 x 100 images, specialists 9 x 40 + 9 x 60: 18 epochs' worth of passes.
-    assert compute["total_passes"] == 1800 and compute["epochs_equivalent"] == 18
-    assert compute["total_seconds"] == 90.0
+    assert compute["epochs_equivalent"] == 18 and compute["specialist_epochs_equivalent"] == 9
+    assert compute["train_seconds"] == 90.0
     assert equal_compute.matched_vanilla(tmp_path, 18) is None
     fake_vanilla_base_run(tmp_path, "vanilla_e18", wrong, fine, epochs=18)
     assert equal_compute.matched_vanilla(tmp_path, 18) == 0.0
