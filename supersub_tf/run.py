@@ -144,6 +144,7 @@ def _supersub_results(config: RunConfig, run_dir: Path, source: ImageSource,
     from supersub_tf.data import load_dataset
     from supersub_tf.deltas.storage import save_system
     from supersub_tf.deltas.storage_report import storage_report
+    from supersub_tf.deltas.system_checks import stage_one_head
     from supersub_tf.supersub.evaluate import collect_predictions, pipeline_metrics
     from supersub_tf.supersub.pipeline import SuperSubPipeline
     from supersub_tf.supersub.routing import ALL_ROUTINGS, gated_curve
@@ -159,7 +160,6 @@ def _supersub_results(config: RunConfig, run_dir: Path, source: ImageSource,
                        batch_size=config.train.eval_batch_size, source=source)
     backbone = {"model": config.train.model, "width": config.train.width,
                 "image_size": config.data.image_size, "normalization": config.data.normalization}
-    head = "fine" if base_kind == "vanilla" else "superclass"
     results = {}
     for bits in config.deltas.bits:
         tag = bits_tag(bits)
@@ -171,7 +171,8 @@ def _supersub_results(config: RunConfig, run_dir: Path, source: ImageSource,
                     **({"base": base_kind} if base_kind != "generalist" else {})}
         system = save_system(run_dir / "systems" / tag, base, delta_sets, hierarchy,
                              backbone, settings)
-        pipeline = SuperSubPipeline(base, delta_sets, hierarchy, stage_one_head=head)
+        pipeline = SuperSubPipeline(base, delta_sets, hierarchy,
+                                    stage_one_head=stage_one_head(settings))
         k, tau = config.deltas.topk, config.deltas.gate_tau
         probs, labels = collect_predictions(pipeline, val.dataset, ALL_ROUTINGS, k=k, tau=tau)
         result = {"bits": bits, "system": str(system), "storage": storage_report(system),
