@@ -8,7 +8,7 @@ from typing import Any
 
 from supersub_tf.analysis.plots import _new_figure, _save
 from supersub_tf.atomic import atomic_write_text
-from supersub_tf.tables import markdown_table, pct
+from supersub_tf.tables import markdown_table, pct, points
 
 _STYLES = {"hard": ("tab:blue", "o"), "topk": ("tab:orange", "s"), "soft": ("tab:red", "D"),
            "gated": ("tab:green", "^")}
@@ -55,10 +55,6 @@ def _points(difference: float) -> str:
     return f"{100 * difference:+.1f}"
 
 
-def _difference(value: float | None) -> str:
-    return "-" if value is None else _points(value)
-
-
 def write_budget_report(result: dict[str, Any], path: str | os.PathLike) -> Path:
     """``budget.md``: one row per budget, the crossover per routing, the figure."""
     rows = []
@@ -73,8 +69,8 @@ def write_budget_report(result: dict[str, Any], path: str | os.PathLike) -> Path
                      pct(routing["oracle"]["top1"]), pct(r["errors_from_stage1"]),
                      _points(routing["hard"]["minus_vanilla"]),
                      _points(routing.get("soft", routing["topk"])["minus_vanilla"]),
-                     _difference(routing["hard"].get("minus_compute_matched")),
-                     _difference(routing.get("soft", {}).get("minus_compute_matched"))])
+                     points(routing["hard"].get("minus_compute_matched")),
+                     points(routing.get("soft", {}).get("minus_compute_matched"))])
     lines = [f"# Budget study `{result['name']}`", "",
              f"{result['dataset']} ({result['preset']}), {result['model']} "
              f"x{result['width']}, {result['image_size']} px; every network of a row gets "
