@@ -271,6 +271,25 @@ def test_question_scripts_read_a_real_tiny_run(bench, tiny_supersub_run, tmp_pat
     assert (tmp_path / "q4.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the figure
 
 
+@pytest.mark.slow
+def test_run_record_keeps_what_the_documents_cite(bench, tiny_supersub_run):
+    """The committed record of a run: the numbers the README quotes, no machine paths."""
+    import run_record
+
+    _, run_dir = tiny_supersub_run
+    report = json.loads((run_dir / "report.json").read_text())
+    record = run_record.run_record(run_dir)
+    assert record["run"] == f"runs/{run_dir.name}"
+    assert record["networks"]["vanilla"]["top1"] == report["networks"]["vanilla"]["top1"]
+    assert record["vanilla_errors"]["errors"] == report["analysis"]["vanilla"]["errors"]
+    hard = json.loads((run_dir / "supersub" / "4bit.json").read_text())["routing"]["hard"]
+    assert record["supersub"]["4bit"]["routing"]["hard"]["top1"] == hard["top1"]
+    assert "per_superclass" not in record["supersub"]["4bit"]["routing"]["hard"]
+    assert str(run_dir.resolve()) not in json.dumps(record)
+    with pytest.raises(SystemExit, match="no report.json"):
+        run_record.run_record(run_dir / "vanilla")
+
+
 def fake_vanilla_base_run(root: Path, name: str, vanilla_probs, fine, epochs: int = 9,
                           seed: int = 0) -> Path:
     """A finished run of the default config (vanilla base) with two 4-bit specialists."""
