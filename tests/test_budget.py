@@ -99,5 +99,12 @@ def test_study_trains_writes_records_and_resumes_from_them(tmp_path, monkeypatch
         run_budget(changed, log=lambda *_: None)
 
 
-def test_budget_config_type():
-    assert isinstance(BudgetConfig(), BudgetConfig)
+def test_budget_defaults_are_the_committed_yaml():
+    from supersub_tf.config import RunConfig
+
+    default = BudgetConfig()
+    assert (default.name, default.output_dir, default.results_dir) == (
+        "budget", "runs", "benchmarks/results")
+    # 4 budgets spanning 9x, up to the main job's 9 epochs, on the main job's config
+    assert (default.epochs, default.bits, default.base) == ([1, 2, 4, 9], 4, RunConfig())
+    assert load_budget_config("budget") == default       # budget.yaml spells them out

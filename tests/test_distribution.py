@@ -27,6 +27,7 @@ TESTS = Path(__file__).resolve().parent
 WORKER = r"""
 import json, sys
 from pathlib import Path
+import numpy as np
 import supersub_tf  # noqa: F401  (tf_keras before TensorFlow)
 import tensorflow as tf
 
@@ -52,7 +53,8 @@ for setting in sys.argv[3:]:
     delta = train_delta_specialist(config, source, run_dir, generalist, name, 4)
     result["delta"] = json.loads((run_dir / "deltas" / "4bit" / name / "metrics.json")
                                  .read_text())
-    result["codes"] = sorted({int(c) for q in delta.deltas.values() for c in q.codes.ravel()})
+    result["delta_mean_abs"] = float(np.mean(np.concatenate(
+        [np.abs(q.dequantize()).ravel() for q in delta.deltas.values()])))
     out[setting] = result
 print("RESULT " + json.dumps(out))
 """
@@ -91,7 +93,8 @@ def test_mirrored_over_two_cpus_matches_one_device(tmp_path):
     trainings are not the same arithmetic; they are the same optimisation: the same
     number of steps on the same global batches. Stated tolerance: the final training
     loss within 15% and training accuracy within 0.15 of one device's, for the plain
-    networks; the QAT delta specialist trains to codes of its bit width on both.
+    networks; the QAT delta specialist's oracle accuracy within 0.15 and the mean size of its
+    dequantized deltas within 30%.
     """
     results, log = run_worker(tmp_path, "none", "mirrored")
     assert "2 replicas" in log
@@ -102,8 +105,12 @@ def test_mirrored_over_two_cpus_matches_one_device(tmp_path):
         assert abs(a["final_train_accuracy"] - b["final_train_accuracy"]) <= 0.15
     for setting in ("none", "mirrored"):
         assert results[setting]["delta"]["steps"] == one["delta"]["steps"]  # global batch
-        codes = results[setting]["codes"]
-        assert min(codes) >= -7 and max(codes) <= 7 and len(codes) > 3  # trained 4-bit codes
+    # The delta specialist: the same oracle accuracy and deltas of the same size on both
+    # (an untrained or a diverged specialist would differ in one or the other).
+    a, b = one["delta"], two["delta"]
+    assert abs(a["oracle_top1"] - b["oracle_top1"]) <= 0.15
+    size = one["delta_mean_abs"], two["delta_mean_abs"]
+    assert min(size) > 0 and max(size) <= 1.3 * min(size), size
 
 
 def free_port() -> int:

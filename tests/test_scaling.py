@@ -179,9 +179,26 @@ def test_records_accuracy_and_curves(trained_study):
     for p in points.values():
         assert p["top1"] <= p["top5"]
     assert small["curves"]["vanilla"]["epoch"] == [1]
-    assert small["train_val_gap"] == pytest.approx(
-        small["final_train_accuracy"] - small["final_val_accuracy"])
-    assert system["specialist_gap"] is not None
+    assert small["final_val_accuracy"] is not None and system["specialist_gap"] is not None
+
+
+def test_train_val_gap_from_a_hand_made_history(tmp_path):
+    """The gap is the last epoch's training minus validation accuracy, of the last row of
+    an epoch written twice (a resumed run); specialists' curves are averaged per epoch."""
+    from supersub_tf.studies.scaling_records import final_gap, history_curves, mean_curves
+
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,accuracy,loss,val_accuracy\n0,0.20,2.0,0.25\n1,0.30,1.8,0.31\n"
+                    "1,0.40,1.7,0.35\n")
+    curves = history_curves(path)
+    assert curves == {"epoch": [1, 2], "accuracy": [0.2, 0.4], "val_accuracy": [0.25, 0.35]}
+    train, val, gap = final_gap(curves)
+    assert (train, val) == (0.4, 0.35) and gap == pytest.approx(0.05)
+    other = {"epoch": [1, 2, 3], "accuracy": [0.1, 0.2, 0.9], "val_accuracy": [None, 0.25, 0.5]}
+    assert mean_curves([curves, other]) == {
+        "epoch": [1, 2], "accuracy": [pytest.approx(0.15), pytest.approx(0.3)],
+        "val_accuracy": [None, pytest.approx(0.3)]}
+    assert final_gap({"epoch": [], "accuracy": [], "val_accuracy": []}) == (None, None, None)
 
 
 @pytest.mark.slow

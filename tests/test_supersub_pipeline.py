@@ -177,7 +177,7 @@ def test_stage_two_never_writes_the_trunk_and_a_failed_swap_restores_it(tiny_sys
     deltas[last] = QuantizedTensor.quantize(np.zeros((2, *shape)), 4)
     broken = dataclasses.replace(good, deltas=deltas)
     broken_pipeline = SuperSubPipeline(generalist, {**delta_sets, "a": broken}, TOY)
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match=rf"variable '.*{last}/kernel.*Shape mismatch"):
         broken_pipeline.apply("a")
     assert broken_pipeline.generalist_weights_equal()
     # A write that fails after some variables were written (a device error, say).

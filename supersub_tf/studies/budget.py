@@ -66,7 +66,7 @@ class BudgetConfig:
     output_dir: str = "runs"
     results_dir: str = "benchmarks/results"
     base: RunConfig = dataclasses.field(default_factory=RunConfig)
-    epochs: list = dataclasses.field(default_factory=lambda: [1, 2, 4, 9, 18])
+    epochs: list = dataclasses.field(default_factory=lambda: [1, 2, 4, 9])
     bits: Any = 4
 
     def __post_init__(self) -> None:
