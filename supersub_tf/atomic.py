@@ -133,6 +133,17 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def landing_folder(target: str | os.PathLike) -> Path:
+    """The nearest existing path at or above ``target``'s parent: where a write of
+    ``target`` puts its temporary file (the missing folders below it are created), so
+    where to check permissions and free space before a long computation. It may be a
+    file, which the caller then reports."""
+    folder = Path(target).absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
 def check_replaceable_dir(target: str | os.PathLike, marker: str, kind: str) -> None:
     """Refuses to replace anything but a missing or empty folder or one holding ``marker``.
 

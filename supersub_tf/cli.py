@@ -207,27 +207,64 @@ def _cmd_summary(args: argparse.Namespace) -> None:
         print(gaps)
 
 
+def _preview_setting(args: argparse.Namespace, flag: str, key: str, config_value):
+    """A ``data preview`` setting: its flag, else the config's ``preview.<key>`` (which
+    ``--set preview.<key>=...`` sets); both given and different is refused, not settled
+    silently."""
+    from supersub_tf.errors import ConfigError
+
+    value = getattr(args, flag.lstrip("-").replace("-", "_"))
+    given = any(o.partition("=")[0].strip() == f"preview.{key}" for o in args.overrides)
+    if value is not None and given and value != config_value:
+        raise ConfigError(f"{flag} {value} and --set preview.{key}={config_value} disagree; "
+                          "give one of them")
+    return config_value if value is None else value
+
+
 def _cmd_preview(args: argparse.Namespace) -> None:
     from supersub_tf.data import create_source
-    from supersub_tf.data.preview import write_preview
+    from supersub_tf.data.preview import preview_gaps, write_preview
 
     config = _load_config(args)
-    out = write_preview(create_source(config.data), args.output, args.split, args.per_superclass)
+    split = _preview_setting(args, "--split", "split", config.preview.split)
+    per_superclass = _preview_setting(args, "--per-superclass", "images_per_superclass",
+                                      config.preview.images_per_superclass)
+    source = create_source(config.data)
+    out = write_preview(source, args.output, split, per_superclass)
     print(f"wrote {out}")
+    if gaps := preview_gaps(source, split):
+        print(gaps)
 
 
 def _cmd_build_preset(args: argparse.Namespace) -> None:
-    from supersub_tf.presets import PRESET_DIR, build_preset, list_presets
+    from supersub_tf.presets import (PRESET_DIR, SpecBuild, build_over_data, build_preset,
+                                     list_presets, read_class_ids)
 
     output = args.output
     if output is None and args.spec in list_presets():
         output = PRESET_DIR / f"{args.spec}.json"
-    hierarchy, path = build_preset(args.spec, wordnet_source=args.wordnet,
-                                   wordnet_path=args.wordnet_path, classes_path=args.classes,
-                                   output=output)
+    if args.classes:  # the dataset's classes: the spec is built over those it holds
+        built = build_over_data(args.spec, read_class_ids(args.classes),
+                                wordnet_source=args.wordnet, wordnet_path=args.wordnet_path)
+        path = Path(output) if output is not None else None
+        if path is not None:
+            built.hierarchy.save(path)
+    else:
+        hierarchy, path = build_preset(args.spec, wordnet_source=args.wordnet,
+                                       wordnet_path=args.wordnet_path, output=output)
+        built = SpecBuild(hierarchy)
+    hierarchy = built.hierarchy
     sizes = ", ".join(f"{name} {n}" for name, n in hierarchy.summary_rows())
     print(f"{hierarchy.name}: {hierarchy.num_superclasses} superclasses, "
           f"{hierarchy.num_classes} classes ({sizes})")
+    # What it leaves out, never without a word: the dataset's classes in no superclass by
+    # name (a built-in's are by design, README), the spec's classes it lacks counted.
+    if left_out := built.left_out_note():
+        print(left_out[0])
+        if args.spec not in list_presets():
+            print("".join(f"  {name}\n" for name in left_out[1]), end="")
+    if absent := built.not_in_data_note():
+        print(absent[0])
     print(f"wrote {path}" if path else hierarchy.to_json())
 
 
@@ -347,8 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     preview = data.add_parser("preview", help="PNG grid of samples per superclass")
     _add_data_args(preview)
     preview.add_argument("--output", default="preview.png", help="PNG path (default preview.png)")
-    preview.add_argument("--split", default="train")
-    preview.add_argument("--per-superclass", type=int, default=8)
+    preview.add_argument("--split", help="train, val or test (default: preview.split, train)")
+    preview.add_argument("--per-superclass", type=int,
+                         help="images per superclass (default: preview.images_per_superclass, 8)")
     preview.set_defaults(func=_cmd_preview)
 
     build = data.add_parser("build-preset", help="regenerate a preset JSON from its spec")
@@ -358,8 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "(the metadata if present)")
     build.add_argument("--wordnet-path", help="folder of that source (default: "
                                               "$SUPERSUB_DATA_DIR/imagenet-meta or /usr/share/wordnet)")
-    build.add_argument("--classes", help="the dataset's class list: wnids text file, or a Tiny "
-                                         "ImageNet zip/folder")
+    build.add_argument("--classes", help="the dataset's classes, which the spec is built over: "
+                                         "a wnids text file, a Tiny ImageNet zip/folder, an "
+                                         "ImageNet-layout folder (train/<wnid>/) or a folder "
+                                         "of class folders")
     build.add_argument("--output", help="JSON path (default: the package preset for built-ins; "
                                         "print for spec files)")
     build.set_defaults(func=_cmd_build_preset)
@@ -371,10 +411,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (2 on bad input, with a one-line message)."""
+    from supersub_tf.console import quiet_tensorflow_startup
+
     args = build_parser().parse_args(argv)
+    quiet = quiet_tensorflow_startup()  # TensorFlow's native start-up lines: console.py
     try:
         status = args.func(args)
     except SuperSubError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:
+        quiet.uninstall()
     return int(status or 0)

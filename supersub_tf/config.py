@@ -497,7 +497,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         node = data
         parts = key.split(".")
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
+            if node.get(part) is None:  # absent, or an empty section (``train:``)
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part} is not a section")
         node[parts[-1]] = yaml.safe_load(raw) if raw else ""
@@ -507,9 +509,32 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None,
                 cls: type = RunConfig) -> Any:
     """Reads a YAML config (or defaults when ``path`` is None) and applies overrides."""
-    data = _read_yaml(resolve_config_path(path), "config file") if path is not None else {}
+    data = {}
+    if path is not None:
+        resolved = resolve_config_path(path)
+        data = _read_yaml(resolved, "config file")
+        # Before the overrides, so a scalar where a section belongs is blamed on the
+        # file (an override, e.g. one of --quick's, would otherwise be named).
+        check_sections(cls, data, str(resolved))
     data = apply_overrides(data, list(overrides or []))
     return config_from_dict(cls, data)
+
+
+def check_sections(cls: type, data: dict[str, Any], source: str, where: str = "") -> None:
+    """Raises ConfigError naming ``source`` and the key when a section of dataclass
+    ``cls`` (``train``, ``data.synthetic``, ...) holds a value that is not a mapping.
+
+    An empty section (``train:`` with nothing under it) is allowed: it means the defaults.
+    """
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        value, hint = data.get(field.name), hints[field.name]
+        if not dataclasses.is_dataclass(hint) or value is None:
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {where}{field.name} must be a section (a mapping of "
+                              f"settings, e.g. {field.name}: {{key: value}}), got {value!r}")
+        check_sections(hint, value, source, f"{where}{field.name}.")
 
 
 def save_config(config: Any, path: str | os.PathLike) -> None:
@@ -586,6 +611,8 @@ def load_study_config(cls: type, path: str | os.PathLike | None = None,
         data = _read_yaml(path, "config file")
         folder = path.parent
     data["base"] = _resolve_base(data.get("base"), folder) or {}
+    if path is not None:  # as in load_config: the file is blamed, not an override
+        check_sections(cls, data, str(path))
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if sep and key.strip() == "base":

@@ -39,6 +39,32 @@ def file_entry(root: str | os.PathLike, relative: str) -> dict[str, Any]:
     return {"file": relative, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
+def read_manifest_json(root: str | os.PathLike, error: type[Exception],
+                       what: str) -> dict[str, Any]:
+    """``root/manifest.json`` as a dict, whatever its format.
+
+    Raises:
+        error: Naming the file, when it is missing, unreadable, not UTF-8, not valid JSON
+            (with the line and column) or not a JSON object; ``what`` says what ``root``
+            should be.
+    """
+    path = Path(root) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{path}: not found ({root} is not a {what})") from None
+    except json.JSONDecodeError as err:
+        raise error(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: "
+                    f"{err.msg})") from None
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except OSError as err:
+        raise error(f"{path}: unreadable ({err.strerror or err})") from None
+    if not isinstance(manifest, dict):
+        raise error(f"{path}: not a JSON object ({root} is not a {what})")
+    return manifest
+
+
 def read_manifest_file(root: str | os.PathLike, format_name: str, error: type[Exception],
                        what: str) -> dict[str, Any]:
     """``root/manifest.json`` as a dict, checked to be of ``format_name``.
@@ -47,16 +73,10 @@ def read_manifest_file(root: str | os.PathLike, format_name: str, error: type[Ex
         error: When the manifest is missing, unreadable, not a JSON object or of another
             format (the message names the file; ``what`` says what ``root`` should be).
     """
-    path = Path(root) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise error(f"{path}: not found ({root} is not a {what})") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise error(f"{path}: unreadable ({err})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != format_name:
-        found = manifest.get("format") if isinstance(manifest, dict) else None
-        raise error(f"{path}: not a {format_name} manifest (format {found!r})")
+    manifest = read_manifest_json(root, error, what)
+    if manifest.get("format") != format_name:
+        raise error(f"{Path(root) / MANIFEST}: not a {format_name} manifest (format "
+                    f"{manifest.get('format')!r})")
     return manifest
 
 

@@ -27,15 +27,17 @@ import glob
 import io
 import json
 import os
+import re
 import sys
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from supersub_tf.errors import DataError
-from supersub_tf.export.litert_runtime import IMAGE_SUFFIXES
+from supersub_tf.errors import DataError, OutputError
+from supersub_tf.export.litert_runtime import IMAGE_SUFFIXES, exif_upright
 from supersub_tf.hierarchy import Hierarchy
 from supersub_tf.manifest_files import MANIFEST
 
@@ -102,27 +104,16 @@ def expand_inputs(inputs: Iterable[str]) -> tuple[list[Path], list[ImagePredicti
     return list(dict.fromkeys(files)), problems
 
 
-# EXIF orientation tag value -> the numpy operation that makes the stored pixels upright
-# (the same transforms as PIL.ImageOps.exif_transpose).
-_UPRIGHT = {
-    2: lambda a: a[:, ::-1],
-    3: lambda a: a[::-1, ::-1],
-    4: lambda a: a[::-1],
-    5: lambda a: a.transpose(1, 0, 2),
-    6: lambda a: np.rot90(a, k=-1),
-    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],
-    8: lambda a: np.rot90(a, k=1),
-}
-_EXIF_ORIENTATION = 0x0112
-
-
 def read_image(path: str | os.PathLike, size: int) -> np.ndarray:
     """One picture as the models take it: RGB ``uint8 [size, size, 3]``.
 
     Decoded by training's own decoder (:func:`supersub_tf.data.examples.decode_image`,
     so a JPEG gives the very pixels training saw; Pillow for formats it lacks, such as
-    WebP and TIFF), turned upright by its EXIF orientation (read by Pillow), then resized
-    exactly as training resizes (:func:`supersub_tf.data.pipeline.resize`).
+    WebP and TIFF), turned upright by its EXIF orientation
+    (:func:`supersub_tf.export.litert_runtime.exif_upright`, the LiteRT runtime's reader;
+    the SavedModel's ``image_bytes`` graph applies the same), then resized exactly as
+    training resizes (:func:`supersub_tf.data.pipeline.resize`). Pictures over Pillow's
+    decompression-bomb limit are refused, as ``image_bytes`` refuses them.
 
     Raises:
         DataError: Naming the file, when it cannot be read or decoded.
@@ -135,17 +126,14 @@ def read_image(path: str | os.PathLike, size: int) -> np.ndarray:
 
     try:
         with Image.open(path) as image:
-            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
             native = image.format in ("JPEG", "PNG", "GIF", "BMP")
-            pixels = None if native else np.asarray(image.convert("RGB"))
-        if native:
-            pixels = decode_image(tf.io.read_file(str(path))).numpy()
+            pixels = (decode_image(tf.io.read_file(str(path))).numpy() if native else None)
+            pixels = exif_upright(image, pixels)
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError,
             tf.errors.OpError) as err:
         message = getattr(err, "message", None) or str(err)
         raise DataError(f"{path}: cannot decode it as an image ({message})") from None
-    pixels = _UPRIGHT.get(orientation, lambda a: a)(pixels)
-    return resize(np.ascontiguousarray(pixels), size).numpy()
+    return resize(pixels, size).numpy()
 
 
 # --------------------------------------------------------------------------- models
@@ -203,13 +191,21 @@ class _SavedModel:
             self.image_size = int(metadata["image_size"])
             self.hierarchy = Hierarchy.from_dict(metadata["hierarchy"], source=str(metadata_path))
             self.routings = (str(metadata.get("routing", "hard")),)  # the graph's one routing
+            [self.input_name] = metadata["signature"]["inputs"]
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise DataError(f"{metadata_path}: unreadable export description ({err}); is "
                             f"{path} a supersub_tf SavedModel export?") from None
         self.serve = tf.saved_model.load(str(path)).signatures[SIGNATURE]
+        takes = sorted(self.serve.structured_input_signature[1])
+        if takes != [self.input_name]:
+            raise DataError(f"{path}: its {SIGNATURE} signature takes {', '.join(takes)}, but "
+                            f"{METADATA_FILE} records {self.input_name}")
 
     def predict(self, images: np.ndarray, routing: str, k: int) -> dict[str, np.ndarray]:
-        out = {key: value.numpy() for key, value in self.serve(images=images).items()}
+        from supersub_tf.export.savedmodel import call_signature
+
+        out = {key: value.numpy()
+               for key, value in call_signature(self.serve, **{self.input_name: images}).items()}
         return {key: out[key] for key in ("superclass_probs", "fine_probs", "superclass",
                                           "fine", "fine_prob", "subclass_prob")}
 
@@ -239,20 +235,44 @@ def open_model(path: str | os.PathLike) -> _Model:
             holds), or it fails that kind's own checks.
     """
     root = Path(path)
-    if (root / "saved_model.pb").is_file():
+    kind = model_kind(root)
+    if kind == "savedmodel":
         return _SavedModel(root)
-    try:
-        found = json.loads((root / MANIFEST).read_text(encoding="utf-8")).get("format")
-    except (OSError, ValueError, AttributeError):
-        found = None
-    if found == "supersub-system":
-        return _SystemModel(root)
-    if found == "supersub-litert":
-        return _LiteRTModel(root)
-    raise DataError(f"{root}: not a model folder: expected a stored system (manifest.json of "
-                    "format supersub-system, e.g. runs/default/systems/4bit), a SavedModel "
-                    "(saved_model.pb, e.g. saved_models/default) or a LiteRT export "
-                    "(manifest.json of format supersub-litert, e.g. saved_models/default_tflite)")
+    return _SystemModel(root) if kind == "system" else _LiteRTModel(root)
+
+
+_MODEL_FOLDERS = ("a stored system (manifest.json of format supersub-system, e.g. "
+                  "runs/default/systems/4bit), a SavedModel (saved_model.pb, e.g. "
+                  "saved_models/default) or a LiteRT export (manifest.json of format "
+                  "supersub-litert, e.g. saved_models/default_tflite)")
+_MANIFEST_FORMATS = {"supersub-system": "system", "supersub-litert": "litert"}
+
+
+def model_kind(root: Path) -> str:
+    """``savedmodel``, ``system`` or ``litert``: what a model folder holds, by its files.
+
+    Raises:
+        DataError: Saying what is wrong: the folder does not exist or is a file, it holds
+            neither ``saved_model.pb`` nor ``manifest.json``, or its manifest is not valid
+            JSON (line and column) or of no model format. (Each kind's own loader then
+            names a missing or corrupt file the manifest lists.)
+    """
+    from supersub_tf.manifest_files import read_manifest_json
+
+    if not root.exists():
+        raise DataError(f"{root}: no such folder; expected {_MODEL_FOLDERS}")
+    if not root.is_dir():
+        raise DataError(f"{root}: a file, not a model folder; expected {_MODEL_FOLDERS}")
+    if (root / "saved_model.pb").is_file():
+        return "savedmodel"
+    if not (root / MANIFEST).is_file():
+        raise DataError(f"{root}: not a model folder: it holds neither {MANIFEST} nor "
+                        f"saved_model.pb; expected {_MODEL_FOLDERS}")
+    found = read_manifest_json(root, DataError, "model folder").get("format")
+    if found not in _MANIFEST_FORMATS:
+        raise DataError(f"{root / MANIFEST}: format {found!r} is not a model's; expected "
+                        f"{_MODEL_FOLDERS}")
+    return _MANIFEST_FORMATS[found]
 
 
 # --------------------------------------------------------------------------- predicting
@@ -272,7 +292,7 @@ def predict_files(model: _Model, files: Sequence[Path], routing: str = "hard", k
         batch, images = [], []
         for path in files[start:start + BATCH]:
             try:
-                images.append(read_image(path, model.image_size))
+                images.append(_read_image_noting_large(path, model.image_size))
                 batch.append(ImagePrediction(path=str(path), routing=routing))
             except DataError as err:
                 records.append(ImagePrediction(path=str(path), error=str(err)))
@@ -294,11 +314,43 @@ def predict_files(model: _Model, files: Sequence[Path], routing: str = "hard", k
     return sorted(records, key=lambda r: order.get(r.path, -1))
 
 
+def _read_image_noting_large(path: Path, size: int) -> np.ndarray:
+    """:func:`read_image`, with Pillow's ``DecompressionBombWarning`` as one line of ours.
+
+    Pillow warns (two raw lines of Python's warning format) for a picture over
+    ``PIL.Image.MAX_IMAGE_PIXELS`` and refuses one over twice that, which
+    :func:`read_image` reports as an undecodable file. In between, the picture is
+    classified like any other, so the warning becomes a ``[predict]`` note naming the
+    file, on the standard error like the summary. Other warnings pass through unchanged.
+    """
+    from PIL import Image
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Image.DecompressionBombWarning)
+        pixels = read_image(path, size)
+    for warning in caught:
+        if not issubclass(warning.category, Image.DecompressionBombWarning):
+            warnings.showwarning(warning.message, warning.category, warning.filename,
+                                 warning.lineno, warning.file, warning.line)
+            continue
+        limit = Image.MAX_IMAGE_PIXELS
+        found = re.search(r"\((\d+) pixels\)", str(warning.message))
+        count = f"{int(found.group(1)):,} pixels" if found else "a picture"
+        print(f"[predict] {path}: {count}, over Pillow's decompression-bomb warning limit "
+              f"({limit:,}); classified anyway (pictures over {2 * limit:,} pixels are "
+              "refused)", file=sys.stderr)
+    return pixels
+
+
 # --------------------------------------------------------------------------- output
 def format_predictions(records: Sequence[ImagePrediction], fmt: str) -> str:
-    """The records as a table, JSON (a list of objects) or CSV (one row per file)."""
+    """The records as a table, JSON (a list of objects) or CSV (one row per file).
+
+    Every format calls the image's path ``file`` (the table's first column).
+    """
     if fmt == "json":
-        return json.dumps([dataclasses.asdict(r) for r in records], indent=2,
+        rows = [dataclasses.asdict(r) for r in records]
+        return json.dumps([{"file": row.pop("path"), **row} for row in rows], indent=2,
                           ensure_ascii=False) + "\n"
     if fmt == "csv":
         out = io.StringIO()
@@ -332,12 +384,39 @@ def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.6f}"
 
 
+def check_output(output: str | os.PathLike, fmt: str = "table") -> None:
+    """Refuses an ``--output`` path that cannot take the predictions, before any image is
+    classified (an hour of images should not end in a refused write).
+
+    The write itself stays atomic (:func:`~supersub_tf.atomic.atomic_write_text`, which
+    creates missing parent folders); a full disk can still only show at that write.
+
+    Raises:
+        OutputError: Naming the path, when it is a folder, lies under a file, or its
+            nearest existing folder cannot be written (permission, read-only filesystem).
+    """
+    from supersub_tf.atomic import landing_folder
+
+    target = Path(output)
+    if target.is_dir():
+        suffix = {"table": "txt"}.get(fmt, fmt)
+        raise OutputError(f"{target}: a folder; --output takes a file name, e.g. "
+                          f"{target / f'predictions.{suffix}'}")
+    folder = landing_folder(target)
+    if not folder.is_dir():
+        raise OutputError(f"{target}: cannot write it ({folder} is a file, not a folder)")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{target}: cannot write it (no permission to write in {folder}, "
+                          "or its filesystem is read-only)")
+
+
 def run_predict(model_path: str, inputs: Sequence[str], *, routing: str = "hard", k: int = 2,
                 top_k: int = 5, fmt: str = "table", output: str | None = None) -> int:
     """What the ``predict`` command does; returns the exit status (1 when a file failed).
 
     Raises:
         DataError: When the model cannot be opened or a setting is invalid.
+        OutputError: When ``output`` cannot be written (checked before classifying).
     """
     from supersub_tf.atomic import atomic_write_text
 
@@ -345,6 +424,8 @@ def run_predict(model_path: str, inputs: Sequence[str], *, routing: str = "hard"
         raise DataError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if top_k < 1 or k < 1:
         raise DataError(f"--top-k and --k must be at least 1, got {top_k} and {k}")
+    if output:
+        check_output(output, fmt)
     model = open_model(model_path)
     files, problems = expand_inputs(inputs)
     records = problems + predict_files(model, files, routing=routing, k=k, top_k=top_k)

@@ -36,9 +36,10 @@ import numpy as np
 from supersub_tf.atomic import atomic_write_text
 from supersub_tf.config import RunConfig, save_config
 from supersub_tf.data import create_source
-from supersub_tf.data.preview import write_preview
+from supersub_tf.data.preview import preview_gaps, write_preview
 from supersub_tf.data.source import ImageSource
 from supersub_tf.data.summary import format_gaps, format_table, split_counts
+from supersub_tf.errors import DataError
 from supersub_tf.freshness import ensure_fresh
 from supersub_tf.models import check_model_name
 from supersub_tf.run_lock import run_lock
@@ -67,12 +68,19 @@ def data_stage(config: RunConfig, run_dir: Path, log=print,
     atomic_write_text(run_dir / "data_summary.json", json.dumps(summary, indent=2) + "\n")
     log(format_table(summary))
     gaps = format_gaps(summary)
-    if gaps:  # the files a run left out, by name, next to its numbers
+    if gaps:  # the files and classes a run left out, every one by name, next to its numbers
         atomic_write_text(run_dir / "data_gaps.txt", gaps + "\n")
-        log(f"[data] {gaps}")
-    preview = write_preview(source, run_dir / "plots" / f"preview_{config.preview.split}.png",
-                            config.preview.split, config.preview.images_per_superclass)
-    log(f"[data] preview grid: {preview}")
+        log(f"[data] {format_gaps(summary, every_name=False)} (every name in "
+            f"{run_dir / 'data_gaps.txt'})")
+    split = config.preview.split
+    try:
+        preview = write_preview(source, run_dir / "plots" / f"preview_{split}.png", split,
+                                config.preview.images_per_superclass)
+    except DataError as err:  # a picture is never worth stopping the run over
+        log(f"[data] no preview grid of the {split} split: {err}")
+        return source, summary, ""
+    missing = preview_gaps(source, split)
+    log(f"[data] preview grid: {preview}" + (f" ({missing})" if missing else ""))
     return source, summary, preview.name
 
 
@@ -257,6 +265,45 @@ def export_stage(config: RunConfig, source: ImageSource | None = None,
         return _export(config, run_dir, source, log)
 
 
+def check_export_targets(config: RunConfig, run_dir: Path) -> None:
+    """Refuses to replace a finished export of another system, before any work.
+
+    The main job writes ``<export.output_dir>/<name>`` and ``<name>_tflite``, named by
+    the run, not by the system: a rerun whose first bit width (``deltas.bits``) differs,
+    or another runs folder with the same name, would silently replace the exports of
+    the system that made them. An export of this very system (a rerun, ``--retrain``)
+    is replaced as before; a folder without a recorded source is left to the export's
+    own check (:func:`~supersub_tf.atomic.atomic_directory`).
+
+    Raises:
+        ConfigError: Naming the folder, the system it holds and the settings to change.
+    """
+    from supersub_tf.config import bits_tag
+    from supersub_tf.errors import ConfigError
+    from supersub_tf.export.savedmodel import METADATA_FILE
+    from supersub_tf.manifest_files import MANIFEST
+
+    tag = bits_tag(config.deltas.bits[0])
+    system_dir = (run_dir / "systems" / tag).resolve()
+    out_root = Path(config.export.output_dir)
+    targets = []
+    if config.export.savedmodel:
+        targets.append((out_root / config.name, METADATA_FILE, "source"))
+    if config.export.tflite:
+        targets.append((out_root / f"{config.name}_tflite", MANIFEST, "source_system"))
+    for folder, record, key in targets:
+        try:
+            source = json.loads((folder / record).read_text(encoding="utf-8"))[key]["path"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(source, str) and Path(source).resolve() != system_dir:
+            raise ConfigError(
+                f"{folder} holds the export of {source}; this run would replace it with "
+                f"the export of {system_dir} (the first of deltas.bits): set "
+                f"export.output_dir to another folder or use another run name, or delete "
+                f"{folder} to replace it")
+
+
 def _export(config: RunConfig, run_dir: Path, source: ImageSource | None, log) -> dict:
     from supersub_tf.config import bits_tag
     from supersub_tf.deltas.storage import MANIFEST, load_system
@@ -274,6 +321,7 @@ def _export(config: RunConfig, run_dir: Path, source: ImageSource | None, log) -
     if not (system_dir / MANIFEST).is_file():
         raise ConfigError(f"{system_dir}: no stored Super-Sub system to export; run the "
                           "supersub stage first (networks must include supersub)")
+    check_export_targets(config, run_dir)
     source = source or create_source(config.data)
     system = load_system(system_dir)
     images, fine = evaluation_images(config.data, source=source,
@@ -357,6 +405,8 @@ def analyze_run(config: RunConfig, run_dir: str | Path | None = None,
     skipped = sum(len(v) for v in source.skipped.values())
     notes = [f"Undecodable files skipped: {skipped} (named in `data_gaps.txt`).", ""] if skipped else []
     notes += [f"{note}", ""] if (note := "; ".join(source.notes)) else []
+    if source.note_names:  # the notes name some classes; data_gaps.txt names them all
+        notes += ["Every class the notes above leave unnamed is listed in `data_gaps.txt`.", ""]
     report = write_report(run_dir, f"Run `{config.name}`", data_summary,
                           preview if (run_dir / "plots" / preview).exists() else None,
                           finished_networks(run_dir), analysis,
@@ -379,6 +429,17 @@ def run_pipeline(config: RunConfig, log=print, retrain: bool = False) -> Path:
         return _run_all(config, run_dir, log)
 
 
+def _hierarchy_origin(config: RunConfig, source: ImageSource) -> str:
+    """The hierarchy's name and where it came from, for the run's first line: a folder
+    tree's own (``data.preset`` is ignored there), or the preset's."""
+    from supersub_tf.data import SELF_DESCRIBING
+
+    name = source.hierarchy.name
+    if config.data.dataset.split(":", 1)[0] in SELF_DESCRIBING:
+        return f"{name} (from the data)"
+    return name if config.data.preset == name else f"{name} ({config.data.preset})"
+
+
 class _Invocations:
     """``wall_time.json``: the seconds of each invocation of a run, so a run killed and
     resumed reports its whole cost; an invocation is brought up to date after each
@@ -399,8 +460,10 @@ class _Invocations:
 
 
 def _run_all(config: RunConfig, run_dir: Path, log) -> Path:
-    log(f"[data] {config.data.dataset} with hierarchy {config.data.preset or '(from data)'}")
     source = create_source(config.data)  # a bad preset or dataset fails before any write
+    log(f"[data] {source.description} with hierarchy {_hierarchy_origin(config, source)}")
+    if "supersub" in config.networks and config.export.enabled:
+        check_export_targets(config, run_dir)  # not after an hour of training
     (run_dir / "plots").mkdir(parents=True, exist_ok=True)
     invocations = _Invocations(run_dir)
     start = invocations.start

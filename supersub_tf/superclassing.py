@@ -136,6 +136,45 @@ def _pin_parents(spec: SuperclassingSpec, wordnet: WordNet) -> WordNet:
     return WordNet(parents, wordnet.names, wordnet.source)
 
 
+def _owners(spec: SuperclassingSpec, cid: str, explicit: dict[str, str],
+            wordnet: WordNet | None) -> list[str]:
+    """The superclasses that take class ``cid``: its explicit one, else those whose synsets
+    it descends from (and none of whose exclusions); no WordNet: none."""
+    if cid in explicit:
+        return [explicit[cid]]
+    if wordnet is None:
+        return []
+    return [s.name for s in spec.superclasses
+            if any(wordnet.is_a(cid, syn) for syn in s.synsets)
+            and not any(wordnet.is_a(cid, ex) for ex in s.exclude)]
+
+
+def classes_not_in_data(spec: SuperclassingSpec, class_ids: Sequence[str],
+                        wordnet: WordNet | None = None) -> list[tuple[str, str, str]]:
+    """``(wnid, name, superclass)`` of each of ``class_ids`` (classes of the spec's class
+    list that a dataset lacks) that a superclass of the spec would take.
+
+    What a spec built over a dataset's classes leaves out of its superclasses; a class
+    two superclasses would take names both (``dog or pet``) unless ``resolve`` settles it.
+    """
+    explicit = {cid: s.name for s in spec.superclasses for cid in s.subclasses}
+    if any(s.synsets for s in spec.superclasses) and wordnet is not None:
+        wordnet.check_known([c for c in class_ids if c not in explicit], what="class wnid")
+        if spec.parents:
+            wordnet = _pin_parents(spec, wordnet)
+    else:
+        wordnet = None
+    resolve = dict(spec.resolve)
+    given = {cid: name for s in spec.superclasses for cid, name in s.names}
+    found = []
+    for cid in dict.fromkeys(class_ids):
+        owners = [resolve[cid]] if cid in resolve else _owners(spec, cid, explicit, wordnet)
+        if owners:
+            name = given.get(cid) or (wordnet.name(cid) if wordnet is not None else cid)
+            found.append((cid, name, " or ".join(owners)))
+    return found
+
+
 def build_hierarchy(spec: SuperclassingSpec, class_ids: Sequence[str],
                     wordnet: WordNet | None = None) -> Hierarchy:
     """Assigns each of ``class_ids`` to its superclass and returns the hierarchy.
@@ -173,15 +212,7 @@ def build_hierarchy(spec: SuperclassingSpec, class_ids: Sequence[str],
             wordnet = _pin_parents(spec, wordnet)
     conflicts, uncovered = [], []
     for cid in known:
-        if cid in explicit:
-            members[explicit[cid]].append(cid)
-            continue
-        if not needs_wordnet:
-            uncovered.append(cid)
-            continue
-        owners = [s.name for s in spec.superclasses
-                  if any(wordnet.is_a(cid, syn) for syn in s.synsets)
-                  and not any(wordnet.is_a(cid, ex) for ex in s.exclude)]
+        owners = _owners(spec, cid, explicit, wordnet if needs_wordnet else None)
         if len(owners) > 1:
             if cid not in resolve:
                 conflicts.append(f"{cid} ({wordnet.name(cid)}) descends from {owners}")

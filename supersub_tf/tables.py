@@ -3,7 +3,8 @@
 Markdown for reports and notebooks (:func:`markdown_table`), aligned plain text for
 terminals (:func:`text_table`), and the number formats both use: accuracies as
 percentages (:func:`pct`), differences of accuracies in signed percentage points
-(:func:`points`), and :func:`cell` for anything else.
+(:func:`points`), and :func:`cell` for anything else; :func:`name_list` shortens a
+list of names to one line.
 """
 
 from __future__ import annotations
@@ -76,3 +77,10 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[Any]],
     if rule_before_last and body:
         body.insert(len(body) - 1, rule)
     return "\n".join([line(cells[0]), rule, *body])
+
+
+def name_list(names: Sequence[str], limit: int = 5) -> str:
+    """``a, b, c`` or, beyond ``limit`` names, ``a, b, c, d, e and 60 more``: a list in
+    one line of a message (where the full list goes elsewhere, e.g. ``data_gaps.txt``)."""
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")

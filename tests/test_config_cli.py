@@ -1,6 +1,8 @@
 """Config loading/overrides and the command line."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -182,3 +184,154 @@ def test_data_summary_of_a_preset_without_images(tmp_path, monkeypatch, capsys):
     assert "total              281" in out and "images not available: Tiny ImageNet not found" in out
     assert main(["data", "summary"]) == 2  # without a preset there is nothing to show
     assert "Tiny ImageNet not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, key", [("train: 5\n", "train"),
+                                       ("data:\n  synthetic: [1]\n", "data.synthetic")])
+def test_a_scalar_section_is_blamed_on_the_file_also_under_quick(tmp_path, capsys, text, key):
+    """``--quick`` overrides ``train.*``: the error names the YAML file and its key, not
+    the profile's override."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    for flags in (["--quick"], []):
+        assert main(["run", "--config", str(path), *flags]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: {path}: {key} must be a section"), err
+        assert "override" not in err
+
+
+def test_an_empty_section_takes_overrides(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("train:\n")
+    assert load_config(path, ["train.epochs=2"]).train.epochs == 2
+
+
+def _refused_over_data(tmp_path, output_dir):
+    """A run config whose data is refused after the run folder is made: an ImageNet tree
+    whose val/ lacks a class, without data.partial_val."""
+    import shutil
+
+    from test_imagenet_folder import WNIDS, hierarchy, write_sorted_val, write_train
+
+    root = tmp_path / "imagenet"
+    write_train(root)
+    write_sorted_val(root)
+    shutil.rmtree(root / "val" / WNIDS[0])
+    hierarchy().save(tmp_path / "h.json")
+    return load_config(None, [f"output_dir={output_dir}", "name=refused", "networks=[]",
+                              "data.dataset=imagenet", f"data.path={root}",
+                              f"data.preset={tmp_path / 'h.json'}", "data.image_size=16"])
+
+
+def test_a_run_refused_over_data_leaves_no_folder_and_no_lock(tmp_path):
+    """What the refused command made goes (the run folder, the output folder, the lock);
+    a run folder that was there before stays, whatever it holds."""
+    from supersub_tf.errors import DataError
+    from supersub_tf.run import run_pipeline
+
+    runs = tmp_path / "out" / "runs"  # neither folder exists yet
+    config = _refused_over_data(tmp_path, runs)
+    with pytest.raises(DataError, match="has no val/n01530575/"):
+        run_pipeline(config, log=lambda *_: None)
+    assert not (tmp_path / "out").exists()
+
+    earlier = runs / "refused"  # a run to resume: never removed
+    (earlier / "plots").mkdir(parents=True)
+    (earlier / "config.yaml").write_text("name: refused\n")
+    with pytest.raises(DataError, match="has no val/n01530575/"):
+        run_pipeline(config, log=lambda *_: None)
+    assert sorted(p.name for p in runs.iterdir()) == ["refused"]  # no .refused.lock
+    assert (earlier / "config.yaml").is_file() and (earlier / "plots").is_dir()
+
+
+def test_a_failed_command_keeps_a_new_folder_holding_results(tmp_path):
+    from supersub_tf.run_lock import lock_path, run_lock
+
+    run_dir = tmp_path / "run"
+    with run_lock(run_dir):  # a command that succeeds: no lock file left either
+        run_dir.mkdir()
+    assert run_dir.is_dir() and not lock_path(run_dir).exists()
+    other = tmp_path / "other"
+    with pytest.raises(RuntimeError):
+        with run_lock(other):
+            (other / "vanilla").mkdir(parents=True)
+            (other / "vanilla" / "metrics.json").write_text("{}")
+            (other / "config.yaml").write_text("")
+            raise RuntimeError("after an hour of training")
+    assert (other / "vanilla" / "metrics.json").is_file()
+    assert not lock_path(other).exists()
+
+
+# --------------------------------------------------------------------------- console start-up
+STARTUP = (
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+    "I0000 00:00:1796604622.890849   20159 cudart_stub.cc:31] Could not find cuda drivers on "
+    "your machine, GPU will not be used.\n"
+    "I0000 00:00:1796604622.9   20159 cpu_feature_guard.cc:227] This TensorFlow binary is "
+    "optimized\nTo enable the following instructions: AVX2, rebuild TensorFlow.\n"
+    "2025-09-17 14:44:05.176998: E external/local_xla/cuda_fft.cc:467] Unable to register "
+    "cuFFT factory\n"
+    "W0000 00:00:1796604625.1   20159 port.cc:9] a warning\n"
+    "a plain line of some library\n"
+    "/x/tensorflow/y.py:3: UserWarning: a Python warning\n")
+
+
+@pytest.mark.parametrize("level, kept", [
+    (1, [4, 5, 6, 7]),  # the error, the warning and the plain line that continues it
+    (2, [4, 7]),
+    (3, [7]),
+])
+def test_startup_lines_kept_follow_the_log_level(level, kept):
+    from supersub_tf.console import kept_lines
+
+    lines = STARTUP.splitlines(keepends=True)
+    assert kept_lines(STARTUP, level) == "".join(lines[i] for i in kept)
+    assert kept_lines("no log here\n", 3) == "no log here\n"
+
+
+def test_native_startup_lines_are_filtered_on_first_import(tmp_path, monkeypatch, capfd):
+    """A module that writes TensorFlow's start-up lines to file descriptor 2 while it is
+    imported: at level 2 only its error line and Python's warning are left, a logger
+    made during the import still writes after it, and the filter is gone afterwards."""
+    import importlib
+    import sys
+
+    from supersub_tf.console import QuietNativeStartup
+
+    (tmp_path / "fake_native_lib.py").write_text(
+        "import os, sys\n"
+        f"os.write(2, {STARTUP.encode()!r})\n"
+        "print('python says hi', file=sys.stderr)\n"
+        "import logging\n"
+        "HANDLER = logging.StreamHandler()  # holds sys.stderr\n"
+        "VALUE = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    quiet = QuietNativeStartup(["fake_native_lib"], min_level=2).install()
+    try:
+        module = importlib.import_module("fake_native_lib")
+    finally:
+        quiet.uninstall()
+        sys.modules.pop("fake_native_lib", None)
+    assert module.VALUE == 42 and quiet not in sys.meta_path
+    assert module.__loader__.__class__.__name__ == "SourceFileLoader"
+    lines = STARTUP.splitlines(keepends=True)
+    # (capfd's sys.stderr writes to its file directly, not through descriptor 2: first)
+    assert capfd.readouterr().err == "python says hi\n" + lines[4] + lines[7]
+    module.HANDLER.stream.write("after the import\n")
+    module.HANDLER.flush()
+    assert capfd.readouterr().err == "after the import\n"
+
+
+@pytest.mark.slow
+def test_console_shows_no_tensorflow_startup_lines(tmp_path):
+    """A command that imports TensorFlow prints none of its native start-up lines."""
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-m", "supersub_tf", "data", "preview", "--dataset",
+                           "synthetic", "--output", str(tmp_path / "p.png")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "p.png").is_file()
+    for noise in ("absl::InitializeLog", "cudart_stub.cc", "Could not find cuda drivers",
+                  "cuInit", "port.cc"):
+        assert noise not in done.stderr, done.stderr
+    assert not re.search(r"^[IWEF]\d{4} ", done.stderr, re.M), done.stderr  # no C++ log line

@@ -286,10 +286,14 @@ for kind in ("png", "jpeg"):
     for key, value in by_bytes(image_bytes=data).items():
         value = value.numpy()
         results[f"{kind}:{key}"] = value.astype(bytes) if value.dtype == object else value
+# A file that is not an image is answered invalid; a matrix of files is refused.
+for key, value in by_bytes(image_bytes=tf.constant([b"not an image"])).items():
+    value = value.numpy()
+    results[f"undecodable:{key}"] = value.astype(bytes) if value.dtype == object else value
 try:
-    by_bytes(image_bytes=tf.constant([b"not an image"]))
+    by_bytes(image_bytes=tf.constant([[b"not an image"]]))
 except Exception as err:
-    errors["undecodable"] = f"{type(err).__name__}: {err}"
+    errors["matrix"] = f"{type(err).__name__}: {err}"
 assert "supersub_tf" not in sys.modules
 np.savez(sys.argv[4], errors=json.dumps(errors), **results)
 """
@@ -338,7 +342,11 @@ def test_savedmodel_in_clean_process_equals_keras_pipeline(exported, system_dir,
     assert_matches_pipeline(png, keras_prediction(system, images), system.hierarchy)
     assert_matches_pipeline(jpeg, keras_prediction(system, decoded), system.hierarchy,
                             spread=False)  # the blurred copies need not spread
-    assert errors["undecodable"].startswith("InvalidArgumentError")
+    assert results["undecodable:valid"].tolist() == [False]
+    assert results["undecodable:fine"].tolist() == [-1]
+    assert results["undecodable:fine_name"].tolist() == [b""]
+    assert errors["matrix"].startswith("InvalidArgumentError")
+    assert "image_bytes must be a 1-D batch [N] of encoded images" in errors["matrix"]
     for key, value in outputs.items():  # batch of one: the first image's; empty: empty
         if value.dtype.kind == "f":
             np.testing.assert_allclose(results[f"{key}/1"], value[:1], atol=1e-6)
@@ -347,7 +355,7 @@ def test_savedmodel_in_clean_process_equals_keras_pipeline(exported, system_dir,
         empty = {"superclass_probs": (0, len(SIZES)), "fine_probs": (0, sum(SIZES.values()))}
         assert results[f"{key}/0"].shape == empty.get(key, (0,))
     # Bad inputs: the signature names the dtype, the in-graph check the shape.
-    assert sorted(errors) == ["channels", "float32", "small", "unbatched", "undecodable"]
+    assert sorted(errors) == ["channels", "float32", "matrix", "small", "unbatched"]
     assert errors["float32"].startswith("InvalidArgumentError")
     assert "expected to be a uint8 tensor but is a float tensor" in errors["float32"]
     for case in ("small", "channels", "unbatched"):
@@ -483,3 +491,186 @@ def test_soft_export_of_catch_all_specialists_is_refused(system_dir, tmp_path):
         export_savedmodel(caught, tmp_path / "out", routing="soft")
     with pytest.raises(ExportError, match="routes hard or soft"):
         export_savedmodel(system, tmp_path / "out", routing="topk")
+
+
+# ---------------------------------------------------------------------- encoded files
+@pytest.mark.parametrize("fmt,endian", [("JPEG", "<"), ("JPEG", ">"), ("PNG", "<"),
+                                        ("PNG", ">"), ("WEBP", "<")])
+def test_exif_orientation_in_the_graph_is_pillows(fmt, endian):
+    """The graph reads the EXIF orientation where Pillow does (JPEG APP1 after JFIF's
+    APP0, PNG eXIf, WebP EXIF; both byte orders) and turns the pixels as
+    PIL.ImageOps.exif_transpose turns the same decoded pixels."""
+    import io
+
+    import tensorflow as tf
+    from PIL import Image, ImageOps
+    from test_predict import STORED_AS, photo_with_orientation, upright_picture
+
+    from supersub_tf.data.examples import decode_image
+    from supersub_tf.export.savedmodel import apply_orientation, exif_orientation
+
+    for orientation in sorted(STORED_AS):
+        data = photo_with_orientation(orientation, fmt, endian)
+        with Image.open(io.BytesIO(data)) as image:
+            exif = image.info["exif"]  # the EXIF block as Pillow found it
+        stored = decode_image(tf.constant(data)).numpy()
+        carrier = Image.fromarray(stored)
+        carrier.info["exif"] = exif
+        expected = np.asarray(ImageOps.exif_transpose(carrier))
+        assert int(exif_orientation(tf.constant(data))) == orientation
+        got = apply_orientation(tf.constant(stored), exif_orientation(tf.constant(data)))
+        np.testing.assert_array_equal(got.numpy(), expected, err_msg=f"orientation {orientation}")
+        if fmt != "JPEG":  # lossless: the very picture
+            np.testing.assert_array_equal(got.numpy(), upright_picture())
+    # No EXIF, or bytes that are not an image: upright, and never an error.
+    for data in (b"", b"garbage", b"\xff\xd8\xff\xe1\x00", b"\x89PNG\r\n\x1a\n\xff\xff\xff\xff",
+                 tf.io.encode_png(upright_picture()).numpy()):
+        assert int(exif_orientation(tf.constant(data))) == 1
+
+
+def huge_png(side: int) -> bytes:
+    """A real black ``side x side`` PNG (1-bit greyscale, so the file is small) whose
+    decoding would take ``side * side * 3`` bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    body = zlib.compress(b"\0" * ((1 + (side + 7) // 8) * side), 1)  # rows of 0-filter black
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+
+
+def mixed_files(folder: Path, images: np.ndarray) -> dict[str, tuple[bytes, bool]]:
+    """A server batch with bad files among good ones, also written to ``folder``:
+    name -> (bytes, whether it is a valid image). Good: PNGs, a sideways JPEG, an
+    animated and a still GIF (their first frame is the image), a large PNG; bad: empty,
+    truncated JPEG and PNG, garbage, a PNG over Pillow's pixel limit."""
+    import io
+
+    from PIL import Image
+    from test_predict import photo_with_orientation
+
+    def encoded(picture: np.ndarray, fmt: str, **options) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(picture).save(buffer, fmt, **options)
+        return buffer.getvalue()
+
+    rng = np.random.default_rng(5)
+    frames = [Image.fromarray(rng.integers(0, 256, (20, 24, 3), np.uint8)) for _ in range(3)]
+    animated = io.BytesIO()
+    frames[0].save(animated, "GIF", save_all=True, append_images=frames[1:], duration=100)
+    rows, columns = np.meshgrid(np.arange(1200), np.arange(1600), indexing="ij")
+    gradient = np.stack([rows % 256, columns % 256, (rows + columns) % 256], -1).astype(np.uint8)
+    jpeg = encoded(images[3], "JPEG", quality=95)
+    png = encoded(images[4], "PNG")
+    files = {
+        "good0.png": (encoded(images[0], "PNG"), True),
+        "empty.png": (b"", False),
+        "sideways.jpg": (photo_with_orientation(6, "JPEG", picture=images[1]), True),
+        "truncated.jpg": (jpeg[:len(jpeg) // 2], False),
+        "animated.gif": (animated.getvalue(), True),
+        "garbage.png": (b"not an image at all", False),
+        "good1.png": (encoded(images[2], "PNG"), True),
+        "huge.png": (huge_png(13_400), False),  # 179,560,000 pixels
+        "still.gif": (encoded(images[5], "GIF"), True),
+        "large.png": (encoded(gradient, "PNG"), True),
+        "truncated.png": (png[:len(png) // 2], False),
+        "good2.png": (encoded(images[6], "PNG"), True),
+    }
+    for name, (data, _) in files.items():
+        (folder / name).write_bytes(data)
+    return files
+
+
+def test_decode_batch_keeps_the_valid_files_as_predict_reads_them(images, tmp_path):
+    """The in-graph decoding of a mixed batch: the valid files, in order, with the very
+    pixels `predict` reads (EXIF orientation, a GIF's first frame, resize); `predict`
+    refuses each file the graph drops (the same limit: Pillow's)."""
+    import PIL.Image
+    import tensorflow as tf
+
+    from supersub_tf.export.savedmodel import MAX_PIXELS, decode_batch
+    from supersub_tf.predict import read_image
+
+    assert MAX_PIXELS == 2 * PIL.Image.MAX_IMAGE_PIXELS
+    files = mixed_files(tmp_path, images)
+    decode = tf.function(lambda data: decode_batch(data, IMAGE_SIZE),  # traced once, as served
+                         input_signature=[tf.TensorSpec([None], tf.string)])
+    kept, pixels = decode(tf.constant([data for data, _ in files.values()]))
+    assert kept.numpy().tolist() == [i for i, (_, ok) in enumerate(files.values()) if ok]
+    expected = [read_image(tmp_path / name, IMAGE_SIZE) for name, (_, ok) in files.items() if ok]
+    np.testing.assert_array_equal(pixels.numpy(), np.stack(expected))
+    for name, (_, ok) in files.items():
+        if not ok:
+            with pytest.raises(DataError, match="cannot decode it as an image"):
+                read_image(tmp_path / name, IMAGE_SIZE)
+    kept, pixels = decode(tf.constant([], tf.string))
+    assert kept.shape == (0,) and pixels.shape == (0, IMAGE_SIZE, IMAGE_SIZE, 3)
+
+
+@pytest.mark.slow
+def test_image_bytes_answers_every_good_file_of_a_batch_with_bad_ones(exported, images,
+                                                                      tmp_path):
+    """The signature on a mixed batch: each good file gets the answer of its pixels as
+    `predict` reads them, each bad one valid=False, labels -1, zero probabilities and
+    empty names; a file alone, or as a scalar, gets the same answer."""
+    import tensorflow as tf
+
+    from supersub_tf.export.savedmodel import INVALID_ANSWER, OUTPUTS
+    from supersub_tf.predict import read_image
+
+    files = mixed_files(tmp_path, images)
+    valid = np.array([ok for _, ok in files.values()])
+    pixels = np.stack([read_image(tmp_path / name, IMAGE_SIZE)
+                       for name, (_, ok) in files.items() if ok])
+    model = tf.saved_model.load(str(exported))
+    reference = {k: v.numpy() for k, v in
+                 model.signatures["serving_default"](images=tf.constant(pixels)).items()}
+    assert reference["valid"].all() and len(set(reference["fine"].tolist())) >= 2
+    by_bytes = model.signatures["image_bytes"]
+    out = {k: v.numpy() for k, v in
+           by_bytes(image_bytes=tf.constant([data for data, _ in files.values()])).items()}
+    assert sorted(out) == sorted(OUTPUTS)
+    np.testing.assert_array_equal(out["valid"], valid)
+    for name, (dtype, _) in OUTPUTS.items():
+        np.testing.assert_array_equal(out[name][valid], reference[name], err_msg=name)
+        invalid = {"int32": -1, "float32": 0.0, "string": b"", "bool": False}[dtype]
+        assert INVALID_ANSWER[dtype] in (invalid, invalid.decode() if dtype == "string" else ())
+        assert (out[name][~valid] == invalid).all(), (name, out[name][~valid])
+    # A good file sent alone, and as a scalar (a batch of one): the same answer.
+    alone = by_bytes(image_bytes=tf.constant([files["sideways.jpg"][0]]))
+    scalar = by_bytes(image_bytes=tf.constant(files["sideways.jpg"][0]))
+    for name, (dtype, _) in OUTPUTS.items():
+        np.testing.assert_array_equal(scalar[name].numpy(), alone[name].numpy(), err_msg=name)
+        if dtype == "float32":
+            np.testing.assert_allclose(alone[name].numpy()[0], out[name][2], atol=1e-6)
+        else:
+            np.testing.assert_array_equal(alone[name].numpy()[0], out[name][2], err_msg=name)
+    empty = by_bytes(image_bytes=tf.constant([], tf.string))
+    assert empty["valid"].shape == (0,) and empty["fine_probs"].shape == (0, sum(SIZES.values()))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"image_bytes must be a 1-D batch \[N\] of encoded images"):
+        by_bytes(image_bytes=tf.constant([[files["good0.png"][0]]]))
+
+
+def test_call_signature_names_the_inputs(exported, images):
+    """A wrong keyword is one line naming the inputs the signature takes (TensorFlow's
+    own binding error prints the whole array first)."""
+    import tensorflow as tf
+
+    from supersub_tf.errors import ExportError
+    from supersub_tf.export.savedmodel import call_signature
+
+    signatures = tf.saved_model.load(str(exported)).signatures
+    with pytest.raises(ExportError) as caught:
+        call_signature(signatures["serving_default"], image=tf.constant(images[:2]))
+    assert str(caught.value) == ("the signature takes images (uint8, shape (None, 16, 16, 3)); "
+                                 "got image")
+    with pytest.raises(ExportError, match=r"^the signature takes image_bytes \(string, shape "
+                                          r"<unknown>\); got images$"):
+        call_signature(signatures["image_bytes"], images=tf.constant(images[:2]))
+    out = call_signature(signatures["serving_default"], images=tf.constant(images[:2]))
+    assert out["fine"].shape == (2,)

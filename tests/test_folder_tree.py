@@ -256,3 +256,17 @@ def test_exif_orientation_is_ignored_as_documented(tmp_path):
     Image.fromarray(pixels).save(buffer, format="PNG", exif=exif)
     decoded = decode_image(buffer.getvalue()).numpy()
     assert decoded.shape == (8, 16, 3) and np.array_equal(decoded, pixels)
+
+
+def test_the_run_names_the_tree_as_its_hierarchy(tree, tmp_path):
+    """``data.preset`` keeps its default (tiny_imagenet_10) but a folder run ignores it:
+    the run's first line names the tree's hierarchy, as the report does."""
+    from supersub_tf.config import load_config
+    from supersub_tf.run import run_pipeline
+
+    config = load_config(None, ["data.dataset=folder", f"data.path={tree}", "networks=[]",
+                                "data.image_size=16", f"output_dir={tmp_path / 'runs'}"])
+    lines = []
+    run_dir = run_pipeline(config, log=lines.append)
+    assert lines[0] == f"[data] image folder {tree} with hierarchy pets (from the data)"
+    assert "hierarchy `pets`" in (run_dir / "report.md").read_text()

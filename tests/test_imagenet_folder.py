@@ -8,6 +8,7 @@ file it came from and a label mix-up in any val layout shows up as a wrong mean.
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -438,3 +439,103 @@ def test_registered_as_imagenet(root, tmp_path):
     source = create_source(config)
     assert isinstance(source, ImageNetFolderSource) and source.hierarchy == hierarchy()
     assert load_dataset(config, "val").num_examples == 4 * VAL_PER_CLASS
+
+
+# ---------------------------------------------------------------- a partial val (issue 22)
+#: Seven real wnids in two superclasses; only the first class gets val images.
+MORE_BIRDS = BIRDS + (("n01532829", "house finch"), ("n01534433", "junco"))
+MORE_DOGS = DOGS + (("n02085936", "Maltese dog"),)
+
+
+def wide_hierarchy() -> Hierarchy:
+    return Hierarchy([Superclass("bird", tuple(Subclass(*s) for s in MORE_BIRDS)),
+                      Superclass("dog", tuple(Subclass(*s) for s in MORE_DOGS))], name="wide")
+
+
+@pytest.fixture
+def partial_root(tmp_path) -> tuple[Path, Path]:
+    """``(root, hierarchy JSON)``: train/ for seven classes, val/ for the first only."""
+    root = tmp_path / "partial"
+    h = wide_hierarchy()
+    for fine, wnid in enumerate(h.class_ids):
+        for k in range(2):
+            write_image(root / "train" / wnid / f"{wnid}_{k}.JPEG", grey_of(fine))
+    write_image(root / "val" / h.class_ids[0] / "v.JPEG", grey_of(0))
+    h.save(tmp_path / "wide.json")
+    return root, tmp_path / "wide.json"
+
+
+def test_partial_val_names_every_class_without_val_images(partial_root, tmp_path):
+    """The console line and the report may abbreviate ("and 1 more"); data_gaps.txt and
+    data_summary.json name all six classes. A val preview draws the classes with val
+    images, keeps an empty row for the superclass without any, and says so."""
+    from supersub_tf.config import RunConfig
+    from supersub_tf.run import data_stage
+
+    root, preset = partial_root
+    config = RunConfig(data=config_for(root, preset=str(preset), partial_val=True))
+    config.preview.split, config.preview.images_per_superclass = "val", 2
+    run_dir = tmp_path / "run"
+    lines = []
+    _, summary, preview = data_stage(config, run_dir, lines.append)
+    note = (f"{root}/val/: 6 of 7 classes have no val images: n01531178 (goldfinch), "
+            "n01532829 (house finch), n01534433 (junco), n02085620 (Chihuahua), n02085782 "
+            "(Japanese spaniel) and 1 more (left out: data.partial_val)")
+    every = ["n01531178 (goldfinch)", "n01532829 (house finch)", "n01534433 (junco)",
+             "n02085620 (Chihuahua)", "n02085782 (Japanese spaniel)", "n02085936 (Maltese dog)"]
+    assert (run_dir / "data_gaps.txt").read_text() == "\n".join(
+        [note] + [f"  {name}" for name in every]) + "\n"
+    stored = json.loads((run_dir / "data_summary.json").read_text())
+    assert stored["notes"] == [note] and stored["note_names"] == {note: every}
+    assert f"[data] {note} (every name in {run_dir / 'data_gaps.txt'})" in lines
+    assert preview == "preview_val.png" and (run_dir / "plots" / preview).is_file()
+    assert lines[-1] == (f"[data] preview grid: {run_dir / 'plots' / preview} (no val images "
+                         "for 6 of 7 classes (n01531178 (goldfinch), n01532829 (house finch), "
+                         "n01534433 (junco), n02085620 (Chihuahua), n02085782 (Japanese "
+                         "spaniel) and 1 more), so none for superclass(es) dog; the preview "
+                         "shows the others)")
+
+
+def test_preview_draws_only_classes_with_images_in_the_split(partial_root):
+    from supersub_tf.data import create_source
+    from supersub_tf.data.preview import sample_images
+
+    root, preset = partial_root
+    source = create_source(config_for(root, preset=str(preset), partial_val=True))
+    birds, dogs = sample_images(source, "val", per_superclass=3)
+    assert [name for _, name in birds] == ["brambling"] and dogs == []  # its one val image
+
+
+def test_a_preview_that_cannot_be_drawn_never_stops_the_run(partial_root, tmp_path):
+    from supersub_tf.config import RunConfig
+    from supersub_tf.run import data_stage
+
+    root, preset = partial_root
+    config = RunConfig(data=config_for(root, preset=str(preset), partial_val=True))
+    config.preview.split = "test"  # no test split: data.test_fraction is 0
+    lines = []
+    assert data_stage(config, tmp_path / "run", lines.append)[2] == ""
+    assert lines[-1].startswith(f"[data] no preview grid of the test split: ImageNet at {root} "
+                                "has no split 'test'")
+
+
+def test_data_preview_takes_the_split_from_the_flag_or_the_config(partial_root, tmp_path,
+                                                                  capsys):
+    """``--set preview.split=val`` is not ignored, and disagreeing with ``--split`` is
+    refused."""
+    from supersub_tf.cli import main
+
+    root, preset = partial_root
+    common = ["data", "preview", "--dataset", "imagenet", "--path", str(root), "--preset",
+              str(preset), "--image-size", "16", "--set", "data.partial_val=true",
+              "--output", str(tmp_path / "p.png")]
+    assert main(common + ["--set", "preview.split=val"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"wrote {tmp_path / 'p.png'}\nno val images for 6 of 7 classes")
+    assert main(common + ["--split", "val", "--set", "preview.split=val"]) == 0
+    assert "no val images" in capsys.readouterr().out
+    assert main(common + ["--split", "train", "--set", "preview.split=val"]) == 2
+    assert capsys.readouterr().err == ("error: --split train and --set preview.split=val "
+                                       "disagree; give one of them\n")
+    assert main(common + ["--split", "train"]) == 0
+    assert capsys.readouterr().out == f"wrote {tmp_path / 'p.png'}\n"

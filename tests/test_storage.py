@@ -14,6 +14,7 @@ from supersub_tf.deltas.delta_set import DeltaSet, QuantizedTensor
 from supersub_tf.deltas.packing import pack_codes, packed_size, unpack_codes
 from supersub_tf.deltas.storage import load_system, save_system
 from supersub_tf.deltas.storage_report import format_storage_report, storage_report
+from supersub_tf.deltas.system_checks import trunk_fingerprint
 from supersub_tf.errors import DataError
 from supersub_tf.hierarchy import Hierarchy, Subclass, Superclass
 
@@ -29,12 +30,12 @@ def make_hierarchy() -> Hierarchy:
     return Hierarchy(supers, name="test")
 
 
-def make_generalist(width: float = 0.25):
+def make_generalist(width: float = 0.25, seed: int = 0):
     import tf_keras as keras
 
     from supersub_tf.models import create_model
 
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(seed)
     return create_model("resnet8", len(SIZES), (16, 16, 3), width=width)
 
 
@@ -244,7 +245,8 @@ def test_missing_manifest(tmp_path):
 
 def test_unreadable_manifest(system):
     (system / "manifest.json").write_text("{ not json")
-    with pytest.raises(DataError, match="manifest.json: unreadable"):
+    with pytest.raises(DataError, match=r"manifest.json: not valid JSON \(line 1, column 3: "
+                                        r"Expecting property name"):
         load_system(system)
 
 
@@ -385,6 +387,71 @@ def test_a_format_2_archive_with_other_arrays(system):
         storage.file_entry(system, "specialists/dog.npz")))
     with pytest.raises(DataError, match=r"dog.npz: arrays disagree.*stage2_block1_1_conv"):
         load_system(system)
+
+
+@pytest.mark.parametrize("command", ["load", "storage"])
+def test_a_specialist_of_another_trunk_is_refused(tmp_path, generalist, system, command):
+    """A .delta copied in from a system with another trunk, its size and sha256 written
+    into the manifest: same layout and classes, so only the trunk record can tell."""
+    other_trunk = make_generalist(seed=1)
+    other = save_system(tmp_path / "other", other_trunk, make_delta_sets(other_trunk, 4),
+                        make_hierarchy(), BACKBONE, settings(4))
+    (system / "specialists" / "dog.delta").write_bytes(
+        (other / "specialists" / "dog.delta").read_bytes())
+    edit_manifest(system, lambda m: m["specialists"][0].update(
+        storage.file_entry(system, "specialists/dog.delta")))
+    check = load_system if command == "load" else storage_report
+    ours = json.loads((system / "manifest.json").read_text())["trunk_fingerprint"]
+    theirs = json.loads((other / "manifest.json").read_text())["trunk_fingerprint"]
+    assert ours == trunk_fingerprint(generalist) != theirs == trunk_fingerprint(other_trunk)
+    with pytest.raises(DataError, match=rf"^{system}/specialists/dog.delta: trained on another "
+                                        rf"trunk \(fingerprint {theirs}\) than "
+                                        rf"{system}/generalist.weights.h5 \({ours}\)"):
+        check(system)
+
+
+def test_a_replaced_trunk_is_refused(tmp_path, system):
+    """The weights file of another trunk (same backbone), its size and sha256 written
+    into the manifest: the manifest's trunk fingerprint no longer matches the weights."""
+    other_trunk = make_generalist(seed=1)
+    other_trunk.save_weights(str(system / "generalist.weights.h5"))
+    edit_manifest(system, lambda m: m["generalist"].update(
+        storage.file_entry(system, "generalist.weights.h5")))
+    with pytest.raises(DataError, match=rf"^{system}/generalist.weights.h5: its weights are "
+                                        rf"another trunk \(fingerprint "
+                                        rf"{trunk_fingerprint(other_trunk)}\)"):
+        load_system(system)
+
+
+def test_a_system_without_trunk_fingerprints_still_loads(system, generalist):
+    """Systems written before the fingerprint existed: no record, no check."""
+    manifest = json.loads((system / "manifest.json").read_text())
+    layout = [(d["name"], tuple(d["shape"])) for d in manifest["delta_layers"]]
+    del manifest["trunk_fingerprint"]
+    sets = make_delta_sets(generalist, 4)
+    for index, entry in enumerate(manifest["specialists"]):
+        storage.write_specialist(system / entry["file"], sets[entry["superclass"]], index,
+                                 [c.id for c in make_hierarchy().superclasses[index].subclasses],
+                                 layout)  # no trunk: as the old code wrote it
+        entry.update(storage.file_entry(system, entry["file"]))
+        assert "trunk_fingerprint" not in storage.read_specialist(system, manifest, entry)[1]
+    (system / "manifest.json").write_text(json.dumps(manifest))
+    loaded = load_system(system)
+    np.testing.assert_array_equal(loaded.delta_sets["dog"].deltas[DELTA_LAYERS[0]].codes,
+                                  sets["dog"].deltas[DELTA_LAYERS[0]].codes)
+    assert storage_report(system)["num_specialists"] == 3
+
+
+def test_trunk_fingerprint_is_of_the_weights():
+    """Equal for two builds of the same weights, different when one weight changes."""
+    a, b = make_generalist(), make_generalist()
+    assert trunk_fingerprint(a) == trunk_fingerprint(b)
+    assert len(trunk_fingerprint(a)) == 32
+    weights = b.get_weights()
+    weights[0] = weights[0].copy()
+    weights[0].flat[0] += 1e-3
+    b.set_weights(weights)
+    assert trunk_fingerprint(a) != trunk_fingerprint(b)
 
 
 def test_generalist_of_another_backbone(system):

@@ -161,3 +161,93 @@ def test_spec_json_is_built_not_loaded(tmp_path, shared_data, monkeypatch):
     spec = tmp_path / "spec.json"
     spec.write_text('{"name": "felines", "superclasses": {"cat": "n02121620"}}')
     assert load_preset(spec).num_classes == 7
+
+
+# A user's spec over a dataset that holds only some ImageNet classes (issue 22): an
+# ImageNet-layout tree (train/<wnid>/, val/<wnid>/) of six Imagewoof/Imagenette classes.
+SPEC_OVER_DATA = """\
+name: music
+superclasses:
+  dog: n02084071
+  device: n03183080
+  instrument: n03800933
+resolve: {n03394916: instrument}
+"""
+#: Shih-Tzu and beagle (dogs), dingo (not under n02084071 in WordNet), French horn (an
+#: instrument, resolved), chain saw (a device) and tench (in no superclass).
+DATA_WNIDS = ["n01440764", "n02086240", "n02088364", "n02115641", "n03000684", "n03394916"]
+
+
+def write_wnid_tree(root: Path, wnids: list[str]) -> Path:
+    """``root/{train,val}/<wnid>/`` with two and one tiny JPEGs per class."""
+    from PIL import Image
+
+    for k, wnid in enumerate(wnids):
+        for split, count in (("train", 2), ("val", 1)):
+            folder = root / split / wnid
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                Image.new("RGB", (12, 12), (20 * k, 80, 40 * i)).save(folder / f"{i}.JPEG")
+    return root
+
+
+def test_a_spec_over_the_classes_a_dataset_holds(tmp_path, shared_data, monkeypatch, capsys):
+    """Classes of the spec's list (imagenet1k) the data lacks are not required, even when
+    two superclasses would take them (25 instruments are also devices); the data's classes
+    in no superclass (the dingo, the tench) are named by both commands."""
+    from supersub_tf.cli import main
+    from supersub_tf.config import DataConfig
+    from supersub_tf.data import create_source
+    from supersub_tf.data.summary import format_gaps, split_counts
+
+    monkeypatch.setenv("SUPERSUB_DATA_DIR", str(shared_data))  # WordNet and imagenet1k
+    root = write_wnid_tree(tmp_path / "woof_nette", DATA_WNIDS)
+    spec = tmp_path / "music.yaml"
+    spec.write_text(SPEC_OVER_DATA)
+    expected = {"dog": ["n02086240", "n02088364"], "device": ["n03000684"],
+                "instrument": ["n03394916"]}
+    left_out = ("2 class(es) of the dataset fall in no superclass of music and are left out: "
+                "n01440764 (tench), n02115641 (dingo)")
+    absent = ("244 class(es) of music's class list (imagenet1k) that its superclasses would "
+              "take are not in the dataset and are left out (dog 116, device 103, device or "
+              "instrument 25); the hierarchy has the classes present")
+
+    # --preset my.yaml: built over the tree's classes
+    source = create_source(DataConfig(dataset="imagenet", preset=str(spec), path=str(root),
+                                      image_size=16, verify_images=False))  # no TensorFlow
+    h = source.hierarchy
+    assert {s.name: [c.id for c in s.subclasses] for s in h.superclasses} == expected
+    assert source.notes == [left_out, absent]
+    assert source.note_names[left_out] == ["n01440764 (tench)", "n02115641 (dingo)"]
+    assert len(source.note_names[absent]) == 244
+    assert {"n02672831 (accordion): device or instrument", "n03085013 (computer keyboard): "
+            "device", "n02085620 (Chihuahua): dog"} <= set(source.note_names[absent])
+    gaps = format_gaps(split_counts(source))
+    assert f"{left_out}\n  n01440764 (tench)\n  n02115641 (dingo)\n{absent}\n" in gaps
+
+    # data build-preset --classes <the tree>: the same hierarchy, the same line
+    out = tmp_path / "music.json"
+    assert main(["data", "build-preset", str(spec), "--classes", str(root),
+                 "--output", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == ["music: 3 superclasses, 4 classes (dog 2, device 1, instrument 1)",
+                       left_out, "  n01440764 (tench)", "  n02115641 (dingo)", absent,
+                       f"wrote {out}"]
+    assert load_preset(out) == h
+
+
+def test_a_spec_over_data_lacking_every_class_of_a_superclass_names_it(tmp_path, shared_data,
+                                                                       monkeypatch):
+    from supersub_tf.presets import build_over_data
+
+    monkeypatch.setenv("SUPERSUB_DATA_DIR", str(shared_data))
+    spec = tmp_path / "explicit.yaml"
+    spec.write_text("name: explicit\nclasses: explicit\nsuperclasses:\n"
+                    "  fish: {subclasses: [n01440764, n01443537]}\n"
+                    "  dog: {subclasses: [n02086240]}\n")
+    built = build_over_data(spec, ["n01440764", "n02086240", "n02115641"])
+    assert built.hierarchy.class_ids == ["n01440764", "n02086240"]
+    assert built.not_in_data == (("n01443537", "n01443537", "fish"),)  # goldfish: absent
+    assert built.hierarchy.left_out == (("n02115641", "n02115641"),)
+    with pytest.raises(HierarchyError, match="superclass 'dog' has no subclasses"):
+        build_over_data(spec, ["n01440764"])

@@ -58,17 +58,22 @@ def create_source(config: DataConfig) -> ImageSource:
     factory = getattr(importlib.import_module(module_name), factory_name)
     if name in SELF_DESCRIBING:
         return factory(config)
-    from supersub_tf.presets import load_preset
+    from supersub_tf.presets import SpecBuild, build_over_data, is_spec_file, load_preset
 
     if not config.preset:
         raise ConfigError(f"data.preset is required for data.dataset={config.dataset!r}")
     tiny_path = config.path if name == "tiny_imagenet" else None  # for classes: tiny_imagenet
-    hierarchy = load_preset(config.preset, tiny_imagenet_path=tiny_path or None)
-    source = factory(config, hierarchy)
-    if hierarchy.left_out:  # a spec built over the dataset's classes: what it leaves out
-        names = ", ".join(f"{wnid} ({name})" for wnid, name in hierarchy.left_out)
-        source.notes.append(f"{len(hierarchy.left_out)} class(es) of the dataset fall in no "
-                            f"superclass of {hierarchy.name} and are left out: {names}")
+    # A user's spec is built over the classes the data holds, when the source can list
+    # them: the classes of the spec's list that the data lacks are then not required.
+    in_data = (getattr(factory, "class_ids_in_data", lambda _: None)(config)
+               if is_spec_file(config.preset) else None)
+    if in_data is not None:
+        built = build_over_data(config.preset, in_data, tiny_imagenet_path=tiny_path or None)
+    else:
+        built = SpecBuild(load_preset(config.preset, tiny_imagenet_path=tiny_path or None))
+    source = factory(config, built.hierarchy)
+    for note, names in built.notes():  # a spec over the dataset's classes: what it leaves out
+        source.add_note(note, names)
     return source
 
 

@@ -130,12 +130,12 @@ def cap_per_class(examples: Examples, max_per_class: int) -> Examples:
 def decode_image(encoded, channels: int = 3):
     """Decodes JPEG/PNG/GIF/BMP bytes to ``uint8 [H, W, 3]``; greyscale becomes RGB.
 
-    EXIF orientation policy: **ignored**, the pixels are used as stored. This is the one
-    decoder of training, evaluation and the exports (``tf.io.decode_image``, which the
-    SavedModel's graph and LiteRT callers use too), so every stage sees a photo the same
-    way; ImageNet and Tiny ImageNet images carry no rotation. ``python -m supersub_tf
-    predict`` (:func:`supersub_tf.predict.read_image`) decodes with this function and
-    then applies the EXIF orientation, so phone photos are classified upright.
+    EXIF orientation policy: **ignored** here, the pixels are used as stored, as training
+    and evaluation use them (ImageNet and Tiny ImageNet images carry no rotation). This
+    is the one decoder of training, evaluation and the SavedModel's graph; every path
+    that classifies a photo (``predict``'s :func:`supersub_tf.predict.read_image`, the
+    SavedModel's ``image_bytes``, the LiteRT runtime's reader) then applies the EXIF
+    orientation, so phone photos are classified upright.
     """
     import tensorflow as tf
 

@@ -32,6 +32,7 @@ from supersub_tf.data.source import ListSource
 from supersub_tf.errors import DataError
 from supersub_tf.hierarchy import Hierarchy
 from supersub_tf.paths import data_dir
+from supersub_tf.tables import name_list
 
 #: File name endings (compared case-insensitively) that count as images.
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
@@ -193,6 +194,14 @@ class ImageNetFolderSource(ListSource):
         #: How val is labelled: ``folders``, ``kaggle`` or ``devkit`` (set when listed).
         self.val_layout = ""
 
+    @classmethod
+    def class_ids_in_data(cls, config: DataConfig) -> list[str]:
+        """The class folders of ``train/`` (visible folders, sorted), e.g. the 20 of an
+        Imagewoof + Imagenette tree, which has this layout."""
+        from supersub_tf.presets import class_folders
+
+        return class_folders(find_root(config.path) / "train")
+
     @property
     def description(self) -> str:
         return f"ImageNet at {self.root}"
@@ -239,21 +248,23 @@ class ImageNetFolderSource(ListSource):
                         np.array(paths, dtype=object), fingerprint)
 
     # ------------------------------------------------------------------ val
-    def _accept_gap(self, gap: str, hint: str = "") -> None:
-        """Notes a gap of the val split under ``data.partial_val``, else refuses it."""
+    def _accept_gap(self, gap: str, hint: str = "", names: list[str] | None = None) -> None:
+        """Notes a gap of the val split under ``data.partial_val``, else refuses it.
+
+        ``names``: every class or file the one-line ``gap`` abbreviates (kept with the note).
+        """
         if not self.config.partial_val:
             raise DataError(f"{gap}; {hint + ' ' if hint else ''}set data.partial_val=true "
                             "to evaluate on the images present")
-        self.notes.append(gap + " (left out: data.partial_val)")
+        self.add_note(gap + " (left out: data.partial_val)", names or ())
 
     def _check_val_classes(self, labelled: set[int], where: str) -> None:
         h = self._hierarchy
-        empty = [w for w in h.class_ids if h.fine_label(w) not in labelled]
+        empty = [f"{w} ({self._class_name(w)})" for w in h.class_ids
+                 if h.fine_label(w) not in labelled]
         if empty:
-            names = ", ".join(f"{w} ({self._class_name(w)})" for w in empty[:5])
-            more = f" and {len(empty) - 5} more" if len(empty) > 5 else ""
             self._accept_gap(f"{where}: {len(empty)} of {h.num_classes} classes have no val "
-                             f"images: {names}{more}")
+                             f"images: {name_list(empty)}", names=empty)
 
     def _list_val(self) -> Examples:
         """The val split, in whichever of the three layouts is on disk."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import functools
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -37,11 +38,30 @@ class ImageSource(abc.ABC):
         #: Gaps the source accepted under ``data.partial_val`` (absent files, classes
         #: without validation images), one line each, for summaries and reports.
         self.notes: list[str] = []
+        #: Note -> every name it abbreviates ("a, b and 60 more"): ``data_gaps.txt`` and
+        #: the data summary list them all (see :meth:`add_note`).
+        self.note_names: dict[str, list[str]] = {}
+
+    def add_note(self, note: str, names: Sequence[str] = ()) -> None:
+        """Records a gap or a left-out part of the data: one short line (the console, the
+        report) and, when the line names only some of them, every name (``data_gaps.txt``,
+        ``data_summary.json``, ``data summary``)."""
+        self.notes.append(note)
+        if names:
+            self.note_names[note] = list(names)
 
     @property
     def hierarchy(self) -> Hierarchy:
         """The hierarchy whose classes this source yields."""
         return self._hierarchy
+
+    @classmethod
+    def class_ids_in_data(cls, config: DataConfig) -> list[str] | None:
+        """The class ids (wnids) the data at ``config.path`` holds, read without listing
+        its images: a superclassing spec (``data.preset: my.yaml``) is built over them, so
+        classes the data lacks are not required. None (the default) when the source
+        cannot tell: the spec's own class list is used."""
+        return None
 
     @property
     @abc.abstractmethod

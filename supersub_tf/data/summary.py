@@ -37,7 +37,8 @@ def split_counts(source: ImageSource) -> dict[str, Any]:
     return {"hierarchy": h.name, "dataset": source.description, "splits": splits,
             "rows": rows, "totals": totals,
             "skipped": {split: list(names) for split, names in source.skipped.items() if names},
-            "notes": list(source.notes)}
+            "notes": list(source.notes),
+            "note_names": {note: list(names) for note, names in source.note_names.items()}}
 
 
 def hierarchy_counts(hierarchy: Hierarchy, reason: str) -> dict[str, Any]:
@@ -52,9 +53,19 @@ def hierarchy_counts(hierarchy: Hierarchy, reason: str) -> dict[str, Any]:
             "notes": [f"images not available: {reason}"]}
 
 
-def format_gaps(summary: dict[str, Any]) -> str:
-    """The files left out and the gaps accepted, one line each ("" when none)."""
-    lines = list(summary.get("notes", []))
+def format_gaps(summary: dict[str, Any], every_name: bool = True) -> str:
+    """The files left out and the gaps accepted, one line each ("" when none).
+
+    With ``every_name`` each note that names only some classes ("... and 60 more") is
+    followed by all of them, one per line (``data_gaps.txt``, ``data summary``);
+    without it the notes stay one line each (the run's console).
+    """
+    lines = []
+    named = summary.get("note_names", {})
+    for note in summary.get("notes", []):
+        lines.append(note)
+        if every_name and note in named:
+            lines += [f"  {name}" for name in named[note]]
     for split, names in summary.get("skipped", {}).items():
         lines.append(f"{split}: {len(names)} undecodable file(s) skipped (data.skip_bad_images):")
         lines += [f"  {name}" for name in names]

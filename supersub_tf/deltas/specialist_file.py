@@ -8,7 +8,8 @@ A stored system (:mod:`supersub_tf.deltas.storage`) keeps one such file per spec
     flags       uint16    0 (reserved)
     header_len  uint32    H
     header      H bytes   UTF-8 JSON: superclass, superclass_index, subclasses (wnids in
-                          head order), bits, catch_all, layout (a digest), payload_bytes,
+                          head order), bits, catch_all, trunk_fingerprint (the trunk the
+                          deltas were trained on), layout (a digest), payload_bytes,
                           compression (``lzma`` or ``none``)
     payload               every array's raw bytes, back to back, in layout order; with
                           ``lzma``, compressed (LZMA2, raw stream, preset 6)
@@ -20,7 +21,7 @@ their kernel shapes, the owned layers with their weight shapes, the bit width): 
 header stores only a 16-hex-digit digest of it, and reading needs the layout it was
 written with. Why so lean: at 4 bits a small network's specialist is ~40 kB, and the
 ``.npz`` of format 2 spent 0.05 generalists per specialist on per-array headers and zip
-entries, a third of the specialist. Here the fixed overhead is about 250 bytes.
+entries, a third of the specialist. Here the fixed overhead is about 300 bytes.
 
 Compression: trained k-bit deltas are far from uniform (at 2 bits nine codes in ten
 are zero, at 4 bits the codes carry about 3.3 bits of entropy), so the payload is

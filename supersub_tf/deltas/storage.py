@@ -10,11 +10,12 @@ A system directory holds:
 
 * ``manifest.json``: the format version, the hierarchy, the backbone (model, width,
   image size, number of superclasses, parameter count), the delta settings, the delta
-  layers with their kernel shapes, and for the generalist and every specialist its
-  file, byte size and sha256;
+  layers with their kernel shapes, the trunk's fingerprint
+  (:func:`~supersub_tf.deltas.system_checks.trunk_fingerprint`), and for the generalist
+  and every specialist its file, byte size and sha256;
 * ``generalist.weights.h5``: the generalist's weights (Keras ``save_weights``, float32);
 * ``specialists/<superclass>.delta``: one file per specialist
-  (:mod:`supersub_tf.deltas.specialist_file`: versioned, checksummed, a ~250-byte
+  (:mod:`supersub_tf.deltas.specialist_file`: versioned, checksummed, a ~300-byte
   header). For each delta layer ``L`` it holds ``delta/L/codes``, the k-bit codes
   shifted to unsigned (``code + 2^(k-1) - 1``) and packed densely little-endian into
   ``ceil(n * k / 8)`` bytes (8 bits: one per byte; 6 bits: four in three bytes; 4 bits:
@@ -22,7 +23,8 @@ A system directory holds:
   scales as float32; with float deltas (``bits`` None) it holds ``delta/L/values`` as
   float32 instead. The weights the specialist owns outright (its head, its batch-norm
   layers) are ``owned/L/<i>`` float32 arrays, ``i`` in ``get_weights()`` order. The
-  header records the superclass index and subclasses the head was trained on.
+  header records the superclass index and subclasses the head was trained on, and the
+  fingerprint of the trunk the deltas were trained on.
 
 Format 2 kept each specialist as an uncompressed ``.npz`` of the same arrays (its
 per-array headers cost a third of a 4-bit specialist); such systems still load, and
@@ -43,7 +45,10 @@ Writing is atomic for the whole folder: everything goes into a hidden sibling
 directory that is renamed into place only when complete, so a failure never leaves a
 half-written system where a good one was. Reading verifies every file against the
 manifest (presence, size, sha256, layers and shapes) and raises
-:class:`~supersub_tf.errors.StorageError` naming the file and the problem.
+:class:`~supersub_tf.errors.StorageError` naming the file and the problem. A specialist
+file copied in from another system (its size and sha256 written into the manifest)
+still fails: its header's trunk fingerprint is not that of this system's
+``generalist.weights.h5``. Systems written before the fingerprint existed load unchecked.
 """
 
 from __future__ import annotations
@@ -66,7 +71,8 @@ from supersub_tf.deltas.packing import pack_codes, packed_size, unpack_codes
 from supersub_tf.deltas.specialist_file import (
     SUFFIX, ArraySpec, read_specialist_file, write_specialist_file)
 from supersub_tf.deltas.system_checks import (
-    check_head, check_inputs, delta_layout, kernel_shapes, stage_one_head, stage_one_outputs)
+    check_head, check_inputs, delta_layout, kernel_shapes, stage_one_head, stage_one_outputs,
+    trunk_fingerprint)
 from supersub_tf.errors import StorageError, SuperSubError
 from supersub_tf.hierarchy import Hierarchy
 from supersub_tf.manifest_files import MANIFEST, file_entry, read_manifest_file
@@ -80,6 +86,8 @@ LEGACY_NPZ_VERSION = 2
 GENERALIST_FILE = "generalist.weights.h5"
 SPECIALIST_DIR = "specialists"
 SCALES_DTYPE = "float32"
+#: The key of the trunk's fingerprint, in the manifest and in every specialist's header.
+TRUNK_KEY = "trunk_fingerprint"
 
 
 @dataclasses.dataclass
@@ -189,17 +197,21 @@ def _specialist_arrays(delta_set: DeltaSet) -> dict[str, np.ndarray]:
 
 
 def write_specialist(path: Path, delta_set: DeltaSet, superclass_index: int,
-                     subclass_ids: list[str], layout: list[tuple[str, tuple[int, ...]]]) -> None:
+                     subclass_ids: list[str], layout: list[tuple[str, tuple[int, ...]]],
+                     trunk: str | None = None) -> None:
     """Writes one specialist's ``.delta`` file (codes packed, floats float32).
 
     ``superclass_index`` and ``subclasses`` (the wnids in head order) in its header tie
     the file, which the manifest checksums, to the hierarchy the manifest states: an
     edited or reordered hierarchy then fails to load instead of naming classes wrongly.
+    ``trunk`` (:func:`trunk_fingerprint`) ties it the same way to the trunk it was
+    trained on.
     """
     owned = {layer: [np.shape(w) for w in weights] for layer, weights in delta_set.owned.items()}
     meta = {"superclass": delta_set.superclass, "superclass_index": int(superclass_index),
             "subclasses": list(subclass_ids), "bits": delta_set.bits,
-            "catch_all": bool(delta_set.catch_all)}
+            "catch_all": bool(delta_set.catch_all),
+            **({TRUNK_KEY: trunk} if trunk is not None else {})}
     write_specialist_file(path, meta, _specialist_arrays(delta_set),
                           array_specs(layout, delta_set.bits, owned))
 
@@ -214,6 +226,7 @@ def _write_contents(root: Path, generalist: keras.Model, delta_sets: Mapping[str
                     delta_settings: Mapping[str, Any]) -> None:
     """Writes every file of a system into the (fresh) folder ``root``; manifest last."""
     layout = delta_layout(generalist, delta_sets)
+    trunk = trunk_fingerprint(generalist)  # once: every specialist records the same
     write_generalist(root / GENERALIST_FILE, generalist)
     (root / SPECIALIST_DIR).mkdir()
     taken: set[str] = set()
@@ -222,7 +235,7 @@ def _write_contents(root: Path, generalist: keras.Model, delta_sets: Mapping[str
         delta_set = delta_sets[sup.name]
         relative = _specialist_filename(sup.name, taken)
         write_specialist(root / relative, delta_set, index, [c.id for c in sup.subclasses],
-                         layout)
+                         layout, trunk)
         specialists.append({
             "superclass": sup.name, "num_subclasses": len(sup.subclasses),
             "owned": {layer: [list(np.shape(w)) for w in weights]
@@ -238,6 +251,7 @@ def _write_contents(root: Path, generalist: keras.Model, delta_sets: Mapping[str
                     "scales": SCALES_DTYPE, "specialist_file": "supersub_tf.deltas."
                     "specialist_file version 1"},
         "delta_layers": [{"name": name, "shape": list(shape)} for name, shape in layout],
+        TRUNK_KEY: trunk,
         "generalist": file_entry(root, GENERALIST_FILE),
         "specialists": specialists,
     }
@@ -377,14 +391,44 @@ def read_specialist(root: Path, manifest: Mapping[str, Any], entry: Mapping[str,
 
     Raises:
         StorageError: Naming the file, when it fails :func:`verify_file`, is unreadable,
-            or holds other arrays than the manifest implies.
+            holds other arrays than the manifest implies, or was trained on another trunk
+            (:func:`check_trunk`).
     """
     path = verify_file(root, entry)
     specs = array_specs(_delta_layout_of(root, manifest), manifest["delta_settings"].get("bits"),
                         entry.get("owned", {}))
     if manifest.get("format_version") == LEGACY_NPZ_VERSION:
         return (path, *_read_legacy_npz(path, specs))
-    return (path, *read_specialist_file(path, specs))
+    meta, arrays = read_specialist_file(path, specs)
+    check_trunk(path, meta, root, manifest)
+    return path, meta, arrays
+
+
+def _trunk_file(root: Path, manifest: Mapping[str, Any]) -> Path:
+    """The system's trunk weights file (``generalist.weights.h5``), for the messages."""
+    entry = manifest.get("generalist")
+    return root / str(entry.get("file", GENERALIST_FILE) if isinstance(entry, dict)
+                      else GENERALIST_FILE)
+
+
+def check_trunk(path: Path, meta: Mapping[str, Any], root: Path,
+                manifest: Mapping[str, Any]) -> None:
+    """A specialist file's recorded trunk against the system's (the manifest's record).
+
+    Systems written before the fingerprint existed record none and are not checked.
+
+    Raises:
+        StorageError: Naming the specialist file and the trunk weights file, when the
+            file records another trunk or none (a specialist from another system).
+    """
+    wanted = manifest.get(TRUNK_KEY)
+    if wanted is None or meta.get(TRUNK_KEY) == wanted:
+        return
+    found = meta.get(TRUNK_KEY) or "none recorded"
+    raise StorageError(f"{path}: trained on another trunk (fingerprint {found}) than "
+                       f"{_trunk_file(root, manifest)} ({wanted}); a delta specialist works "
+                       "only on the trunk it was trained on: keep it with the system it "
+                       "came from")
 
 
 def _load_delta(path: Path, arrays: Mapping[str, np.ndarray], layer: str,
@@ -493,8 +537,9 @@ def load_system(path: str | os.PathLike) -> SuperSubSystem:
     Raises:
         StorageError: Naming the file and the problem: a missing or unreadable manifest,
             an unknown format version, a missing file, a size or sha256 mismatch, a
-            specialist whose arrays or shapes disagree with the manifest, or a hierarchy
-            whose superclasses do not match the specialists listed.
+            specialist whose arrays or shapes disagree with the manifest, a hierarchy
+            whose superclasses do not match the specialists listed, or a specialist or
+            weights file of another trunk than the manifest records.
     """
     root = Path(path)
     manifest = read_manifest(root)
@@ -502,6 +547,13 @@ def load_system(path: str | os.PathLike) -> SuperSubSystem:
     delta_sets = {entry["superclass"]: _load_specialist(root, manifest, entry, hierarchy)
                   for entry in manifest["specialists"]}
     generalist = _load_generalist(root, manifest, _delta_layout_of(root, manifest))
+    recorded = manifest.get(TRUNK_KEY)
+    actual = None if recorded is None else trunk_fingerprint(generalist)
+    if actual != recorded:
+        raise StorageError(f"{_trunk_file(root, manifest)}: its weights are another trunk "
+                           f"(fingerprint {actual}) than the one "
+                           f"{root / MANIFEST} records ({recorded}) and the specialists were "
+                           "trained on; the weights file was replaced or the manifest edited")
     return SuperSubSystem(root, hierarchy, dict(manifest["backbone"]),
                           dict(manifest["delta_settings"]), generalist, delta_sets)
 

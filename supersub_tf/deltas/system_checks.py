@@ -5,10 +5,13 @@ back consistently: specialists that are not exactly the hierarchy's superclasses
 layers or shapes that differ between specialists or from the generalist's kernels, heads
 of the wrong size, other bit widths than the settings say. Each check raises
 :class:`~supersub_tf.errors.StorageError` naming the specialist and the layer.
+:func:`trunk_fingerprint` identifies the trunk (the base network) a system's specialists
+were trained on, so a specialist moved into another system is refused on load.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +30,29 @@ def kernel_shapes(generalist: keras.Model) -> dict[str, tuple[int, ...]]:
     """Layer name -> shape of its first weight (the kernel), for layers with weights."""
     return {layer.name: tuple(int(d) for d in layer.weights[0].shape)
             for layer in generalist.layers if layer.weights}
+
+
+#: Hex digits kept of the trunk's sha256: 128 bits tell trunks apart and keep the
+#: specialist files' headers small (the storage argument counts their bytes).
+FINGERPRINT_DIGITS = 32
+
+
+def trunk_fingerprint(trunk: keras.Model) -> str:
+    """What identifies a trunk's weights: the sha256 of every weight array (shape, dtype
+    and little-endian bytes, in the model's weight order), its first 32 hex digits.
+
+    Weight arrays rather than the weights file, because the HDF5 file's bytes also hold
+    layer names that differ between two builds of the same network. A delta specialist
+    only means something on the exact trunk it was trained on, so the stored system
+    records this in its manifest and in every specialist file, and refuses a mismatch.
+    """
+    digest = hashlib.sha256()
+    for weight in trunk.get_weights():  # model.weights order: fixed by the architecture
+        array = np.ascontiguousarray(weight)
+        array = array.astype(array.dtype.newbyteorder("<"), copy=False)
+        digest.update(f"{array.dtype.str}{list(array.shape)};".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:FINGERPRINT_DIGITS]
 
 
 def delta_layout(generalist: keras.Model,

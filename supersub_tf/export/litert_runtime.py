@@ -439,11 +439,49 @@ class LiteRTSuperSub:
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 
 
+#: EXIF orientation (IFD0 tag 0x0112) -> the numpy operation that turns the stored
+#: pixels upright: the transposes of ``PIL.ImageOps.exif_transpose`` (a test checks all
+#: eight against it; the SavedModel's graph applies the same ones).
+EXIF_UPRIGHT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: a.transpose(1, 0, 2)[:, ::-1],
+    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],
+    8: lambda a: a.transpose(1, 0, 2)[::-1],
+}
+EXIF_ORIENTATION = 0x0112
+
+
+def exif_upright(image: Any, pixels: np.ndarray | None = None) -> np.ndarray:
+    """The pixels of an image opened with Pillow, turned upright by its EXIF orientation.
+
+    The one EXIF reader of the Python paths (this runtime's :func:`read_image_file` and
+    ``python -m supersub_tf predict``): the orientation is Pillow's
+    (``image.getexif()``, as ``ImageOps.exif_transpose`` reads it), applied to the
+    pixels with :data:`EXIF_UPRIGHT`.
+
+    Args:
+        image: An image opened with ``PIL.Image.open``.
+        pixels: Its pixels ``[H, W, C]`` decoded elsewhere (``predict`` uses training's
+            TensorFlow decoder); default: Pillow's, converted to RGB.
+
+    Returns:
+        The upright pixels, C-contiguous.
+    """
+    orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    if pixels is None:
+        pixels = np.asarray(image.convert("RGB"))
+    upright = EXIF_UPRIGHT.get(orientation)
+    return np.ascontiguousarray(pixels if upright is None else upright(pixels))
+
+
 def read_image_file(path: str | os.PathLike, size: int) -> np.ndarray:
     """An image file as the models take it: RGB ``uint8 [size, size, 3]``, with Pillow.
 
-    The EXIF orientation is applied, then the picture is resized to a square with
-    Pillow's antialiased bilinear filter, no crop. Training decodes with TensorFlow and
+    The EXIF orientation is applied (:func:`exif_upright`), then the picture is resized
+    to a square with Pillow's antialiased bilinear filter, no crop. Training decodes with TensorFlow and
     resizes with ``tf.image.resize(..., antialias=True)``: the same kind of filter, but
     not the same rounding, so pixels can differ by a few levels (``python -m
     supersub_tf predict`` uses training's path exactly).
@@ -452,13 +490,13 @@ def read_image_file(path: str | os.PathLike, size: int) -> np.ndarray:
         ExportError: When Pillow is missing, or the file cannot be decoded.
     """
     try:
-        from PIL import Image, ImageOps
+        from PIL import Image
     except ImportError:
         raise ExportError("reading image files needs Pillow (pip install pillow); without it, "
                           f"give a .npy of uint8 [N, {size}, {size}, 3] RGB pixels") from None
     try:
         with Image.open(path) as image:
-            upright = ImageOps.exif_transpose(image).convert("RGB")
+            upright = Image.fromarray(exif_upright(image))
             resized = upright.resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(resized, np.uint8)
     except (OSError, ValueError, Image.DecompressionBombError) as err:

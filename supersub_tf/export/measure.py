@@ -25,7 +25,8 @@ from supersub_tf.data.pipeline import normalize_images
 from supersub_tf.deltas.storage_report import storage_report
 from supersub_tf.errors import ExportError
 from supersub_tf.export import litert_runtime
-from supersub_tf.export.savedmodel import INPUT_NAME, MARKER, METADATA_FILE, OUTPUTS, SIGNATURE
+from supersub_tf.export.savedmodel import (
+    INPUT_NAME, MARKER, METADATA_FILE, OUTPUTS, SIGNATURE, call_signature)
 from supersub_tf.export.tflite import open_export
 from supersub_tf.manifest_files import MANIFEST
 from supersub_tf.models.blocks import LOGITS_LAYER
@@ -276,7 +277,8 @@ def savedmodel_predict(export_dir: str | os.PathLike, images: np.ndarray,
     parts: dict[str, list[np.ndarray]] = {name: [] for name in numeric}
     start = time.perf_counter()
     for first in range(0, len(images), batch_size):
-        outputs = serve(**{INPUT_NAME: tf.constant(images[first:first + batch_size])})
+        batch = tf.constant(images[first:first + batch_size])
+        outputs = call_signature(serve, **{INPUT_NAME: batch})
         for name in numeric:
             parts[name].append(outputs[name].numpy())
     seconds = time.perf_counter() - start

@@ -61,10 +61,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from supersub_tf.atomic import atomic_directory
+from supersub_tf.atomic import atomic_directory, landing_folder
 from supersub_tf.config import EXPORT_QUANTIZATIONS
 from supersub_tf.data.pipeline import normalization_constants, normalize_images
-from supersub_tf.errors import ConfigError, ExportError
+from supersub_tf.errors import ConfigError, ExportError, OutputError
 from supersub_tf.export import litert_runtime
 from supersub_tf.export.litert_runtime import FORMAT_NAME, FORMAT_VERSION, MANIFEST
 from supersub_tf.manifest_files import file_entry
@@ -81,6 +81,13 @@ GENERALIST_FILE = "generalist.tflite"
 SPECIALIST_DIR = "specialists"
 DEFAULT_CALIBRATION_SIZE = 256
 _EXPORT_KIND = "Super-Sub LiteRT export"
+#: Weight bytes per parameter of a converted model (int8, int16x8 and dynamic store int8
+#: weights), a margin for biases and quantization parameters, and the flatbuffer's own
+#: bytes per model: together an upper estimate of an export's size (the default run's
+#: int8 models are 1.2 bytes per parameter; 6,351-parameter ones are 18 kB).
+_WEIGHT_BYTES = {"float32": 4, "float16": 2}
+_SIZE_MARGIN = 1.25
+_MODEL_OVERHEAD_BYTES = 64 * 1024
 
 
 def _balanced(fine_to_superclass: np.ndarray, fine: np.ndarray, superclasses: list[int],
@@ -103,6 +110,34 @@ def _balanced(fine_to_superclass: np.ndarray, fine: np.ndarray, superclasses: li
             if remaining == 0:
                 break
     return np.sort(np.concatenate([p[:q] for p, q in zip(pools, quota)]).astype(np.int64))
+
+
+# ------------------------------------------------------------------------------ space
+def estimated_export_bytes(system: SuperSubSystem, quantization: str) -> int:
+    """An upper estimate of the bytes :func:`export_tflite` writes: one model per network
+    (stage 1 and every specialist, each about the size of the trunk) and the runtime."""
+    per_model = (int(system.generalist.count_params() * _WEIGHT_BYTES.get(quantization, 1)
+                     * _SIZE_MARGIN) + _MODEL_OVERHEAD_BYTES)
+    copies = sum(Path(module.__file__).stat().st_size
+                 for module in (litert_runtime, *litert_runtime.MODULE_COPIES.values()))
+    return per_model * (1 + system.hierarchy.num_superclasses) + copies
+
+
+def check_free_space(out_dir: str | os.PathLike, needed: int) -> None:
+    """Refuses an export that cannot fit, before the first of its conversions (which take
+    minutes) rather than at a write after them.
+
+    Raises:
+        OutputError: Naming ``out_dir``, when its filesystem has fewer than ``needed``
+            bytes free (the new export is written beside the old one, which is replaced
+            only when the new one is complete).
+    """
+    folder = landing_folder(out_dir)
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise OutputError(f"{out_dir}: cannot write it (the export needs about "
+                          f"{needed / 1e6:,.1f} MB, {free / 1e6:,.1f} MB are free on "
+                          f"{folder}'s filesystem)")
 
 
 # ------------------------------------------------------------------------------ convert
@@ -224,6 +259,8 @@ def export_tflite(system: SuperSubSystem, out_dir: str | os.PathLike,
             another size or dtype, or lack a superclass.
         ExportError: When ``out_dir`` cannot be replaced, or an int8 model is not
             full-integer.
+        OutputError: When the disk cannot take the export (checked before converting;
+            a write that still fails stops the export at once).
     """
     from supersub_tf.deltas.specialist import materialize
 
@@ -245,6 +282,7 @@ def export_tflite(system: SuperSubSystem, out_dir: str | os.PathLike,
             return None
         return x[_balanced(h.fine_to_superclass, fine, superclasses, calibration_size, rng)]
 
+    check_free_space(out_dir, estimated_export_bytes(system, quantization))
     with atomic_directory(out_dir, MANIFEST, _EXPORT_KIND) as work:
         # Stage 1: a generalist (superclass logits) or the vanilla network (fine logits,
         # summed per superclass by the runtime: routing.stage_one_probs).

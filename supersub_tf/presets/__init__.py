@@ -9,18 +9,25 @@ Each preset ``<name>`` is two files in this folder:
   ``python -m supersub_tf data build-preset <name>``.
 
 ``load_preset`` also accepts a path to a hierarchy JSON, or to a user's spec YAML/JSON
-(which is then built on the fly, see :func:`build_preset`).
+(which is then built on the fly, see :func:`build_preset`). A spec over a dataset that
+holds only some of its classes (Imagewoof + Imagenette under ``classes: imagenet1k``) is
+built over the dataset's classes (:func:`build_over_data`): the classes the data lacks
+are not required, and both what the data lacks and the data's classes in no superclass
+are reported.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from supersub_tf.errors import DataError, HierarchyError
 from supersub_tf.hierarchy import Hierarchy
-from supersub_tf.superclassing import SuperclassingSpec, build_hierarchy
+from supersub_tf.tables import name_list
+from supersub_tf.superclassing import SuperclassingSpec, build_hierarchy, classes_not_in_data
 from supersub_tf.wordnet import WordNet, read_class_list
 
 PRESET_DIR = Path(__file__).resolve().parent
@@ -48,7 +55,7 @@ def load_preset(name_or_path: str | os.PathLike,
     """
     text = str(name_or_path)
     path = Path(text)
-    if path.suffix in (".yaml", ".yml") or (path.suffix == ".json" and _is_spec(path)):
+    if is_spec_file(text):
         return build_preset(path, tiny_imagenet_path=tiny_imagenet_path)[0]
     if path.suffix == ".json":
         return Hierarchy.load(path)
@@ -57,6 +64,13 @@ def load_preset(name_or_path: str | os.PathLike,
         raise HierarchyError(f"unknown preset {text!r}; built-in presets are {list_presets()}, "
                              "or pass a path to a hierarchy .json or a spec .yaml")
     return Hierarchy.load(json_path)
+
+
+def is_spec_file(name_or_path: str | os.PathLike) -> bool:
+    """True for a path to a superclassing spec (YAML, or a spec JSON), which is built over
+    a dataset's classes; False for a built-in preset's name or a hierarchy JSON."""
+    path = Path(name_or_path)
+    return path.suffix in (".yaml", ".yml") or (path.suffix == ".json" and _is_spec(path))
 
 
 def _is_spec(path: Path) -> bool:
@@ -82,12 +96,7 @@ def class_list_for(spec: SuperclassingSpec, classes_path: str | os.PathLike | No
     archive at ``tiny_imagenet_path`` (default: the one under ``$SUPERSUB_DATA_DIR``).
     """
     if classes_path is not None:
-        p = Path(classes_path)
-        if p.suffix == ".zip" or p.is_dir():
-            from supersub_tf.data.tiny_imagenet import read_wnids
-
-            return read_wnids(p)
-        return read_class_list(p)
+        return read_class_ids(classes_path)
     if spec.classes == "imagenet1k":
         return imagenet1k_classes(meta_dir)
     if spec.classes == "imagenette":
@@ -97,6 +106,39 @@ def class_list_for(spec: SuperclassingSpec, classes_path: str | os.PathLike | No
 
         return read_wnids(find_archive(tiny_imagenet_path or None, download=False))
     return [cid for s in spec.superclasses for cid in s.subclasses]
+
+
+def class_folders(folder: str | os.PathLike) -> list[str]:
+    """The names of the visible folders in ``folder``, sorted: a dataset's class ids
+    where each class is a folder (``train/<wnid>/``).
+
+    Raises:
+        DataError: ``folder`` cannot be listed or holds no such folder.
+    """
+    try:
+        with os.scandir(folder) as entries:
+            names = sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+    except OSError as err:
+        raise DataError(f"{folder}: cannot list the class folders ({err})") from None
+    if not names:
+        raise DataError(f"{folder}: no class folders (expected one folder per class, named "
+                        "by its wnid)")
+    return names
+
+
+def read_class_ids(path: str | os.PathLike) -> list[str]:
+    """A dataset's class ids from ``path``: a text file of wnids (first token per line), a
+    Tiny ImageNet zip or folder (its ``wnids.txt``), an ImageNet-layout folder (the class
+    folders of its ``train/``, e.g. Imagenette's or Imagewoof's) or a folder of class
+    folders."""
+    p = Path(path)
+    if p.suffix == ".zip" or (p / "wnids.txt").is_file():
+        from supersub_tf.data.tiny_imagenet import read_wnids
+
+        return read_wnids(p)
+    if p.is_dir():
+        return class_folders(p / "train" if (p / "train").is_dir() else p)
+    return read_class_list(p)
 
 
 def tfds_label_names(builder: str) -> list[str]:
@@ -170,3 +212,81 @@ def build_preset(spec_or_name: str | os.PathLike, *, wordnet_source: str = "auto
     if out is not None:
         hierarchy.save(out)
     return hierarchy, out
+
+
+@dataclasses.dataclass(frozen=True)
+class SpecBuild:
+    """A superclassing spec built over a dataset's classes.
+
+    Attributes:
+        hierarchy: The hierarchy of the classes present; its ``left_out`` names the
+            dataset's classes that fall in no superclass.
+        not_in_data: ``(wnid, name, superclass)`` of the classes of the spec's own class
+            list (``classes: imagenet1k``, ...) that a superclass would take but the
+            dataset lacks: left out, not required.
+    """
+
+    hierarchy: Hierarchy
+    not_in_data: tuple[tuple[str, str, str], ...] = ()
+
+    def left_out_note(self) -> tuple[str, list[str]] | None:
+        """The dataset's classes in no superclass: ``(one line, every name)``, or None."""
+        h = self.hierarchy
+        if not h.left_out:
+            return None
+        names = [f"{wnid} ({name})" for wnid, name in h.left_out]
+        return (f"{len(names)} class(es) of the dataset fall in no superclass of {h.name} "
+                f"and are left out: {name_list(names)}", names)
+
+    def not_in_data_note(self) -> tuple[str, list[str]] | None:
+        """The spec's classes the dataset lacks: ``(one line, every name)``, or None."""
+        if not self.not_in_data:
+            return None
+        per: dict[str, int] = {}
+        for _, _, sup in self.not_in_data:
+            per[sup] = per.get(sup, 0) + 1
+        counts = ", ".join(f"{sup} {n}" for sup, n in per.items())
+        h = self.hierarchy
+        return (f"{len(self.not_in_data)} class(es) of {h.name}'s class list "
+                f"({h.metadata.get('classes', 'its spec')}) that its superclasses would take "
+                f"are not in the dataset and are left out ({counts}); the hierarchy has the "
+                "classes present",
+                [f"{wnid} ({name}): {sup}" for wnid, name, sup in self.not_in_data])
+
+    def notes(self) -> list[tuple[str, list[str]]]:
+        """What the build leaves out, as ``(one line, every name)`` pairs ([] if nothing)."""
+        return [n for n in (self.left_out_note(), self.not_in_data_note()) if n is not None]
+
+
+def build_over_data(spec_or_name: str | os.PathLike, data_classes: Sequence[str], *,
+                    wordnet_source: str = "auto", wordnet_path: str | os.PathLike | None = None,
+                    tiny_imagenet_path: str | os.PathLike | None = None) -> SpecBuild:
+    """Builds a spec over the classes a dataset holds (``data_classes``).
+
+    The hierarchy has the dataset's classes each superclass takes; the dataset's other
+    classes are its ``left_out``. Classes of the spec's own class list that the dataset
+    lacks are not required (an explicit subclass among them is dropped) and only
+    reported; a superclass that takes none of the dataset's classes is an error.
+
+    Raises:
+        HierarchyError: As :func:`~supersub_tf.superclassing.build_hierarchy`, over the
+            dataset's classes only (a conflict of two absent classes is no error).
+    """
+    text = str(spec_or_name)
+    spec = SuperclassingSpec.load(preset_spec_path(text) if text in list_presets() else text)
+    present = list(dict.fromkeys(data_classes))
+    held = set(present)
+    spec_here = dataclasses.replace(spec, superclasses=tuple(
+        dataclasses.replace(s, subclasses=tuple(c for c in s.subclasses if c in held))
+        for s in spec.superclasses))
+    wordnet = None
+    if any(s.synsets for s in spec.superclasses):
+        wordnet = WordNet.load(wordnet_source, wordnet_path)
+    hierarchy = build_hierarchy(spec_here, present, wordnet)
+    meta_dir = wordnet_path if wordnet_source != "wordnet3" else None
+    try:
+        listed = class_list_for(spec, None, meta_dir, tiny_imagenet_path)
+    except DataError:  # the spec's own list is only needed for the report
+        listed = []
+    return SpecBuild(hierarchy, tuple(classes_not_in_data(
+        spec, [c for c in listed if c not in held], wordnet)))
