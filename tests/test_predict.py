@@ -355,3 +355,25 @@ def test_a_very_large_picture_is_one_line_of_ours(tmp_path, monkeypatch, capsys)
     assert capsys.readouterr().err == (
         f"[predict] {tmp_path / 'big.png'}: 150 pixels, over Pillow's decompression-bomb "
         "warning limit (100); classified anyway (pictures over 200 pixels are refused)\n")
+
+
+def test_the_litert_reader_makes_a_large_picture_one_line(tmp_path, monkeypatch, capsys):
+    """The exported LiteRT runtime reads a picture between Pillow's warning limit and twice
+    it (limit scaled down here) with one line of its own, and refuses one beyond."""
+    import warnings
+
+    from PIL import Image
+
+    from supersub_tf.export.litert_runtime import ExportError, read_image_file  # standalone
+
+    Image.fromarray(np.zeros((10, 15, 3), np.uint8)).save(tmp_path / "big.png")  # 150 px
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning that escapes fails the test
+        pixels = read_image_file(tmp_path / "big.png", 8)
+    assert pixels.shape == (8, 8, 3)
+    assert capsys.readouterr().err == (f"{tmp_path / 'big.png'}: over Pillow's decompression-"
+                                       "bomb warning limit (100 pixels); read anyway\n")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 70)
+    with pytest.raises(ExportError, match="big.png: cannot decode it as an image"):
+        read_image_file(tmp_path / "big.png", 8)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -495,12 +496,24 @@ def read_image_file(path: str | os.PathLike, size: int) -> np.ndarray:
         raise ExportError("reading image files needs Pillow (pip install pillow); without it, "
                           f"give a .npy of uint8 [N, {size}, {size}, 3] RGB pixels") from None
     try:
-        with Image.open(path) as image:
-            upright = Image.fromarray(exif_upright(image))
-            resized = upright.resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(resized, np.uint8)
+        # Pillow warns (two raw lines) for a picture over MAX_IMAGE_PIXELS and refuses one
+        # over twice that; in between it is read, and the warning becomes one line.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                upright = Image.fromarray(exif_upright(image))
+                resized = upright.resize((size, size), Image.Resampling.BILINEAR)
+                pixels = np.asarray(resized, np.uint8)
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise ExportError(f"{path}: cannot decode it as an image ({err})") from None
+    for warning in caught:
+        if issubclass(warning.category, Image.DecompressionBombWarning):
+            print(f"{path}: over Pillow's decompression-bomb warning limit "
+                  f"({Image.MAX_IMAGE_PIXELS:,} pixels); read anyway", file=sys.stderr)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename,
+                                 warning.lineno)
+    return pixels
 
 
 def _image_files(inputs: list[str]) -> list[str]:
