@@ -507,7 +507,7 @@ def test_exif_orientation_in_the_graph_is_pillows(fmt, endian):
     from test_predict import STORED_AS, photo_with_orientation, upright_picture
 
     from supersub_tf.data.examples import decode_image
-    from supersub_tf.export.savedmodel import apply_orientation, exif_orientation
+    from supersub_tf.export.image_bytes import apply_orientation, exif_orientation
 
     for orientation in sorted(STORED_AS):
         data = photo_with_orientation(orientation, fmt, endian)
@@ -592,7 +592,7 @@ def test_decode_batch_keeps_the_valid_files_as_predict_reads_them(images, tmp_pa
     import PIL.Image
     import tensorflow as tf
 
-    from supersub_tf.export.savedmodel import MAX_PIXELS, decode_batch
+    from supersub_tf.export.image_bytes import MAX_PIXELS, decode_batch
     from supersub_tf.predict import read_image
 
     assert MAX_PIXELS == 2 * PIL.Image.MAX_IMAGE_PIXELS
