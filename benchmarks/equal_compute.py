@@ -20,7 +20,8 @@ It reads the main job's run (``--run``, default ``runs/default``), trains or reu
 network is the ensemble's second member, its Super-Sub the seed-to-seed spread; trained
 as a whole main job with ``--seed-runs``), and reads any variant runs given with
 ``--variant NAME=RUN_DIR`` (other specialist epochs, distillation, float deltas, the
-paper's generalist design, each a finished main job). Each row: top-1 under every
+paper's generalist design, each a finished main job; a run of several bit widths gives a
+row per bit width). Each row: top-1 under every
 routing, training seconds, and the difference to the vanilla network of its run and to
 the compute-matched one.
 
@@ -51,14 +52,15 @@ PAPER_GAIN = 0.033
 ROUTINGS = ("hard", "topk", "soft", "gated", "oracle")
 
 
-def system_compute(run_dir: Path) -> dict[str, Any]:
-    """The training compute of a run's first-bit-width system, as the main job records it
-    (:func:`supersub_tf.run.training_compute`: epochs of the training set and seconds)."""
+def system_compute(run_dir: Path, tag: str | None = None) -> dict[str, Any]:
+    """The training compute of a run's system of bit width ``tag`` (default: the first),
+    as the main job records it (:func:`supersub_tf.run.training_compute`: epochs of the
+    training set and seconds)."""
     from supersub_tf.config import bits_tag
     from supersub_tf.run import training_compute
 
     config = load_config(run_dir / "config.yaml")
-    return training_compute(run_dir, config.deltas.base, bits_tag(config.deltas.bits[0]))
+    return training_compute(run_dir, config.deltas.base, tag or bits_tag(config.deltas.bits[0]))
 
 
 def train_vanilla(runs: Path, name: str, overrides: list[str]) -> Path:
@@ -97,18 +99,18 @@ def matched_vanilla(runs: Path, epochs: int) -> float | None:
     return None
 
 
-def system_row(name: str, run_dir: Path, runs: Path) -> dict[str, Any]:
-    """One Super-Sub system (the first bit width of a finished run) as a table row, with
-    the vanilla network of its run and, where one was trained, the vanilla network of its
-    own training compute."""
+def system_row(name: str, run_dir: Path, runs: Path, tag: str | None = None) -> dict[str, Any]:
+    """One Super-Sub system (bit width ``tag`` of a finished run, default its first) as a
+    table row, with the vanilla network of its run and, where one was trained, the vanilla
+    network of its own training compute."""
     config = load_config(run_dir / "config.yaml")
     from supersub_tf.config import bits_tag
 
     results = common.supersub_results(run_dir)
-    tag = bits_tag(config.deltas.bits[0])
+    tag = tag or bits_tag(config.deltas.bits[0])
     result = results[tag]
     own_vanilla = vanilla_top1(run_dir)
-    compute = system_compute(run_dir)
+    compute = system_compute(run_dir, tag)
     matched_epochs = round(compute["epochs_equivalent"])
     matched_top1 = matched_vanilla(runs, matched_epochs)
     comparison = result.get("vanilla_comparison", {})
@@ -131,6 +133,18 @@ def system_row(name: str, run_dir: Path, runs: Path) -> dict[str, Any]:
     if matched_top1 is not None:  # the vanilla network of the row's own training compute
         row["minus_compute_matched"] = {r: v - matched_top1 for r, v in row["top1"].items()}
     return row
+
+
+def variant_rows(spec: str, runs: Path) -> list[dict[str, Any]]:
+    """The rows of ``--variant NAME=RUN_DIR``: one per bit width the run trained, named
+    ``NAME, <bits>`` when there are several."""
+    from supersub_tf.config import bits_tag
+
+    name, _, path = spec.partition("=")
+    run_dir = Path(path).resolve()
+    tags = [bits_tag(b) for b in load_config(run_dir / "config.yaml").deltas.bits]
+    return [system_row(name if len(tags) == 1 else f"{name}, {tag}", run_dir, runs, tag)
+            for tag in tags]
 
 
 def main() -> None:
@@ -175,8 +189,7 @@ def main() -> None:
              for k, d in enumerate(seed_dirs)]
     variants = []
     for spec in args.variant:
-        name, _, path = spec.partition("=")
-        variants.append(system_row(name, Path(path).resolve(), runs))
+        variants += variant_rows(spec, runs)
 
     rows = [default, *seeds, *variants]
     print_rows = []

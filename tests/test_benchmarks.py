@@ -344,3 +344,20 @@ def test_equal_compute_counts_image_passes_and_finds_the_matched_vanilla(bench, 
     assert row["compute_matched_epochs"] == 18 and row["mean_oracle_gain"] == 0.2
     # The ensemble averages probabilities: the sure, right member wins every image.
     assert equal_compute.ensemble_top1([run, other]) == 1.0
+    # A variant run of two bit widths: one row each, with its own system's numbers.
+    from supersub_tf.config import load_config
+
+    bits = fake_vanilla_base_run(tmp_path, "bits", right, fine)
+    config = load_config(bits / "config.yaml", ["deltas.bits=[4,float]"])
+    save_config(config, bits / "config.yaml")
+    result = json.loads((bits / "supersub" / "4bit.json").read_text())
+    result["routing"]["hard"]["top1"] = 0.55
+    (bits / "supersub" / "float.json").write_text(json.dumps(result))
+    for superclass in ("a", "b"):
+        (bits / "deltas" / "float" / superclass).mkdir(parents=True)
+        (bits / "deltas" / "float" / superclass / "metrics.json").write_text(
+            (bits / "deltas" / "4bit" / superclass / "metrics.json").read_text())
+    rows = equal_compute.variant_rows(f"deltas={bits}", tmp_path)
+    assert [(r["name"], r["bits"], r["top1"]["hard"]) for r in rows] == [
+        ("deltas, 4bit", "4bit", 0.6), ("deltas, float", "float", 0.55)]
+    assert rows[1]["minus_compute_matched"]["hard"] == pytest.approx(0.55)
