@@ -40,6 +40,7 @@ from supersub_tf.errors import DataError, OutputError
 from supersub_tf.export.litert_runtime import IMAGE_SUFFIXES, exif_upright
 from supersub_tf.hierarchy import Hierarchy
 from supersub_tf.manifest_files import MANIFEST
+from supersub_tf.progress import Progress
 
 # IMAGE_SUFFIXES (what a folder is searched for; an explicit file of any suffix is tried
 # anyway) is the LiteRT runtime's, so both ways of classifying a folder find the same files.
@@ -288,6 +289,7 @@ def predict_files(model: _Model, files: Sequence[Path], routing: str = "hard", k
                         f"{', '.join(model.routings)}")
     h = model.hierarchy
     records: list[ImagePrediction] = []
+    shown = Progress(len(files), "predict", unit="images")
     for start in range(0, len(files), BATCH):
         batch, images = [], []
         for path in files[start:start + BATCH]:
@@ -297,6 +299,7 @@ def predict_files(model: _Model, files: Sequence[Path], routing: str = "hard", k
             except DataError as err:
                 records.append(ImagePrediction(path=str(path), error=str(err)))
         if not images:
+            shown.update(len(files[start:start + BATCH]))
             continue
         out = model.predict(np.stack(images), routing, k)
         for i, record in enumerate(batch):
@@ -310,6 +313,8 @@ def predict_files(model: _Model, files: Sequence[Path], routing: str = "hard", k
             record.top_k = [(h.class_ids[j], h.class_names[j], float(out["fine_probs"][i, j]))
                             for j in order]
         records += batch
+        shown.update(len(files[start:start + BATCH]))
+    shown.close()
     order = {str(path): i for i, path in enumerate(files)}
     return sorted(records, key=lambda r: order.get(r.path, -1))
 

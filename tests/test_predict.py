@@ -354,7 +354,8 @@ def test_a_very_large_picture_is_one_line_of_ours(tmp_path, monkeypatch, capsys)
     assert record.error is None and record.class_id == "n2"
     assert capsys.readouterr().err == (
         f"[predict] {tmp_path / 'big.png'}: 150 pixels, over Pillow's decompression-bomb "
-        "warning limit (100); classified anyway (pictures over 200 pixels are refused)\n")
+        "warning limit (100); classified anyway (pictures over 200 pixels are refused)\n"
+        "[predict] 1/1 images\n")  # then the progress line
 
 
 def test_the_litert_reader_makes_a_large_picture_one_line(tmp_path, monkeypatch, capsys):

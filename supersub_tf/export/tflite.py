@@ -68,6 +68,7 @@ from supersub_tf.errors import ConfigError, ExportError, OutputError
 from supersub_tf.export import litert_runtime
 from supersub_tf.export.litert_runtime import FORMAT_NAME, FORMAT_VERSION, MANIFEST
 from supersub_tf.manifest_files import file_entry
+from supersub_tf.progress import Progress
 
 if TYPE_CHECKING:
     from supersub_tf.deltas.storage import SuperSubSystem
@@ -286,11 +287,14 @@ def export_tflite(system: SuperSubSystem, out_dir: str | os.PathLike,
     with atomic_directory(out_dir, MANIFEST, _EXPORT_KIND) as work:
         # Stage 1: a generalist (superclass logits) or the vanilla network (fine logits,
         # summed per superclass by the runtime: routing.stage_one_probs).
+        # A conversion takes seconds to a minute each: one progress step per model.
+        shown = Progress(1 + h.num_superclasses, "litert", unit="models")
         generalist = {"role": "generalist", "stage_one": system.stage_one_head,
                       "num_outputs": (h.num_classes if system.stage_one_head == "fine"
                                       else h.num_superclasses),
                       **_write_model(work, GENERALIST_FILE, system.generalist, quantization,
                                      representative(list(range(h.num_superclasses))))}
+        shown.update()
         specialists = []
         for k, name in enumerate(h.superclass_names):
             model = materialize(system.generalist, system.delta_sets[name])
@@ -298,6 +302,8 @@ def export_tflite(system: SuperSubSystem, out_dir: str | os.PathLike,
                                  representative([k]))
             specialists.append({"superclass": name, "num_subclasses": h.num_subclasses(k),
                                 "num_outputs": h.num_subclasses(k) + int(catch_all), **entry})
+            shown.update()
+        shown.close()
         shutil.copyfile(Path(litert_runtime.__file__), work / RUNTIME_FILE)
         for copy_name, module in litert_runtime.MODULE_COPIES.items():
             shutil.copyfile(Path(module.__file__), work / copy_name)

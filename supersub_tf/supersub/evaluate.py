@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from supersub_tf.hierarchy import Hierarchy
+from supersub_tf.progress import progress
 from supersub_tf.supersub.pipeline import SuperSubPipeline
 from supersub_tf.supersub.routing import ROUTINGS, combine, routes_for, specialist_passes
 
@@ -35,7 +36,9 @@ def collect_predictions(pipeline: SuperSubPipeline, dataset, routings=ROUTINGS, 
                                           "other_probs": [], "stage_one_fine": []}
     labels: dict[str, list[np.ndarray]] = {}
     widest = "soft" if "soft" in routings else "topk"
-    for images, batch_labels in dataset:
+    batches = int(dataset.cardinality())  # negative when unknown: no progress shown
+    for images, batch_labels in (progress(dataset, "evaluate", total=batches, unit="batches")
+                                 if batches > 0 else dataset):
         sup_probs, stage_one_fine, shared = pipeline.stage_one(images)
         union = np.concatenate([routes_for(sup_probs, widest, k),
                                 batch_labels["superclass"].numpy().reshape(-1, 1)], axis=1)
