@@ -40,7 +40,7 @@ from typing import Any
 from supersub_tf.analysis.costs import model_macs, time_inference
 from supersub_tf.atomic import atomic_write_text
 from supersub_tf.config import bits_tag
-from supersub_tf.studies.scaling import ScalingConfig, point_name, study_dir
+from supersub_tf.studies.scaling_config import ScalingConfig, point_name, study_dir
 
 
 # ------------------------------------------------------------------------------ costs
