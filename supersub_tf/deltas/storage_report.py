@@ -92,14 +92,18 @@ def format_storage_report(report: Mapping[str, Any]) -> str:
     def row(name: str, size: int, detail: str) -> str:
         return f"{name:{width}s} {size:>11,d} {detail} {size / unit:>7.3f}"
 
+    # The base network's head: superclasses for a generalist, classes for the vanilla one.
+    base = report["delta_settings"].get("base", "generalist")
+    base_outputs = "class" if base == "vanilla" else "superclass"
     lines = [
         f"Super-Sub system {report['path']} (format {report['format_version']})",
         f"backbone {backbone['model']} x{backbone['width']}, {backbone['image_size']} px, "
-        f"{backbone['num_classes']} superclasses, {report['parameters']:,} parameters",
+        f"{backbone['num_classes']} {base_outputs} outputs, {report['parameters']:,} parameters",
         f"{_bits_label(report['delta_settings'].get('bits'))} on "
         f"{report['num_delta_layers']} layers ({report['delta_values']:,} values per "
         "specialist)",
-        f"unit: one float32 generalist = {unit:,} bytes",
+        f"unit: one float32 {'vanilla network' if base == 'vanilla' else 'generalist'} = "
+        f"{unit:,} bytes",
         "",
         f"{'part':{width}s} {'bytes':>11s} {'codes':>10s} {'scales':>8s} {'owned':>9s} "
         f"{'lzma':>9s} {'overhead':>9s} {'units':>7s}",
