@@ -26,8 +26,28 @@ import json
 import sys
 from pathlib import Path
 
-from supersub_tf.config import EXPORT_QUANTIZATIONS
-from supersub_tf.errors import SuperSubError
+from supersub_tf.config import EXPORT_QUANTIZATIONS, QUICK_PROFILE, load_config
+from supersub_tf.console import quiet_tensorflow_startup
+from supersub_tf.data import create_source
+from supersub_tf.data.arrays import calibration_images, load_images
+from supersub_tf.data.preview import preview_gaps, write_preview
+from supersub_tf.deltas.storage import FORMAT_VERSION, convert_system, load_system
+from supersub_tf.deltas.storage_report import format_storage_report, storage_report
+from supersub_tf.errors import ConfigError, DataError, SuperSubError
+from supersub_tf.export.tflite import CALIBRATED, export_tflite
+from supersub_tf.models import check_model_name
+from supersub_tf.predict import run_predict
+from supersub_tf.run import analyze_run, run_pipeline, train_stage
+from supersub_tf.studies.budget import BUDGET_QUICK_PROFILE, load_budget_config, run_budget
+from supersub_tf.studies.scaling import SCALING_QUICK_PROFILE, load_scaling_config, run_scaling
+from supersub_tf.supersub.routing import INFERENCE_ROUTINGS, MODES
+
+# Function-level imports: export.measure and export.savedmodel import TensorFlow when
+# they load, so every other command, ``--help`` and a bad command line answer without
+# waiting for it, and main() quiets TensorFlow's native start-up lines (console.py)
+# before it first loads (a test checks that importing this module leaves TensorFlow
+# unloaded). The dataset tools' imports of presets and data.summary stay in their
+# functions until the sources own their class lists (issue 19, section 2, in progress).
 
 DEFAULT_CONFIG = "default"  # the built-in config (package data), whatever the directory
 
@@ -53,10 +73,15 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, help="image side in pixels (data.image_size)")
 
 
-def _load_config(args: argparse.Namespace):
-    from supersub_tf.config import QUICK_PROFILE, load_config
-    from supersub_tf.models import check_model_name
+def _add_run_args(parser: argparse.ArgumentParser) -> None:
+    """The flags of a command that trains into a run folder (``run``, ``train``)."""
+    _add_data_args(parser)
+    parser.add_argument("--name", help="run name (directory under output_dir)")
+    parser.add_argument("--quick", action="store_true", help="smoke-test profile (minutes)")
+    parser.add_argument("--retrain", action="store_true", help=RETRAIN_HELP)
 
+
+def _load_config(args: argparse.Namespace):
     path = args.config or DEFAULT_CONFIG
     overrides = list(QUICK_PROFILE) if getattr(args, "quick", False) else []
     for flag, key in (("dataset", "data.dataset"), ("preset", "data.preset"),
@@ -71,35 +96,22 @@ def _load_config(args: argparse.Namespace):
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
-    from supersub_tf.run import run_pipeline
-
     run_pipeline(_load_config(args), retrain=args.retrain)
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from supersub_tf.run import train_stage
-
     train_stage(_load_config(args), args.kind, retrain=args.retrain)
 
 
 def _cmd_analyze(args: argparse.Namespace) -> None:
-    from supersub_tf.config import load_config
-    from supersub_tf.run import analyze_run
-
     run_dir = Path(args.run_dir)
     if not (run_dir / "config.yaml").is_file():
-        from supersub_tf.errors import ConfigError
-
         raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
     analyze_run(load_config(run_dir / "config.yaml"), run_dir)
 
 
 def _cmd_storage(args: argparse.Namespace) -> None:
-    from supersub_tf.deltas.storage_report import format_storage_report, storage_report
-
     if args.convert:
-        from supersub_tf.deltas.storage import FORMAT_VERSION, convert_system
-
         old = convert_system(args.system)
         print(f"[storage] {args.system}: format {old} -> {FORMAT_VERSION}"
               if old != FORMAT_VERSION else
@@ -109,8 +121,6 @@ def _cmd_storage(args: argparse.Namespace) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from supersub_tf.predict import run_predict
-
     return run_predict(args.model, args.inputs, routing=args.routing, k=args.k,
                        top_k=args.top_k, fmt=args.format, output=args.output)
 
@@ -118,8 +128,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _system_config(args: argparse.Namespace):
     """The data settings for a system's export: ``--config``, else the config of the run
     the system was saved in (``<run>/systems/<bits>/``), else the defaults."""
-    from supersub_tf.config import load_config
-
     run_config = Path(args.system).resolve().parent.parent / "config.yaml"
     if args.config is None and run_config.is_file():
         return load_config(run_config, args.overrides)
@@ -135,12 +143,7 @@ def _cmd_export_savedmodel(args: argparse.Namespace) -> None:
 
 
 def _cmd_export_tflite(args: argparse.Namespace) -> None:
-    from supersub_tf.data import create_source
-    from supersub_tf.deltas.storage import load_system
-    from supersub_tf.errors import ConfigError
-    from supersub_tf.data.arrays import calibration_images, load_images
     from supersub_tf.export.measure import export_sizes, format_measurement, measure_export
-    from supersub_tf.export.tflite import CALIBRATED, export_tflite
 
     system = load_system(args.system)
     config = source = None
@@ -168,15 +171,11 @@ def _cmd_export_tflite(args: argparse.Namespace) -> None:
 
 
 def _cmd_scale(args: argparse.Namespace) -> None:
-    from supersub_tf.studies.scaling import SCALING_QUICK_PROFILE, load_scaling_config, run_scaling
-
     quick = list(SCALING_QUICK_PROFILE) if args.quick else []
     run_scaling(load_scaling_config(args.config, quick + args.overrides), retrain=args.retrain)
 
 
 def _cmd_budget(args: argparse.Namespace) -> None:
-    from supersub_tf.studies.budget import BUDGET_QUICK_PROFILE, load_budget_config, run_budget
-
     quick = list(BUDGET_QUICK_PROFILE) if args.quick else []
     run_budget(load_budget_config(args.config, quick + args.overrides), retrain=args.retrain)
 
@@ -195,9 +194,9 @@ def _cmd_summary(args: argparse.Namespace) -> None:
     except DataError as err:
         if not args.preset:
             raise
-        from supersub_tf.presets import load_preset
+        from supersub_tf.data import load_hierarchy
 
-        summary = hierarchy_counts(load_preset(args.preset), str(err))
+        summary = hierarchy_counts(load_hierarchy(args.preset, config.data), str(err))
     if args.json:
         print(json.dumps(summary, indent=2))
         return
@@ -211,8 +210,6 @@ def _preview_setting(args: argparse.Namespace, flag: str, key: str, config_value
     """A ``data preview`` setting: its flag, else the config's ``preview.<key>`` (which
     ``--set preview.<key>=...`` sets); both given and different is refused, not settled
     silently."""
-    from supersub_tf.errors import ConfigError
-
     value = getattr(args, flag.lstrip("-").replace("-", "_"))
     given = any(o.partition("=")[0].strip() == f"preview.{key}" for o in args.overrides)
     if value is not None and given and value != config_value:
@@ -222,9 +219,6 @@ def _preview_setting(args: argparse.Namespace, flag: str, key: str, config_value
 
 
 def _cmd_preview(args: argparse.Namespace) -> None:
-    from supersub_tf.data import create_source
-    from supersub_tf.data.preview import preview_gaps, write_preview
-
     config = _load_config(args)
     split = _preview_setting(args, "--split", "split", config.preview.split)
     per_superclass = _preview_setting(args, "--per-superclass", "images_per_superclass",
@@ -237,22 +231,19 @@ def _cmd_preview(args: argparse.Namespace) -> None:
 
 
 def _cmd_build_preset(args: argparse.Namespace) -> None:
-    from supersub_tf.presets import (PRESET_DIR, SpecBuild, build_over_data, build_preset,
-                                     list_presets, read_class_ids)
+    from supersub_tf.data import build_spec
+    from supersub_tf.data.class_lists import read_class_ids
+    from supersub_tf.presets import PRESET_DIR, list_presets
 
     output = args.output
     if output is None and args.spec in list_presets():
         output = PRESET_DIR / f"{args.spec}.json"
-    if args.classes:  # the dataset's classes: the spec is built over those it holds
-        built = build_over_data(args.spec, read_class_ids(args.classes),
-                                wordnet_source=args.wordnet, wordnet_path=args.wordnet_path)
-        path = Path(output) if output is not None else None
-        if path is not None:
-            built.hierarchy.save(path)
-    else:
-        hierarchy, path = build_preset(args.spec, wordnet_source=args.wordnet,
-                                       wordnet_path=args.wordnet_path, output=output)
-        built = SpecBuild(hierarchy)
+    # --classes: the dataset's classes, which the spec is built over (those it holds).
+    built = build_spec(args.spec, read_class_ids(args.classes) if args.classes else None,
+                       wordnet_source=args.wordnet, wordnet_path=args.wordnet_path)
+    path = Path(output) if output is not None else None
+    if path is not None:
+        built.hierarchy.save(path)
     hierarchy = built.hierarchy
     sizes = ", ".join(f"{name} {n}" for name, n in hierarchy.summary_rows())
     print(f"{hierarchy.name}: {hierarchy.num_superclasses} superclasses, "
@@ -276,31 +267,24 @@ def _cmd_presets(args: argparse.Namespace) -> None:
         print(f"{name:24s} {h.num_superclasses:3d} superclasses {h.num_classes:5d} classes")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m supersub_tf``."""
-    parser = argparse.ArgumentParser(prog="python -m supersub_tf", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-
+# ------------------------------------------------------------------------------ parser
+def _add_training_commands(commands: argparse._SubParsersAction) -> None:
+    """``run``, ``train`` and ``analyze``: the main job and its stages."""
     run = commands.add_parser("run", help="the main job: the paper's pipeline into runs/<name>")
-    _add_data_args(run)
-    run.add_argument("--name", help="run name (directory under output_dir)")
-    run.add_argument("--quick", action="store_true", help="smoke-test profile (minutes)")
-    run.add_argument("--retrain", action="store_true", help=RETRAIN_HELP)
+    _add_run_args(run)
     run.set_defaults(func=_cmd_run)
 
     train = commands.add_parser("train", help="train one kind of network into runs/<name>")
     train.add_argument("kind", choices=("vanilla", "generalist", "specialists"))
-    _add_data_args(train)
-    train.add_argument("--name", help="run name (directory under output_dir)")
-    train.add_argument("--quick", action="store_true", help="smoke-test profile (minutes)")
-    train.add_argument("--retrain", action="store_true", help=RETRAIN_HELP)
+    _add_run_args(train)
     train.set_defaults(func=_cmd_train)
 
     analyze = commands.add_parser("analyze", help="analysis and report of a run directory")
     analyze.add_argument("run_dir", help="e.g. runs/default")
     analyze.set_defaults(func=_cmd_analyze)
 
+
+def _add_storage_command(commands: argparse._SubParsersAction) -> None:
     storage = commands.add_parser("storage", help="bytes of a saved Super-Sub system: "
                                                   "a*N + 1 vs N + 1 networks")
     storage.add_argument("system", help="a system directory, e.g. runs/default/systems/8bit")
@@ -310,6 +294,15 @@ def build_parser() -> argparse.ArgumentParser:
                               "the current format, in place and atomically")
     storage.set_defaults(func=_cmd_storage)
 
+
+def _routing_help() -> str:
+    """``--routing``'s help: every mode ``predict`` offers, from the routing registry."""
+    modes = "; ".join(f"{name}: {MODES[name].summary}" for name in INFERENCE_ROUTINGS)
+    return (f"how images reach specialists ({modes}; default hard; a SavedModel routes as "
+            "it was exported: export.savedmodel_routing)")
+
+
+def _add_predict_command(commands: argparse._SubParsersAction) -> None:
     predict = commands.add_parser(
         "predict", help="classify image files with a trained model",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -331,9 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="image files, folders (searched recursively) or glob patterns")
     predict.add_argument("--top-k", type=int, default=5,
                          help="most likely classes listed per image (default 5)")
-    predict.add_argument("--routing", default="hard", choices=("hard", "topk", "soft", "gated"),
-                         help="how images reach specialists (default hard; a SavedModel "
-                              "routes as it was exported: export.savedmodel_routing)")
+    predict.add_argument("--routing", default="hard", choices=INFERENCE_ROUTINGS,
+                         help=_routing_help())
     predict.add_argument("--k", type=int, default=2,
                          help="superclasses per image for topk and gated routing (default 2)")
     predict.add_argument("--format", default="table", choices=("table", "json", "csv"))
@@ -341,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
                                           "instead of printing them")
     predict.set_defaults(func=_cmd_predict)
 
+
+def _add_export_commands(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser("export", help="deploy a Super-Sub system").add_subparsers(
         dest="export_command", required=True)
     saved = export.add_parser("savedmodel", help="one SavedModel running both stages")
@@ -359,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="check against the Keras pipeline on the validation split")
     lite.set_defaults(func=_cmd_export_tflite)
 
+
+def _add_study_commands(commands: argparse._SubParsersAction) -> None:
+    """``scale`` and ``budget``: studies of many runs, each with its own config."""
     for name, func, config_file, help_text, example in (
             ("scale", _cmd_scale, "scaling", "the scaling study: bigger vanilla "
              "networks against Super-Sub systems", "base.train.epochs=2"),
@@ -374,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
         study.add_argument("--retrain", action="store_true", help=RETRAIN_HELP)
         study.set_defaults(func=func)
 
+
+def _add_data_commands(commands: argparse._SubParsersAction) -> None:
+    """``data summary | preview | build-preset | presets``: the dataset tools."""
     data = commands.add_parser("data", help="dataset tools").add_subparsers(dest="data_command",
                                                                            required=True)
     summary = data.add_parser("summary", help="images per superclass and split")
@@ -406,13 +406,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     presets = data.add_parser("presets", help="list built-in presets")
     presets.set_defaults(func=_cmd_presets)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m supersub_tf``: one subcommand per command of the
+    module docstring, added by group."""
+    parser = argparse.ArgumentParser(prog="python -m supersub_tf", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_training_commands(commands)
+    _add_storage_command(commands)
+    _add_predict_command(commands)
+    _add_export_commands(commands)
+    _add_study_commands(commands)
+    _add_data_commands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (2 on bad input, with a one-line message)."""
-    from supersub_tf.console import quiet_tensorflow_startup
-
     args = build_parser().parse_args(argv)
     quiet = quiet_tensorflow_startup()  # TensorFlow's native start-up lines: console.py
     try:

@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 
 from supersub_tf.atomic import atomic_write_text
+from supersub_tf.choices import (
+    FLOAT_BITS_NAMES, NORMALIZATIONS, SAVEDMODEL_ROUTINGS, check_bits)
 from supersub_tf.errors import ConfigError
 
 #: ``train.distribution`` settings (see :mod:`supersub_tf.training.distribution`).
@@ -93,9 +95,9 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.image_size < 8:
             raise ConfigError(f"data.image_size must be >= 8, got {self.image_size}")
-        if self.normalization not in ("imagenet", "unit", "none"):
-            raise ConfigError("data.normalization must be imagenet, unit or none, got "
-                              f"{self.normalization!r}")
+        if self.normalization not in NORMALIZATIONS:
+            raise ConfigError(f"data.normalization must be one of {', '.join(NORMALIZATIONS)}, "
+                              f"got {self.normalization!r}")
         for key in ("val_fraction", "test_fraction"):
             value = getattr(self, key)
             if not 0.0 <= value < 1.0:
@@ -199,10 +201,6 @@ class TrainConfig:
                  step_gamma=(_POSITIVE, "positive"), generalist_fine_head=(0, ">= 0"))
 
 
-#: The routings the exported SavedModel's graph implements (top-k and gated run in
-#: process and in the LiteRT runtime).
-SAVEDMODEL_ROUTINGS = ("hard", "soft")
-
 #: What the delta specialists adapt (and what stage 1 is): see :class:`DeltaConfig`.
 DELTA_BASES = ("vanilla", "generalist")
 
@@ -300,17 +298,18 @@ def _require(config: Any, section: str, **minimums: tuple[float, str]) -> None:
             raise ConfigError(f"{section}.{key} must be {rule}, got {value!r}")
 
 
-def parse_bits(value: Any) -> int | None:
-    """``float``/``none``/null -> None (float deltas); 2..8 -> that bit width."""
-    if value is None or (isinstance(value, str) and value.lower() in ("float", "none", "fp32")):
+def parse_bits(value: Any, what: str = "deltas.bits entries") -> int | None:
+    """``float``/``none``/``fp32``/null -> None (float deltas); an integer from 2 to 8
+    (:data:`~supersub_tf.choices.DELTA_BITS`, also as a string) -> that bit width.
+
+    Raises:
+        ConfigError: For anything else, naming ``what`` (the setting) and the value.
+    """
+    if value is None or (isinstance(value, str) and value.lower() in FLOAT_BITS_NAMES):
         return None
-    try:
-        bits = int(value)
-    except (TypeError, ValueError):
-        bits = -1
-    if not 2 <= bits <= 8:
-        raise ConfigError(f"deltas.bits entries must be float or 2..8, got {value!r}")
-    return bits
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    return check_bits(value, ConfigError, what, also="float or ")
 
 
 def bits_tag(bits: int | None) -> str:

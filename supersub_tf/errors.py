@@ -33,9 +33,12 @@ class StorageError(DataError):
 
 
 class ExportError(DataError):
-    """A SavedModel or LiteRT export that cannot be written, read or trusted. (The LiteRT
-    runtime, which runs without this package, has its own ``ExportError``; the package
-    re-raises it as this one.)"""
+    """A SavedModel or LiteRT export that cannot be written, read or trusted.
+
+    The LiteRT runtime (``export/litert_runtime.py``) raises this class inside the
+    package; the copy of the runtime in an export folder, where the package is absent,
+    defines a ValueError of the same name instead.
+    """
 
 
 class OutputError(SuperSubError, OSError):

@@ -5,11 +5,12 @@ three things a run leaves behind, told apart by what the folder holds:
 
 * a stored system (``runs/<name>/systems/<bits>``, ``manifest.json`` of format
   ``supersub-system``): the in-process :class:`~supersub_tf.supersub.SuperSubPipeline`,
-  every routing;
+  every routing mode that needs no true superclass
+  (:data:`~supersub_tf.supersub.routing.INFERENCE_ROUTINGS`);
 * an exported SavedModel (``saved_model.pb``): its ``serving_default`` signature, the
   routing it was exported with (``hard`` or ``soft``, in ``supersub_export.json``);
 * a LiteRT export (``manifest.json`` of format ``supersub-litert``): its numpy runtime,
-  every routing.
+  the same routing modes.
 
 INPUT is image files, folders (searched recursively for image files) or glob patterns.
 Every picture goes through one preprocessing path, the training pipeline's evaluation
@@ -35,12 +36,25 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
+from supersub_tf.atomic import atomic_write_text, landing_folder
+from supersub_tf.data.examples import decode_image
+from supersub_tf.data.pipeline import normalize, resize
+from supersub_tf.deltas.storage import load_system
 from supersub_tf.errors import DataError, OutputError
+from supersub_tf.export import litert_runtime
 from supersub_tf.export.litert_runtime import IMAGE_SUFFIXES, exif_upright
+from supersub_tf.export.tflite import open_export
 from supersub_tf.hierarchy import Hierarchy
-from supersub_tf.manifest_files import MANIFEST
+from supersub_tf.manifest_files import MANIFEST, read_manifest_json
 from supersub_tf.progress import Progress
+from supersub_tf.supersub.routing import INFERENCE_ROUTINGS
+from supersub_tf.tables import text_table
+
+# Function-level imports here are of TensorFlow and of the modules that import it when
+# they load (the SavedModel export, the in-process pipeline): listing files, reading a
+# LiteRT export or a bad command line never waits for TensorFlow.
 
 # IMAGE_SUFFIXES (what a folder is searched for; an explicit file of any suffix is tried
 # anyway) is the LiteRT runtime's, so both ways of classifying a folder find the same files.
@@ -120,10 +134,6 @@ def read_image(path: str | os.PathLike, size: int) -> np.ndarray:
         DataError: Naming the file, when it cannot be read or decoded.
     """
     import tensorflow as tf
-    from PIL import Image, UnidentifiedImageError
-
-    from supersub_tf.data.examples import decode_image
-    from supersub_tf.data.pipeline import resize
 
     try:
         with Image.open(path) as image:
@@ -155,21 +165,17 @@ class _SystemModel:
     kind = "stored system"
 
     def __init__(self, path: Path) -> None:
-        from supersub_tf.deltas.storage import load_system
         from supersub_tf.export.savedmodel import normalization_of
         from supersub_tf.supersub.pipeline import SuperSubPipeline
-        from supersub_tf.supersub.routing import ALL_ROUTINGS
 
         system = load_system(path)
         self.hierarchy = system.hierarchy
         self.image_size = int(system.backbone["image_size"])
         self.normalization = normalization_of(system)
         self.pipeline = SuperSubPipeline.from_system(system)
-        self.routings = tuple(r for r in ALL_ROUTINGS if r != "oracle")
+        self.routings = INFERENCE_ROUTINGS
 
     def predict(self, images: np.ndarray, routing: str, k: int) -> dict[str, np.ndarray]:
-        from supersub_tf.data.pipeline import normalize
-
         result = self.pipeline.predict(normalize(images, self.normalization).numpy(),
                                        routing=routing, k=k)
         return {"superclass_probs": result.superclass_probs, "fine_probs": result.fine_probs,
@@ -215,14 +221,11 @@ class _LiteRTModel:
     kind = "LiteRT export"
 
     def __init__(self, path: Path) -> None:
-        from supersub_tf.export import litert_runtime
-        from supersub_tf.export.tflite import open_export
-
         self.runtime = open_export(path)
         self.image_size = self.runtime.image_size
         self.hierarchy = Hierarchy.from_dict(self.runtime.manifest["hierarchy"],
                                              source=str(path / MANIFEST))
-        self.routings = tuple(r for r in litert_runtime.ROUTINGS if r != "oracle")
+        self.routings = tuple(r for r in litert_runtime.ROUTINGS if r in INFERENCE_ROUTINGS)
 
     def predict(self, images: np.ndarray, routing: str, k: int) -> dict[str, np.ndarray]:
         return self.runtime.predict(images, routing=routing, k=k)
@@ -258,8 +261,6 @@ def model_kind(root: Path) -> str:
             JSON (line and column) or of no model format. (Each kind's own loader then
             names a missing or corrupt file the manifest lists.)
     """
-    from supersub_tf.manifest_files import read_manifest_json
-
     if not root.exists():
         raise DataError(f"{root}: no such folder; expected {_MODEL_FOLDERS}")
     if not root.is_dir():
@@ -328,8 +329,6 @@ def _read_image_noting_large(path: Path, size: int) -> np.ndarray:
     classified like any other, so the warning becomes a ``[predict]`` note naming the
     file, on the standard error like the summary. Other warnings pass through unchanged.
     """
-    from PIL import Image
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", Image.DecompressionBombWarning)
         pixels = read_image(path, size)
@@ -370,8 +369,6 @@ def format_predictions(records: Sequence[ImagePrediction], fmt: str) -> str:
         return out.getvalue()
     if fmt != "table":
         raise DataError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    from supersub_tf.tables import text_table
-
     rows = []
     for r in records:
         if r.error:  # the file is in the first column already
@@ -400,8 +397,6 @@ def check_output(output: str | os.PathLike, fmt: str = "table") -> None:
         OutputError: Naming the path, when it is a folder, lies under a file, or its
             nearest existing folder cannot be written (permission, read-only filesystem).
     """
-    from supersub_tf.atomic import landing_folder
-
     target = Path(output)
     if target.is_dir():
         suffix = {"table": "txt"}.get(fmt, fmt)
@@ -423,8 +418,6 @@ def run_predict(model_path: str, inputs: Sequence[str], *, routing: str = "hard"
         DataError: When the model cannot be opened or a setting is invalid.
         OutputError: When ``output`` cannot be written (checked before classifying).
     """
-    from supersub_tf.atomic import atomic_write_text
-
     if fmt not in FORMATS:
         raise DataError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if top_k < 1 or k < 1:

@@ -29,7 +29,12 @@ def is_interactive(stream: IO[str]) -> bool:
             return True
     except (AttributeError, ValueError):
         return False
-    return "ipykernel" in sys.modules
+    if "IPython" not in sys.modules:  # never imported: not a notebook
+        return False
+    from IPython import get_ipython
+
+    # A Jupyter kernel's shell, not merely ipykernel imported (papermill, tests)
+    return type(get_ipython()).__name__ == "ZMQInteractiveShell"
 
 
 class Progress:

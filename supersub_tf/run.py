@@ -472,17 +472,19 @@ def _run_all(config: RunConfig, run_dir: Path, log) -> Path:
     if config.networks:
         train_stage(config, source=source, log=log)
         invocations.mark()
+    supersub = {}
     if "supersub" in config.networks:
-        supersub_stage(config, source, log)
+        supersub = supersub_stage(config, source, log)
         invocations.mark()
         if config.export.enabled:
             export_stage(config, source, log)
             invocations.mark()
-    report = analyze_run(config, run_dir, source, log, started=start,
-                         legs=invocations.mark())
-    table = report.read_text().split("## The Super-Sub pipeline")
-    if len(table) > 1:  # the comparison table, also in the log
-        log("\n".join(line for line in table[1].splitlines() if line.startswith("|")))
+    analyze_run(config, run_dir, source, log, started=start, legs=invocations.mark())
+    if supersub:  # the report's comparison table, also in the log
+        from supersub_tf.analysis.report import supersub_table
+
+        vanilla = finished_networks(run_dir).get("vanilla", {})
+        log(supersub_table(supersub, vanilla.get("top1")))
     elapsed = time.time() - start
     legs = invocations.mark()
     log(f"[run] {run_dir} finished in {elapsed:.0f} s"

@@ -115,6 +115,12 @@ class SuperclassingSpec:
             raise HierarchyError(f"{p}: cannot parse ({err})") from None
         return cls.from_dict(data, source=str(p))
 
+    def explicit_class_ids(self) -> list[str]:
+        """The subclass ids the spec lists itself, in order: the whole class list of a
+        ``classes: explicit`` spec (CIFAR-100's coarse classes). The other ``classes``
+        values name a dataset, whose list :func:`supersub_tf.data.spec_class_ids` reads."""
+        return [cid for s in self.superclasses for cid in s.subclasses]
+
 
 def _as_tuple(value: Any) -> tuple[str, ...]:
     if value is None:

@@ -336,9 +336,9 @@ def test_plots_write_pngs_without_touching_pyplot(tmp_path, toy):
 
 def test_confusion_names_the_superclass_blocks_on_both_axes(tmp_path, monkeypatch):
     saved = []
-    real_save = plots._save
-    monkeypatch.setattr(plots, "_save", lambda fig, path, dpi=110: (saved.append(fig),
-                                                                     real_save(fig, path))[1])
+    real_save = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, dpi=110: (
+        saved.append(fig), real_save(fig, path))[1])
     big = np.random.default_rng(0).integers(0, 5, (40, 40))  # too big for class labels
     plots.plot_confusion(big, [f"c{i}" for i in range(40)], tmp_path / "big.png", "big",
                          block_sizes=[10, 10, 20], block_names=["dog", "bird", "vehicle"])

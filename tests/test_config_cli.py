@@ -335,3 +335,53 @@ def test_console_shows_no_tensorflow_startup_lines(tmp_path):
                   "cuInit", "port.cc"):
         assert noise not in done.stderr, done.stderr
     assert not re.search(r"^[IWEF]\d{4} ", done.stderr, re.M), done.stderr  # no C++ log line
+
+
+def test_bit_widths_have_one_check_and_one_list():
+    """``choices.check_bits`` is the one check of a bit width: the config, the delta sets
+    and the packing raise its message (each with its own exception class)."""
+    import numpy as np
+
+    from supersub_tf.choices import DELTA_BITS, check_bits
+    from supersub_tf.config import parse_bits
+    from supersub_tf.deltas.delta_set import QuantizedTensor
+    from supersub_tf.deltas.packing import pack_codes
+
+    assert DELTA_BITS == (2, 3, 4, 5, 6, 7, 8)
+    assert [parse_bits(b) for b in ("float", None, "FP32", "2", 8, np.int64(5))] == [
+        None, None, None, 2, 8, 5]
+    rule = "must be an integer from 2 to 8, got 9"
+    for bad in (9, 1, "4", 4.5, True):
+        with pytest.raises(ValueError, match="delta bits must be an integer from 2 to 8"):
+            check_bits(bad)
+    with pytest.raises(ConfigError, match="deltas.bits entries must be float or an integer "
+                                          "from 2 to 8, got 9"):
+        load_config(None, ["deltas.bits=[4, 9]"])
+    with pytest.raises(ConfigError, match="got 'eight'"):
+        parse_bits("eight")
+    with pytest.raises(ValueError, match=f"delta bits {rule}"):
+        QuantizedTensor.quantize(np.ones((1, 1, 1, 2)), 9)
+    with pytest.raises(ValueError, match=f"delta bits {rule}"):
+        pack_codes(np.zeros(4, np.int8), 9)
+
+
+def test_normalisation_modes_are_one_list():
+    from supersub_tf.choices import NORMALIZATIONS
+    from supersub_tf.data.pipeline import normalization_constants
+
+    assert NORMALIZATIONS == ("imagenet", "unit", "none")
+    assert [normalization_constants(m)[0] for m in NORMALIZATIONS] == [255.0, 255.0, 1.0]
+    with pytest.raises(ConfigError, match="data.normalization must be one of imagenet, "
+                                          "unit, none, got 'zscore'"):
+        load_config(None, ["data.normalization=zscore"])
+    with pytest.raises(ConfigError, match="normalization must be one of imagenet, unit, "
+                                          "none, got 'zscore'"):
+        normalization_constants("zscore")
+
+
+def test_predict_help_lists_the_routing_registry():
+    done = subprocess.run([sys.executable, "-m", "supersub_tf", "predict", "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "--routing {hard,topk,soft,gated}" in done.stdout
+    assert "soft: every specialist, weighted by p(superclass)" in " ".join(done.stdout.split())

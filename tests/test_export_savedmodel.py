@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from supersub_tf.choices import SAVEDMODEL_ROUTINGS
 from supersub_tf.deltas.delta_set import DeltaSet, QuantizedTensor
 from supersub_tf.deltas.packing import pack_codes
 from supersub_tf.deltas.storage import SuperSubSystem, load_system, save_system
@@ -448,11 +449,14 @@ def test_size_stays_near_storage_not_n_plus_1_networks(exported, system_dir):
     assert "SavedModel / system" in format_export_size_report(report)
 
 
-@pytest.mark.parametrize("routing", ["hard", "soft"])
-def test_vanilla_stage_one_exports_hard_and_soft_routing(generalist, images, routing):
-    """A system on the vanilla network (base: vanilla): stage 1 is a fine-class head whose
-    probabilities the graph sums per superclass; hard and soft routing both equal the
-    in-process pipeline."""
+@pytest.mark.parametrize("stage_one", ["fine", "superclass"])
+@pytest.mark.parametrize("routing", SAVEDMODEL_ROUTINGS)  # the graph's EXPORT_ROUTINGS
+def test_each_routing_the_graph_declares_equals_routing_py(generalist, images, routing,
+                                                          stage_one):
+    """Every mode the SavedModel declares (EXPORT_ROUTINGS: hard, soft) answers as
+    ``supersub/routing.py`` does in the in-process pipeline, with a generalist stage 1
+    and with the vanilla network's (``base: vanilla``: a fine-class head whose
+    probabilities the graph sums per superclass)."""
     import tf_keras as keras
 
     from supersub_tf.data.pipeline import normalize
@@ -461,21 +465,37 @@ def test_vanilla_stage_one_exports_hard_and_soft_routing(generalist, images, rou
     from supersub_tf.supersub.pipeline import SuperSubPipeline
 
     hierarchy = make_hierarchy()
-    keras.utils.set_random_seed(2)
-    vanilla = with_head(generalist, hierarchy.num_classes)   # the same trunk, a fine head
-    spread_head(vanilla, images, "imagenet", hierarchy.num_classes)
+    if stage_one == "fine":
+        keras.utils.set_random_seed(2)
+        network = with_head(generalist, hierarchy.num_classes)  # the same trunk, a fine head
+        spread_head(network, images, "imagenet", hierarchy.num_classes)
+        settings = {"bits": 4, "base": "vanilla"}
+    else:
+        network, settings = generalist, {"bits": 4}
     backbone = {"model": "resnet8", "width": 0.5, "image_size": IMAGE_SIZE,
                 "normalization": "imagenet"}
-    system = SuperSubSystem(Path("in-memory"), hierarchy, backbone,
-                            {"bits": 4, "base": "vanilla"}, vanilla,
-                            make_delta_sets(vanilla, 4, seed=3))
-    assert system.stage_one_head == "fine"
+    system = SuperSubSystem(Path("in-memory"), hierarchy, backbone, settings, network,
+                            make_delta_sets(network, 4, seed=3))
+    assert system.stage_one_head == stage_one
     outputs = {k: v.numpy() for k, v in SuperSubModule(system, routing).serve(images).items()}
     expected = SuperSubPipeline.from_system(system).predict(
         normalize(images, "imagenet").numpy(), routing)
     assert_matches_pipeline(outputs, expected, hierarchy, spread=routing == "hard")
     if routing == "soft":   # every block is weighted by its p(superclass)
         np.testing.assert_allclose(outputs["fine_probs"].sum(1), 1.0, atol=1e-5)
+
+
+def test_the_graph_refuses_every_mode_it_does_not_declare(generalist):
+    from supersub_tf.errors import ExportError
+    from supersub_tf.export.savedmodel import EXPORT_ROUTINGS, SuperSubModule
+    from supersub_tf.supersub.routing import ALL_ROUTINGS
+
+    system = in_memory_system(generalist, 4)
+    others = [mode for mode in ALL_ROUTINGS if mode not in EXPORT_ROUTINGS]
+    assert others == ["topk", "gated", "oracle"]
+    for mode in others:
+        with pytest.raises(ExportError, match=f"routes hard or soft, not '{mode}'"):
+            SuperSubModule(system, mode)
 
 
 def test_soft_export_of_catch_all_specialists_is_refused(system_dir, tmp_path):

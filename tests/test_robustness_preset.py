@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from supersub_tf.errors import HierarchyError
-from supersub_tf.presets import PRESET_DIR, build_preset, imagenet1k_classes, load_preset
+from supersub_tf.data.class_lists import imagenet1k_classes, read_class_ids
+from supersub_tf.presets import PRESET_DIR, build_preset, load_preset
 from supersub_tf.superclassing import SuperclassingSpec, build_hierarchy
 from supersub_tf.wordnet import WORDNET_DB_DIR, WordNet
 
@@ -112,6 +113,7 @@ def test_regenerates_byte_for_byte(source, shared_data, tmp_path):
         pytest.skip("WordNet 3.0 database absent")
     path = WORDNET_DB_DIR if source == "wordnet3" else shared_data / "imagenet-meta"
     _, out = build_preset(NAME, wordnet_source=source, wordnet_path=path,
-                          classes_path=shared_data / "imagenet-meta" / "synset_words.txt",
+                          class_ids=read_class_ids(shared_data / "imagenet-meta" /
+                                                   "synset_words.txt"),
                           output=tmp_path / f"{NAME}.json")
     assert out.read_bytes() == (PRESET_DIR / f"{NAME}.json").read_bytes()

@@ -119,3 +119,82 @@ def test_gated_keeps_stage_ones_answer_above_tau_and_asks_specialists_below():
     # Over tau: 0 passes (vanilla alone) at tau 0, top-k on every image above 1.
     curve = gated_curve(sup, SUB, FINE, H, k=2, taus=np.array([0.0]), stage_one_fine=fine)
     assert [(p["top1"], p["specialist_passes"]) for p in curve] == [(0.5, 0.0), (1.0, 2.0)]
+
+
+# ------------------------------------------------------------------------- the registry
+def test_the_registry_is_the_one_list_of_modes():
+    """Every mode is one RoutingMode; the tuples, the command line's choices and help,
+    and the report's columns are read from it."""
+    from supersub_tf.analysis.report import supersub_table
+    from supersub_tf.cli import build_parser
+    from supersub_tf.supersub import routing
+
+    assert tuple(routing.MODES) == routing.ALL_ROUTINGS == ("hard", "topk", "soft", "gated",
+                                                           "oracle")
+    assert routing.INFERENCE_ROUTINGS == ("hard", "topk", "soft", "gated")
+    assert routing.routing_mode("topk").label == "top-k"
+    assert not routing.routing_mode("oracle").weighted
+    with pytest.raises(ValueError, match=r"routing must be one of \('hard', 'topk', 'soft', "
+                                         r"'gated', 'oracle'\), got 'mixed'"):
+        routing.routing_mode("mixed")
+    predict = build_parser()._subparsers._group_actions[0].choices["predict"]
+    [option] = [a for a in predict._actions if a.dest == "routing"]
+    assert tuple(option.choices) == routing.INFERENCE_ROUTINGS
+    for name in routing.INFERENCE_ROUTINGS:
+        assert f"{name}: {routing.MODES[name].summary}" in option.help
+    result = {"routing": {name: {"top1": 0.5, "errors_from_stage1": 0.25}
+                          for name in routing.MODES},
+              "storage": {"a": 0.125, "a_n_plus_1": 1.5}}
+    header = supersub_table({"4bit": result}, 0.4).splitlines()[0]
+    assert header.split("|")[2:7] == [" top-1 hard ", " top-1 top-k ", " top-1 soft ",
+                                      " top-1 gated ", " top-1 oracle "]
+
+
+def test_each_mode_routes_through_its_registry_entry(monkeypatch):
+    """routes_for dispatches to the mode's own function: a registered mode is all a new
+    routing needs (here one that routes every image to superclass b)."""
+    from supersub_tf.supersub import routing
+
+    always_b = routing.RoutingMode("always_b", "always b", "superclass b",
+                                   lambda sup, k, truth, tau, fine: np.ones((len(sup), 1), int))
+    monkeypatch.setitem(routing.MODES, "always_b", always_b)
+    assert routes_for(SUPER, "always_b").tolist() == [[1], [1]]
+    for name, expected in (("hard", [[0], [0]]), ("topk", [[0, 1], [0, 1]]),
+                           ("soft", [[0, 1], [0, 1]]), ("gated", [[0, -1], [0, 1]]),
+                           ("oracle", [[0], [1]])):
+        assert routes_for(SUPER, name, 2, np.array([0, 1]), tau=0.6).tolist() == expected
+
+
+def test_the_main_job_logs_the_comparison_table_from_its_results(tmp_path, monkeypatch):
+    """run.py logs the report's Super-Sub table built from the stage's results (no
+    report.md is read back: here none is even written)."""
+    import json
+    from types import SimpleNamespace
+
+    from supersub_tf import run
+    from supersub_tf.analysis.report import supersub_table
+    from supersub_tf.config import load_config
+    from supersub_tf.supersub.routing import MODES
+
+    results = {"4bit": {"routing": {name: {"top1": 0.5 + i / 100, "errors_from_stage1": 0.2}
+                                    for i, name in enumerate(MODES)},
+                        "storage": {"a": 0.1, "a_n_plus_1": 1.4}}}
+    source = SimpleNamespace(description="toy", hierarchy=SimpleNamespace(name="toy"))
+    monkeypatch.setattr(run, "create_source", lambda data: source)
+    monkeypatch.setattr(run, "data_stage", lambda *a, **k: None)
+    monkeypatch.setattr(run, "train_stage", lambda *a, **k: {})
+    monkeypatch.setattr(run, "supersub_stage", lambda *a, **k: results)
+    monkeypatch.setattr(run, "analyze_run", lambda *a, **k: tmp_path / "no_report.md")
+    config = load_config(None, [f"output_dir={tmp_path}", "name=toy", "export.enabled=false",
+                                "data.preset=toy"])
+    run_dir = tmp_path / "toy"
+    (run_dir / "vanilla").mkdir(parents=True)
+    (run_dir / "vanilla" / "metrics.json").write_text(json.dumps({"top1": 0.45}))
+    lines = []
+    run._run_all(config, run_dir, lines.append)
+    table = supersub_table(results, 0.45)
+    assert table in lines
+    assert table.splitlines()[2:] == [
+        "| vanilla network | 0.450 | - | - | - | - | - | - | - | - |",
+        "| Super-Sub, 4bit deltas | 0.500 | 0.510 | 0.520 | 0.530 | 0.540 | 0.200 | 0.100 "
+        "| 1.400 |"]

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from supersub_tf.data import build_spec, load_hierarchy, spec_class_ids
+from supersub_tf.data.class_lists import read_class_ids
 from supersub_tf.errors import DataError, HierarchyError
 from supersub_tf.presets import PRESET_DIR, build_preset, list_presets, load_preset
 from supersub_tf.superclassing import SuperclassingSpec, build_hierarchy
@@ -130,8 +132,10 @@ def test_presets_regenerate_byte_for_byte(name, source, shared_data, tmp_path):
         classes = shared_data / "imagenet-meta" / "synset_words.txt"
     if name == "tiny_imagenet_10":
         classes = shared_data / "tiny-imagenet-67.zip"
-    _, out = build_preset(name, wordnet_source=source, wordnet_path=path,
-                          classes_path=classes, output=tmp_path / f"{name}.json")
+    class_ids = (read_class_ids(classes) if classes else
+                 spec_class_ids(name, meta_dir=path if source == "imagenet" else None))
+    _, out = build_preset(name, class_ids=class_ids, wordnet_source=source, wordnet_path=path,
+                          output=tmp_path / f"{name}.json")
     assert out.read_bytes() == (PRESET_DIR / f"{name}.json").read_bytes()
 
 
@@ -139,7 +143,7 @@ def test_load_preset_from_user_files(tmp_path, shared_data, monkeypatch):
     monkeypatch.setenv("SUPERSUB_DATA_DIR", str(shared_data))
     spec = tmp_path / "pets.yaml"
     spec.write_text("name: pets\nsuperclasses:\n  dog: n02084071\n  cat: n02121620\n")
-    h = load_preset(spec)
+    h = load_hierarchy(spec)
     assert h.name == "pets" and dict(h.summary_rows()) == {"dog": 118, "cat": 7}
     h.save(tmp_path / "pets.json")
     assert load_preset(tmp_path / "pets.json") == h
@@ -152,7 +156,7 @@ def test_preset_builds_without_imagenet_metadata(tmp_path, monkeypatch):
     """On a machine with only WordNet 3.0 (Colab), 'auto' falls back to it and to the
     ImageNet class list tensorflow-datasets ships."""
     monkeypatch.setenv("SUPERSUB_DATA_DIR", str(tmp_path))
-    hierarchy, _ = build_preset("superclassing_imagenet")
+    hierarchy = build_spec("superclassing_imagenet").hierarchy
     assert hierarchy.to_json() == (PRESET_DIR / "superclassing_imagenet.json").read_text()
 
 
@@ -160,7 +164,7 @@ def test_spec_json_is_built_not_loaded(tmp_path, shared_data, monkeypatch):
     monkeypatch.setenv("SUPERSUB_DATA_DIR", str(shared_data))
     spec = tmp_path / "spec.json"
     spec.write_text('{"name": "felines", "superclasses": {"cat": "n02121620"}}')
-    assert load_preset(spec).num_classes == 7
+    assert load_hierarchy(spec).num_classes == 7
 
 
 # A user's spec over a dataset that holds only some ImageNet classes (issue 22): an
@@ -251,3 +255,53 @@ def test_a_spec_over_data_lacking_every_class_of_a_superclass_names_it(tmp_path,
     assert built.hierarchy.left_out == (("n02115641", "n02115641"),)
     with pytest.raises(HierarchyError, match="superclass 'dog' has no subclasses"):
         build_over_data(spec, ["n01440764"])
+
+
+def _imports_of(path: Path) -> set[str]:
+    """The supersub_tf modules a source file imports (anywhere in it, lazily or not)."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return {name for name in found if name.startswith("supersub_tf")}
+
+
+def test_presets_read_no_dataset():
+    """presets takes a plain list of class ids: neither it nor anything it imports
+    reaches supersub_tf.data (which imports presets), so the two form no import cycle."""
+    import supersub_tf
+
+    package = Path(supersub_tf.__file__).parent
+
+    def file_of(module: str) -> Path | None:
+        base = package.parent.joinpath(*module.split("."))
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+        return None  # a name imported from a module, not a module
+
+    seen, todo = set(), ["supersub_tf.presets"]
+    while todo:
+        module = todo.pop()
+        if module in seen or (path := file_of(module)) is None:
+            continue
+        seen.add(module)
+        todo += sorted(_imports_of(path))
+    assert "supersub_tf.presets" in seen and "supersub_tf.superclassing" in seen
+    assert not [m for m in seen if m == "supersub_tf.data" or m.startswith("supersub_tf.data.")]
+    assert "supersub_tf.presets" in _imports_of(package / "data" / "__init__.py")
+
+
+def test_every_class_source_of_a_spec_has_a_reader():
+    """Each ``classes:`` value a spec may name is read by data.spec_class_ids: through a
+    source's class_ids_in_data, or one of the two lists it reads itself."""
+    from supersub_tf.data import SPEC_CLASS_DATASETS, source_class
+    from supersub_tf.superclassing import CLASS_SOURCES
+
+    assert set(CLASS_SOURCES) == {*SPEC_CLASS_DATASETS, "explicit", "imagenet1k"}
+    for dataset in SPEC_CLASS_DATASETS.values():
+        assert "class_ids_in_data" in vars(source_class(dataset))  # its own, not the base's

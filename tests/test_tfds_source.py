@@ -14,7 +14,7 @@ import pytest
 
 import supersub_tf  # noqa: F401  (selects tf_keras before TensorFlow is imported)
 from supersub_tf.config import DataConfig
-from supersub_tf.data import load_dataset
+from supersub_tf.data import create_source, load_dataset
 from supersub_tf.data.tfds_source import (CIFAR100_FINE_NAMES, TfdsSource, carve_test,
                                           first_per_class)
 from supersub_tf.errors import ConfigError, DataError
@@ -284,3 +284,32 @@ def test_imagenet2012_not_prepared_names_manual_archives(tmp_path):
     manual = tmp_path / "data" / "tensorflow_datasets" / "downloads" / "manual"
     assert "ILSVRC2012_img_train.tar" in message and "ILSVRC2012_img_val.tar" in message
     assert str(manual) in message
+
+
+def test_lists_its_classes_from_the_builders_metadata(tmp_path):
+    """class_ids_in_data: the builder's label names, read without the data (CIFAR-100's
+    numeric names as its fine names), what a user's spec is built over."""
+    assert (TfdsSource.class_ids_in_data(make_config(tmp_path, "cifar100", ""))
+            == list(CIFAR100_FINE_NAMES))
+    names = TfdsSource.class_ids_in_data(make_config(tmp_path, "imagenette/160px-v2", ""))
+    assert len(names) == 10 and sorted(names) == sorted(load_preset("imagenette_3").class_ids)
+    with pytest.raises(ConfigError, match="unsupported tfds builder 'mnist'"):
+        TfdsSource.class_ids_in_data(make_config(tmp_path, "mnist", ""))
+
+
+def test_a_spec_file_is_built_over_the_builders_classes(tmp_path):
+    """A spec naming a class the builder lacks (durian) is built over the classes the
+    builder has: the durian is reported, not required, and the other 96 classes are
+    named as left out."""
+    spec = tmp_path / "fruit.yaml"
+    spec.write_text("name: fruit\nclasses: explicit\nsuperclasses:\n"
+                    "  fruit: {subclasses: [apple, pear, durian]}\n"
+                    "  tree: {subclasses: [oak_tree, maple_tree]}\n")
+    with mock(8):
+        source = create_source(make_config(tmp_path, "cifar100", str(spec)))
+    assert {s.name: sorted(c.id for c in s.subclasses)
+            for s in source.hierarchy.superclasses} == {"fruit": ["apple", "pear"],
+                                                        "tree": ["maple_tree", "oak_tree"]}
+    left_out, absent = source.notes
+    assert left_out.startswith("96 class(es) of the dataset fall in no superclass of fruit")
+    assert source.note_names[absent] == ["durian (durian): fruit"]

@@ -196,3 +196,18 @@ def test_a_users_spec_reports_the_classes_it_leaves_out(tmp_path, shared_data, m
     assert note.startswith("2 class(es) of the dataset fall in no superclass of dogs")
     assert "n01443537 (goldfish" in note and "n04146614 (school bus" in note
     assert split_counts(source)["notes"] == source.notes
+
+
+def test_lists_its_classes_for_a_spec(tmp_path):
+    """The source says which classes it holds (wnids.txt, in its order); a spec of
+    ``classes: tiny_imagenet`` is built over the archive of the run's data.path."""
+    from supersub_tf.data import spec_class_ids
+    from supersub_tf.data.tiny_imagenet import TinyImageNetSource
+
+    archive = write_tiny_imagenet(tmp_path / "t.zip")
+    assert TinyImageNetSource.class_ids_in_data(config(archive)) == list(TINY_CLASSES)
+    spec = tmp_path / "dogs.yaml"
+    spec.write_text("name: dogs\nclasses: tiny_imagenet\nsuperclasses:\n  dog: n02084071\n")
+    assert spec_class_ids(spec, config=config(archive)) == list(TINY_CLASSES)
+    with pytest.raises(DataError, match="Tiny ImageNet not found at"):
+        TinyImageNetSource.class_ids_in_data(config(tmp_path / "absent.zip"))

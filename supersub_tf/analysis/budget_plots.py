@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from supersub_tf.analysis.plots import _new_figure, _save
+from supersub_tf.analysis.plots import new_figure, save_figure
 from supersub_tf.atomic import atomic_write_text
 from supersub_tf.tables import markdown_table, pct, points
 
@@ -24,7 +24,7 @@ def plot_budget(records: list[dict[str, Any]], path: str | os.PathLike) -> Path:
     """Super-Sub minus the point's vanilla network (solid) and minus the compute-matched
     vanilla network (dashed), in points of top-1, against the budget and against stage
     1's superclass accuracy, one colour per routing; zero is where they cross."""
-    fig = _new_figure(10.0, 4.0)
+    fig = new_figure(10.0, 4.0)
     by_budget, by_router = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     epochs = [r["epochs"] for r in records]
     stage_one = [100 * _stage_one_accuracy(r) for r in records]
@@ -48,7 +48,7 @@ def plot_budget(records: list[dict[str, Any]], path: str | os.PathLike) -> Path:
     by_budget.set_xlabel("training budget (epochs of each network)")
     by_router.set_xlabel("stage 1 superclass accuracy (%)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _points(difference: float) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from supersub_tf.accuracy import as_labels, as_probs, check_same_length, topk_accuracy
 from supersub_tf.errors import DataError
 from supersub_tf.hierarchy import Hierarchy
 from supersub_tf.wordnet import WordNet
@@ -25,53 +26,19 @@ from supersub_tf.wordnet import WordNet
 # ------------------------------------------------------------------------------ checks
 
 
-def _as_labels(labels: Any, num_classes: int, what: str = "labels") -> np.ndarray:
-    """Returns ``labels`` as int64 ``[N]``; raises ValueError on a bad shape or value."""
-    arr = np.asarray(labels)
-    if arr.ndim != 1:
-        raise ValueError(f"{what} must be a 1-D array of class indices, got shape {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{what} must be integers, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64)
-    bad = (arr < 0) | (arr >= num_classes)
-    if bad.any():
-        raise ValueError(f"{what} contain {int(arr[bad][0])}, outside 0..{num_classes - 1}")
-    return arr
-
-
-def _as_probs(probs: Any, num_classes: int | None = None) -> np.ndarray:
-    """Returns ``probs`` as float64 ``[N, C]``; raises ValueError on a bad shape."""
-    arr = np.asarray(probs)
-    if not np.issubdtype(arr.dtype, np.floating):
-        arr = arr.astype(np.float64)  # float32 softmax outputs are used as they are
-    if arr.ndim != 2:
-        raise ValueError(f"probabilities must be [N, C], got shape {arr.shape}")
-    if num_classes is not None and arr.shape[1] != num_classes:
-        raise ValueError(f"probabilities have {arr.shape[1]} classes but the hierarchy has "
-                         f"{num_classes}")
-    return arr
-
-
-def _check_same_length(a: np.ndarray, b: np.ndarray, what: str) -> None:
-    if len(a) != len(b):
-        raise ValueError(f"{what}: {len(a)} vs {len(b)} entries; they must match")
-    if not len(a):
-        raise ValueError(f"{what}: no images to evaluate")
-
-
 def _fine_inputs(fine_probs: Any, fine_labels: Any, hierarchy: Hierarchy
                  ) -> tuple[np.ndarray, np.ndarray]:
-    probs = _as_probs(fine_probs, hierarchy.num_classes)
-    labels = _as_labels(fine_labels, hierarchy.num_classes, "fine labels")
-    _check_same_length(probs, labels, "probabilities and labels")
+    probs = as_probs(fine_probs, hierarchy.num_classes)
+    labels = as_labels(fine_labels, hierarchy.num_classes, "fine labels")
+    check_same_length(probs, labels, "probabilities and labels")
     return probs, labels
 
 
 def _fine_pairs(fine_labels: Any, fine_predictions: Any, hierarchy: Hierarchy
                 ) -> tuple[np.ndarray, np.ndarray]:
-    labels = _as_labels(fine_labels, hierarchy.num_classes, "fine labels")
-    preds = _as_labels(fine_predictions, hierarchy.num_classes, "fine predictions")
-    _check_same_length(labels, preds, "labels and predictions")
+    labels = as_labels(fine_labels, hierarchy.num_classes, "fine labels")
+    preds = as_labels(fine_predictions, hierarchy.num_classes, "fine predictions")
+    check_same_length(labels, preds, "labels and predictions")
     return labels, preds
 
 
@@ -87,23 +54,10 @@ def _share(part: int, whole: int) -> float:
 
 
 # ------------------------------------------------------------------------------ accuracy
-
-
-def topk_accuracy(probs: Any, labels: Any, k: int = 1) -> float:
-    """Fraction of images whose true class is among the ``k`` highest probabilities.
-
-    Ties straddling the k-th place count as hits (as ``tf.math.in_top_k`` does): an image
-    is a hit when fewer than ``k`` classes score strictly higher than its true class.
-    ``k >= C`` therefore gives 1.0.
-    """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    p = _as_probs(probs)
-    y = _as_labels(labels, p.shape[1])
-    _check_same_length(p, y, "probabilities and labels")
-    true_score = p[np.arange(len(y)), y]
-    higher = (p > true_score[:, None]).sum(axis=1)
-    return float(np.mean(higher < k))
+# topk_accuracy (imported above, and part of this module's API) lives in
+# supersub_tf.accuracy, below the training layer, which scores its networks with it.
+# TensorFlow is imported only inside confusion_matrix, so that the rest of the analysis
+# of saved predictions runs without loading it.
 
 
 def confusion_matrix(labels: Any, predictions: Any, num_classes: int) -> np.ndarray:
@@ -111,8 +65,8 @@ def confusion_matrix(labels: Any, predictions: Any, num_classes: int) -> np.ndar
 
     Computed by ``tf.math.confusion_matrix``, so it agrees with TensorFlow's metrics.
     """
-    y = _as_labels(labels, num_classes, "labels")
-    p = _as_labels(predictions, num_classes, "predictions")
+    y = as_labels(labels, num_classes, "labels")
+    p = as_labels(predictions, num_classes, "predictions")
     if len(y) != len(p):
         raise ValueError(f"labels and predictions: {len(y)} vs {len(p)} entries")
     import tensorflow as tf
@@ -137,7 +91,7 @@ def superclass_confusion(fine_confusion: Any, hierarchy: Hierarchy) -> np.ndarra
 
 def superclass_probs(fine_probs: Any, hierarchy: Hierarchy) -> np.ndarray:
     """Superclass probabilities ``[N, S]``: the sum of each superclass's fine probabilities."""
-    probs = _as_probs(fine_probs, hierarchy.num_classes)
+    probs = as_probs(fine_probs, hierarchy.num_classes)
     return probs @ _membership(hierarchy).astype(probs.dtype)
 
 
@@ -166,7 +120,7 @@ def chance_within_share(fine_labels: Any, hierarchy: Hierarchy) -> float:
     ``n_sub(s) - 1`` siblings with probability ``(n_sub(s) - 1) / (C - 1)``; this is the
     mean of that over the images, the baseline for the paper's finding (i).
     """
-    labels = _as_labels(fine_labels, hierarchy.num_classes, "fine labels")
+    labels = as_labels(fine_labels, hierarchy.num_classes, "fine labels")
     c = hierarchy.num_classes
     if c < 2 or not len(labels):
         return 0.0

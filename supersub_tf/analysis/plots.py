@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from supersub_tf.atomic import atomic_path
 from supersub_tf.training.history import read_history
@@ -24,14 +26,14 @@ MAX_LABELLED_CLASSES = 30
 MAX_ANNOTATED_CLASSES = 12
 
 
-def _new_figure(width: float, height: float):
-    from matplotlib.figure import Figure
-
+def new_figure(width: float, height: float) -> Figure:
+    """A figure of ``width`` x ``height`` inches, without pyplot (no display, no current
+    figure, the backend untouched): every plot of the package starts from one."""
     return Figure(figsize=(width, height))
 
 
-def _save(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
-    """Writes ``fig`` to ``path`` as a PNG, atomically."""
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Writes ``fig`` to ``path`` as a PNG, atomically; returns the path."""
     out = Path(path)
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
@@ -84,7 +86,7 @@ def plot_confusion(matrix: Any, names: Sequence[str], path: str | os.PathLike,
         raise ValueError("block_names needs block_sizes, one name per block")
     values = row_normalize(m) if normalize else m.astype(np.float64)
     side = min(max(4.0, 0.32 * c + 2.5), 14.0)
-    fig = _new_figure(side + 1.2, side)
+    fig = new_figure(side + 1.2, side)
     ax = fig.subplots()
     image = ax.imshow(values, cmap="Blues", interpolation="nearest",
                       vmin=0.0, vmax=1.0 if normalize else max(float(values.max()), 1.0))
@@ -114,7 +116,7 @@ def plot_confusion(matrix: Any, names: Sequence[str], path: str | os.PathLike,
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _annotate_cells(ax, values: np.ndarray, normalize: bool) -> None:
@@ -145,7 +147,7 @@ def plot_misclassified(images: Sequence[np.ndarray] | np.ndarray, true_names: Se
         raise ValueError(f"columns must be >= 1, got {columns}")
     columns = min(columns, max(n, 1))
     rows = max(math.ceil(n / columns), 1)
-    fig = _new_figure(1.5 * columns + 0.2, 1.75 * rows + (0.4 if title else 0.0))
+    fig = new_figure(1.5 * columns + 0.2, 1.75 * rows + (0.4 if title else 0.0))
     axes = fig.subplots(rows, columns, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([])
@@ -162,7 +164,7 @@ def plot_misclassified(images: Sequence[np.ndarray] | np.ndarray, true_names: Se
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------------ curves
@@ -188,7 +190,7 @@ def plot_training_curves(histories: Mapping[str, str | os.PathLike], path: str |
         path: The PNG to write.
         title: Figure title.
     """
-    fig = _new_figure(11.0, 4.2)
+    fig = new_figure(11.0, 4.2)
     loss_ax, acc_ax = fig.subplots(1, 2)
     colors = [f"C{i % 10}" for i in range(len(histories))]
     for color, (run, csv_path) in zip(colors, histories.items()):
@@ -204,7 +206,6 @@ def plot_training_curves(histories: Mapping[str, str | os.PathLike], path: str |
             if f"val_{column}" in history:
                 ax.plot(epochs, history[f"val_{column}"], linestyle="-", marker=marker,
                         color=color, label=f"{run} val")
-    from matplotlib.ticker import MaxNLocator
 
     for ax, metric in ((loss_ax, "loss"), (acc_ax, "accuracy")):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -215,7 +216,7 @@ def plot_training_curves(histories: Mapping[str, str | os.PathLike], path: str |
             ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------------ specialists
@@ -242,7 +243,7 @@ def plot_specialists_vs_vanilla(rows: Sequence[Mapping[str, Any]], path: str | o
     names = [str(r["superclass"]) for r in rows]
     x = np.arange(len(rows))
     width = 0.8 / len(_BARS)
-    fig = _new_figure(max(5.0, 0.9 * len(rows) + 2.0), 4.2)
+    fig = new_figure(max(5.0, 0.9 * len(rows) + 2.0), 4.2)
     ax = fig.subplots()
     for i, (key, label) in enumerate(_BARS):
         values = [math.nan if r.get(key) is None else float(r[key]) for r in rows]
@@ -259,7 +260,7 @@ def plot_specialists_vs_vanilla(rows: Sequence[Mapping[str, Any]], path: str | o
     ax.legend(fontsize=7, loc="upper center", ncol=len(_BARS), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 __all__ = ["plot_confusion", "plot_misclassified", "plot_specialists_vs_vanilla",
@@ -277,7 +278,7 @@ def plot_storage_vs_accuracy(rows: Sequence[Mapping[str, Any]], path: str | os.P
         vanilla_top1: Drawn as a horizontal line (the network Super-Sub competes with).
         paper_a: The paper's storage factor, drawn as a vertical line.
     """
-    fig = _new_figure(6.0, 4.0)
+    fig = new_figure(6.0, 4.0)
     ax = fig.subplots()
     for row in sorted(rows, key=lambda r: r["a"]):
         ax.scatter(row["a"], 100 * row["hard_top1"], s=36, zorder=3,
@@ -297,4 +298,4 @@ def plot_storage_vs_accuracy(rows: Sequence[Mapping[str, Any]], path: str | os.P
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

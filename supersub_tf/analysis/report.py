@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 from supersub_tf.atomic import atomic_write_text
 from supersub_tf.data.summary import format_table
+from supersub_tf.supersub.routing import INFERENCE_ROUTINGS, MODES
 from supersub_tf.tables import markdown_table, pct, points
 
 
@@ -109,14 +110,6 @@ def supersub_section(results: dict[str, dict], vanilla_top1: float | None,
     overall under each routing mode, then per superclass under hard routing."""
     if not results:
         return []
-    rows = [["vanilla network", vanilla_top1, None, None, None, None, None, None, None]]
-    for tag, r in results.items():
-        routing, storage = r["routing"], r["storage"]
-        gated, soft = routing.get("gated"), routing.get("soft")
-        rows.append([f"Super-Sub, {tag} deltas", routing["hard"]["top1"],
-                     routing["topk"]["top1"], soft and soft["top1"], gated and gated["top1"],
-                     routing["oracle"]["top1"], routing["hard"]["errors_from_stage1"],
-                     storage["a"], storage["a_n_plus_1"]])
     passes = routing_rows(results)
     variants = [f"{tag}: " + ", ".join(v) for tag, r in results.items()
                 if (v := variant_notes(r))]
@@ -137,9 +130,7 @@ def supersub_section(results: dict[str, dict], vanilla_top1: float | None,
     return ["## The Super-Sub pipeline", "",
             design + " Storage counts a float32 network as 1: a system of N specialists "
             "costs a*N + 1 networks instead of N + 1.", "",
-            markdown_table(["system", "top-1 hard", "top-1 top-k", "top-1 soft",
-                            "top-1 gated", "top-1 oracle", "errors from stage 1", "a",
-                            "a*N + 1"], rows), "",
+            supersub_table(results, vanilla_top1), "",
             *([f"Variants of this system: {'; '.join(variants)}.", ""] if variants else []),
             *vanilla_comparison_lines(results),
             *(["Routing variants: accuracy against specialist passes per image (stage 1's "
@@ -149,6 +140,22 @@ def supersub_section(results: dict[str, dict], vanilla_top1: float | None,
             "Per superclass (top-1, hard routing):", "",
             markdown_table(["superclass", "vanilla", *results],
                            per_superclass_rows(results, vanilla_per_superclass)), ""]
+
+
+def supersub_table(results: dict[str, dict], vanilla_top1: float | None) -> str:
+    """The markdown table of Super-Sub's top-1 under each routing mode (the registry's,
+    :data:`~supersub_tf.supersub.routing.MODES`) per bit width, with the vanilla network,
+    hard routing's errors from stage 1 and the storage factor: the report's main table,
+    which the main job also logs."""
+    rows = [["vanilla network", vanilla_top1, *[None] * (len(MODES) + 3)]]
+    for tag, r in results.items():
+        routing, storage = r["routing"], r["storage"]
+        rows.append([f"Super-Sub, {tag} deltas",
+                     *(routing[name]["top1"] if name in routing else None for name in MODES),
+                     routing["hard"]["errors_from_stage1"], storage["a"],
+                     storage["a_n_plus_1"]])
+    return markdown_table(["system", *(f"top-1 {mode.label}" for mode in MODES.values()),
+                           "errors from stage 1", "a", "a*N + 1"], rows)
 
 
 def vanilla_comparison_lines(results: dict[str, dict]) -> list[str]:
@@ -165,7 +172,7 @@ def vanilla_comparison_lines(results: dict[str, dict]) -> list[str]:
         rows.append([f"{tag} deltas", base, c["vanilla_restricted_top1"],
                      r["routing"]["oracle"]["top1"], points(c.get("mean_oracle_gain")),
                      *(points(r["routing"][m]["top1"] - base) if m in r["routing"] else None
-                       for m in ("hard", "topk", "soft", "gated"))])
+                       for m in INFERENCE_ROUTINGS)])
         mixed = c.get("mixed_with_vanilla")
         if mixed:
             extra.append(f"{tag}: stage 2 as {mixed['specialist_weight']:g} x specialist + "
@@ -191,8 +198,9 @@ def vanilla_comparison_lines(results: dict[str, dict]) -> list[str]:
             "comparison at equal training compute (a vanilla network trained as many "
             "image passes, and an ensemble) is `benchmarks/equal_compute.py`'s.", "",
             markdown_table(["system", "vanilla", "vanilla restricted", "oracle",
-                            "mean oracle gain", "hard - vanilla", "top-k - vanilla",
-                            "soft - vanilla", "gated - vanilla"], rows), "",
+                            "mean oracle gain",
+                            *(f"{MODES[m].label} - vanilla" for m in INFERENCE_ROUTINGS)],
+                           rows), "",
             *[f"- {line}" for line in extra], *([""] if extra else [])]
 
 

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from supersub_tf.analysis.plots import _new_figure, _save
+from supersub_tf.analysis.plots import new_figure, save_figure
 from supersub_tf.atomic import atomic_write_text
 from supersub_tf.errors import DataError
 from supersub_tf.tables import markdown_table, pct
@@ -84,8 +85,6 @@ def _monotonic(points: Sequence[Mapping[str, Any]], key: str) -> bool:
 
 def _log_axis(axis) -> None:
     """Log scale with ticks at 1, 2 and 5 per decade in engineering notation (20k, 1M)."""
-    from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
-
     axis.set_major_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0)))
     axis.set_major_formatter(EngFormatter(sep=""))
     axis.set_minor_formatter(NullFormatter())
@@ -97,7 +96,7 @@ def plot_tradeoff(points: Sequence[Mapping[str, Any]], key: str, xlabel: str,
     usable = [p for p in points if _value(p, key) is not None and p.get("top1") is not None]
     if not usable:
         return None
-    fig = _new_figure(6.4, 4.4)
+    fig = new_figure(6.4, 4.4)
     ax = fig.subplots()
     vanilla = sorted((p for p in usable if _is_vanilla(p)),
                      key=lambda p: (p.get("total_parameters") or 0, _value(p, key)))
@@ -130,7 +129,7 @@ def plot_tradeoff(points: Sequence[Mapping[str, Any]], key: str, xlabel: str,
     ax.legend(fontsize=7, loc="best")
     ax.set_title(title or f"Top-1 against {xlabel.split(' (')[0]}", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_overfitting(points: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path | None:
@@ -141,7 +140,7 @@ def plot_overfitting(points: Sequence[Mapping[str, Any]], path: str | os.PathLik
     systems = [p for p in points if not _is_vanilla(p) and p.get("curves")]
     if not vanilla and not systems:
         return None
-    fig = _new_figure(11.0, 4.4)
+    fig = new_figure(11.0, 4.4)
     acc_ax, gap_ax = fig.subplots(1, 2)
 
     def gap(curve: Mapping[str, list]) -> list[float]:
@@ -167,8 +166,6 @@ def plot_overfitting(points: Sequence[Mapping[str, Any]], path: str | os.PathLik
                 gap_ax.plot(curve["epoch"], gap(curve), style, marker="s", markersize=3,
                             color=color, label=f"{p['point']} {p['kind']} "
                                                f"{part.replace('_mean', ' (mean)')}")
-    from matplotlib.ticker import MaxNLocator
-
     epochs = sorted({e for ax in (acc_ax, gap_ax) for line in ax.lines
                      for e in line.get_xdata()})
     for ax, ylabel in ((acc_ax, "top-1 accuracy (vanilla networks)"),
@@ -186,7 +183,7 @@ def plot_overfitting(points: Sequence[Mapping[str, Any]], path: str | os.PathLik
     gap_ax.axhline(0.0, color="black", linewidth=0.6)
     fig.suptitle("Over-fitting: training against validation accuracy per epoch", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------------ tables

@@ -7,21 +7,29 @@
 >>> images, labels = next(iter(data.dataset))   # labels: superclass, subclass, fine
 
 Sources are registered by name in :data:`SOURCES` (``tfds:<builder>`` selects a
-tensorflow-datasets builder).
+tensorflow-datasets builder). Each says which class ids it holds
+(``ImageSource.class_ids_in_data``), and a superclassing spec is built over those
+(:func:`build_spec`): :mod:`supersub_tf.presets` takes the list and reads no dataset.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
+from collections.abc import Sequence
 
 import numpy as np
 
 from supersub_tf.config import DataConfig
+from supersub_tf.data.class_lists import imagenet1k_classes
 from supersub_tf.data.pipeline import prepare
 from supersub_tf.data.source import SPLITS, ImageSource
-from supersub_tf.errors import ConfigError
+from supersub_tf.errors import ConfigError, DataError
 from supersub_tf.hierarchy import Hierarchy
+from supersub_tf.presets import (SpecBuild, build_over_data, build_preset, is_spec_file,
+                                 load_preset, load_spec)
+from supersub_tf.superclassing import SuperclassingSpec
 
 #: Source name -> "module:factory". A factory takes the DataConfig and returns an
 #: ImageSource; it is imported only when used (tfds and scipy load lazily).
@@ -36,6 +44,13 @@ SOURCES = {
 #: Sources that derive their hierarchy from the data instead of a preset.
 SELF_DESCRIBING = ("folder", "synthetic")
 
+#: A superclassing spec's ``classes:`` -> the dataset whose class list it names, read by
+#: that source's ``class_ids_in_data``. The other two values are no single source's:
+#: ``imagenet1k`` is ImageNet's ``synset_words.txt`` or tfds' copy
+#: (:func:`~supersub_tf.data.class_lists.imagenet1k_classes`), ``explicit`` the spec's own
+#: subclass lists.
+SPEC_CLASS_DATASETS = {"imagenette": "tfds:imagenette", "tiny_imagenet": "tiny_imagenet"}
+
 
 @dataclasses.dataclass
 class SplitData:
@@ -48,33 +63,120 @@ class SplitData:
     skipped: list[str]
 
 
-def create_source(config: DataConfig) -> ImageSource:
-    """Instantiates the source ``config.dataset`` names, with its hierarchy."""
-    name = config.dataset.split(":", 1)[0]
+def source_class(dataset: str) -> type[ImageSource]:
+    """The source class (or factory) ``data.dataset`` names, imported on first use.
+
+    Raises:
+        ConfigError: No source of that name.
+    """
+    name = dataset.split(":", 1)[0]
     if name not in SOURCES:
-        raise ConfigError(f"unknown data.dataset {config.dataset!r}; choose one of "
+        raise ConfigError(f"unknown data.dataset {dataset!r}; choose one of "
                           f"{sorted(SOURCES)} (tfds as tfds:<builder>)")
     module_name, factory_name = SOURCES[name].split(":")
-    factory = getattr(importlib.import_module(module_name), factory_name)
-    if name in SELF_DESCRIBING:
-        return factory(config)
-    from supersub_tf.presets import SpecBuild, build_over_data, is_spec_file, load_preset
+    return getattr(importlib.import_module(module_name), factory_name)
 
+
+def create_source(config: DataConfig) -> ImageSource:
+    """Instantiates the source ``config.dataset`` names, with its hierarchy.
+
+    A user's spec file (``data.preset: my.yaml``) is built over the classes the data
+    holds, when the source can list them: the classes of the spec's own list that the
+    data lacks are then not required, and what the build leaves out becomes the
+    source's notes.
+    """
+    factory = source_class(config.dataset)
+    if config.dataset.split(":", 1)[0] in SELF_DESCRIBING:
+        return factory(config)
     if not config.preset:
         raise ConfigError(f"data.preset is required for data.dataset={config.dataset!r}")
-    tiny_path = config.path if name == "tiny_imagenet" else None  # for classes: tiny_imagenet
-    # A user's spec is built over the classes the data holds, when the source can list
-    # them: the classes of the spec's list that the data lacks are then not required.
-    in_data = (getattr(factory, "class_ids_in_data", lambda _: None)(config)
-               if is_spec_file(config.preset) else None)
-    if in_data is not None:
-        built = build_over_data(config.preset, in_data, tiny_imagenet_path=tiny_path or None)
+    if is_spec_file(config.preset):
+        built = build_spec(config.preset, factory.class_ids_in_data(config), config=config)
     else:
-        built = SpecBuild(load_preset(config.preset, tiny_imagenet_path=tiny_path or None))
+        built = SpecBuild(load_preset(config.preset))
     source = factory(config, built.hierarchy)
     for note, names in built.notes():  # a spec over the dataset's classes: what it leaves out
         source.add_note(note, names)
     return source
+
+
+def spec_class_ids(spec: str | os.PathLike | SuperclassingSpec, *,
+                   config: DataConfig | None = None,
+                   meta_dir: str | os.PathLike | None = None) -> list[str]:
+    """The class ids a superclassing spec's ``classes:`` names, in the dataset's order.
+
+    ``imagenet1k``: ILSVRC-2012's 1,000 wnids (``synset_words.txt`` in ``meta_dir``,
+    default ``$SUPERSUB_DATA_DIR/imagenet-meta``, else tensorflow-datasets' list);
+    ``tiny_imagenet`` and ``imagenette``: what that source's ``class_ids_in_data`` reads,
+    at ``config.path`` when ``config`` names the same source (else its default place,
+    never downloading); ``explicit``: the spec's own subclass lists.
+
+    Raises:
+        DataError: The dataset's class list cannot be read (the message says where).
+    """
+    spec = load_spec(spec)
+    if spec.classes == "explicit":
+        return spec.explicit_class_ids()
+    if spec.classes == "imagenet1k":
+        return imagenet1k_classes(meta_dir)
+    dataset = SPEC_CLASS_DATASETS[spec.classes]
+    same = config is not None and config.dataset.split(":")[0] == dataset.split(":")[0]
+    where = DataConfig(dataset=dataset, preset="", path=config.path if same else "",
+                       download=False)
+    class_ids = source_class(dataset).class_ids_in_data(where)
+    if class_ids is None:  # a source that cannot tell cannot serve as a spec's class list
+        raise DataError(f"{dataset} does not list its classes; spec {spec.name!r} cannot use "
+                        f"classes: {spec.classes}")
+    return class_ids
+
+
+def build_spec(spec: str | os.PathLike | SuperclassingSpec,
+               data_classes: Sequence[str] | None = None, *, config: DataConfig | None = None,
+               wordnet_source: str = "auto",
+               wordnet_path: str | os.PathLike | None = None) -> SpecBuild:
+    """Builds a superclassing spec (a built-in preset's name, a spec file or a spec).
+
+    With ``data_classes`` (the classes a dataset holds: ``class_ids_in_data``, or
+    :func:`~supersub_tf.data.class_lists.read_class_ids` of a list), the hierarchy has
+    those the spec takes, and the classes of the spec's own list that the data lacks are
+    reported, not required (:func:`~supersub_tf.presets.build_over_data`). Without, it
+    is built over the spec's own list (:func:`spec_class_ids`), every class required.
+
+    Args:
+        spec: The spec.
+        data_classes: The dataset's class ids, or None.
+        config: The data settings whose ``path`` holds the spec's own list when they
+            name its dataset (see :func:`spec_class_ids`).
+        wordnet_source: As :func:`~supersub_tf.presets.build_preset`.
+        wordnet_path: As :func:`~supersub_tf.presets.build_preset`; an ImageNet
+            metadata folder also gives ``imagenet1k``'s ``synset_words.txt``.
+
+    Raises:
+        DataError: ``data_classes`` is None and the spec's own list cannot be read.
+        HierarchyError: The spec does not build.
+    """
+    spec = load_spec(spec)
+    meta_dir = wordnet_path if wordnet_source != "wordnet3" else None
+    wordnet = {"wordnet_source": wordnet_source, "wordnet_path": wordnet_path}
+    if data_classes is None:
+        try:
+            class_ids = spec_class_ids(spec, config=config, meta_dir=meta_dir)
+        except DataError as err:
+            raise DataError(f"preset {spec.name!r}: cannot read its class list: {err}") from None
+        return SpecBuild(build_preset(spec, class_ids=class_ids, **wordnet)[0])
+    try:
+        listed = spec_class_ids(spec, config=config, meta_dir=meta_dir)
+    except DataError:  # the spec's own list is only needed for the report
+        listed = []
+    return build_over_data(spec, data_classes, spec_classes=listed, **wordnet)
+
+
+def load_hierarchy(preset: str | os.PathLike, config: DataConfig | None = None) -> Hierarchy:
+    """The hierarchy ``preset`` names: a built-in preset or hierarchy JSON as stored, a
+    spec file built over the class list its ``classes:`` names (:func:`build_spec`)."""
+    if is_spec_file(preset):
+        return build_spec(preset, config=config).hierarchy
+    return load_preset(preset)
 
 
 def _checked_source(config: DataConfig, split: str, source: ImageSource | None) -> ImageSource:

@@ -67,18 +67,6 @@ class Examples:
         """Only the examples whose fine label is in ``labels``."""
         return self.take(np.flatnonzero(np.isin(self.fine, np.asarray(labels))), "labels")
 
-    @staticmethod
-    def concat(parts: Sequence[Examples]) -> Examples:
-        """Joins example lists of the same kind."""
-        kinds = {p.kind for p in parts}
-        if len(kinds) != 1:
-            raise ValueError(f"cannot join examples of kinds {kinds}")
-        images = (np.concatenate([p.images for p in parts]) if parts[0].kind == "array"
-                  else np.array([x for p in parts for x in p.images], dtype=object))
-        return Examples(images, np.concatenate([p.fine for p in parts]), parts[0].kind,
-                        np.concatenate([p.names for p in parts]),
-                        _hash(*(p.fingerprint for p in parts)))
-
 
 def _hash(*parts: str | bytes) -> str:
     h = hashlib.sha1()

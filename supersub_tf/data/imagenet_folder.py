@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from supersub_tf.config import DataConfig
+from supersub_tf.data.class_lists import class_folders
 from supersub_tf.data.examples import Examples, fingerprint_of
 from supersub_tf.data.source import ListSource
 from supersub_tf.errors import DataError
@@ -198,8 +199,6 @@ class ImageNetFolderSource(ListSource):
     def class_ids_in_data(cls, config: DataConfig) -> list[str]:
         """The class folders of ``train/`` (visible folders, sorted), e.g. the 20 of an
         Imagewoof + Imagenette tree, which has this layout."""
-        from supersub_tf.presets import class_folders
-
         return class_folders(find_root(config.path) / "train")
 
     @property

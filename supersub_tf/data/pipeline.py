@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from supersub_tf.choices import NORMALIZATIONS
 from supersub_tf.config import DataConfig
 from supersub_tf.errors import ConfigError
 from supersub_tf.hierarchy import Hierarchy
@@ -56,7 +57,7 @@ def normalization_constants(mode: str) -> tuple[float, tuple, tuple]:
         return 255.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
     if mode == "none":
         return 1.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
-    raise ConfigError(f"normalization must be imagenet, unit or none, got {mode!r}")
+    raise ConfigError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {mode!r}")
 
 
 def normalize_images(images: np.ndarray, mode: str) -> np.ndarray:

@@ -59,8 +59,10 @@ class ImageSource(abc.ABC):
     def class_ids_in_data(cls, config: DataConfig) -> list[str] | None:
         """The class ids (wnids) the data at ``config.path`` holds, read without listing
         its images: a superclassing spec (``data.preset: my.yaml``) is built over them, so
-        classes the data lacks are not required. None (the default) when the source
-        cannot tell: the spec's own class list is used."""
+        classes the data lacks are not required, and a spec's ``classes:`` that names
+        this dataset reads its list here (:func:`supersub_tf.data.spec_class_ids`), so
+        :mod:`supersub_tf.presets` reads no dataset itself. None (the default) when the
+        source cannot tell: the spec's own class list is used."""
         return None
 
     @property

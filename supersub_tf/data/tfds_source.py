@@ -27,6 +27,7 @@ tfds has its own validation split and checked every image when preparing it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,43 @@ def val_split_of(builder: str) -> str | None:
     """The tfds split that serves as our ``val`` for a builder (None: unsupported)."""
     name = builder.split(":")[0]
     return VAL_SPLITS.get(name) or FAMILY_VAL_SPLITS.get(name.split("/")[0])
+
+
+def tfds_data_dir(config: DataConfig) -> Path:
+    """The tfds data_dir a config reads: ``data.path``, else
+    ``$SUPERSUB_DATA_DIR/tensorflow_datasets``."""
+    return Path(config.path).expanduser() if config.path else data_dir() / "tensorflow_datasets"
+
+
+def names_of(builder, name: str) -> list[str]:
+    """A tfds builder's class names in label order (``name`` is its builder name).
+
+    CIFAR-100's numeric names (tfds has them until it has prepared the data) become the
+    fine label names of :data:`CIFAR100_FINE_NAMES`.
+    """
+    names = list(builder.info.features["label"].names)
+    if names == [str(i) for i in range(len(names))] and name.startswith("cifar100"):
+        names = list(CIFAR100_FINE_NAMES)
+    return names
+
+
+def label_names(name: str, tfds_dir: str | os.PathLike | None = None) -> list[str]:
+    """A tensorflow-datasets builder's class names in label order, from the builder's own
+    metadata (no download): wnids for the ImageNet builders and ``imagenette``, fine
+    class names for ``cifar100``. ``tfds_dir`` is the tfds data_dir (None: tfds' own
+    default); a dataset prepared there is read with its recorded metadata.
+
+    Raises:
+        DataError: tfds cannot open the builder.
+    """
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, **({"data_dir": str(tfds_dir)} if tfds_dir else {}))
+        return names_of(builder, name)
+    except Exception as err:  # tfds raises several kinds for an unknown or broken builder
+        raise DataError(f"tensorflow-datasets' {name} class list is not available "
+                        f"({err})") from None
 
 
 def carve_test(num_train: int, fraction: float, seed: int) -> tuple[str, str]:
@@ -161,13 +199,17 @@ class TfdsSource(ImageSource):
     def __init__(self, config: DataConfig, hierarchy: Hierarchy) -> None:
         super().__init__(config)
         self.name = parse_builder(config.dataset)
-        self.data_dir = (Path(config.path).expanduser() if config.path
-                         else data_dir() / "tensorflow_datasets")
+        self.data_dir = tfds_data_dir(config)
         self._hierarchy = hierarchy
         self.builder = self._open_builder()
         self.label_table = self._label_table()
         self.split_specs = self._split_specs()
         self._labels: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def class_ids_in_data(cls, config: DataConfig) -> list[str]:
+        """The builder's class names (wnids, CIFAR-100 fine names), from its metadata."""
+        return label_names(parse_builder(config.dataset), tfds_data_dir(config))
 
     @property
     def description(self) -> str:
@@ -215,9 +257,7 @@ class TfdsSource(ImageSource):
 
     def _label_table(self) -> np.ndarray:
         """``int32 [tfds classes]``: tfds label -> our fine label, -1 outside the hierarchy."""
-        names = list(self.builder.info.features["label"].names)
-        if names == [str(i) for i in range(len(names))] and self.name.startswith("cifar100"):
-            names = list(CIFAR100_FINE_NAMES)
+        names = names_of(self.builder, self.name)
         index = {name: i for i, name in enumerate(names)}
         missing = [c for c in self._hierarchy.class_ids if c not in index]
         if missing:

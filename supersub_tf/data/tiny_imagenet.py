@@ -153,6 +153,11 @@ class TinyImageNetSource(ListSource):
             raise DataError(f"{self.path}: class {missing[0]} of hierarchy {hierarchy.name!r} "
                             f"is not in the archive's wnids.txt ({len(missing)} missing)")
 
+    @classmethod
+    def class_ids_in_data(cls, config: DataConfig) -> list[str]:
+        """The wnids of the archive's ``wnids.txt`` (200, or 67 in the subset), in order."""
+        return read_wnids(find_archive(config.path, download=config.download))
+
     @property
     def description(self) -> str:
         return f"Tiny ImageNet at {self.path}"

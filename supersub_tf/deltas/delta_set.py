@@ -17,6 +17,7 @@ import dataclasses
 
 import numpy as np
 
+from supersub_tf.choices import check_bits
 from supersub_tf.models.blocks import LOGITS_LAYER
 
 
@@ -54,8 +55,7 @@ class QuantizedTensor:
         values = np.asarray(values, np.float32)
         if bits is None:
             return cls(values.copy(), None, None)
-        if not 2 <= bits <= 8:
-            raise ValueError(f"delta bits must be between 2 and 8, got {bits}")
+        check_bits(bits)
         scales = quantization_scale(values, bits)
         top = levels(bits)
         codes = np.clip(np.round(values / scales), -top, top).astype(np.int8)

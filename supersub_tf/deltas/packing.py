@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from supersub_tf.choices import check_bits
 from supersub_tf.deltas.delta_set import levels
 
 
@@ -46,8 +47,7 @@ def pack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
         ValueError: When ``bits`` is outside 2..8, or the codes are not integers or lie
             outside the narrow range.
     """
-    if not 2 <= bits <= 8:
-        raise ValueError(f"bits must be between 2 and 8, got {bits}")
+    check_bits(bits)
     top = levels(bits)
     raw = np.asarray(codes).reshape(-1)
     if not np.issubdtype(raw.dtype, np.integer):

@@ -32,20 +32,12 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
+from supersub_tf.choices import check_bits
 from supersub_tf.deltas.delta_set import QuantizedTensor, levels
 from supersub_tf.deltas.layers import DeltaConv2D
 from supersub_tf.deltas.layers import custom_objects as layer_objects
 
 tfmot_keras = tfmot.quantization.keras
-SUPPORTED_BITS = (2, 3, 4, 5, 6, 7, 8)
-
-
-def check_bits(bits: Any) -> int:
-    """``bits`` when it is an int from 2 to 8 (tfmot's fake-quant limits); ValueError otherwise."""
-    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or (
-            bits not in SUPPORTED_BITS):
-        raise ValueError(f"delta bits must be an integer from 2 to 8, got {bits!r}")
-    return int(bits)
 
 
 class Float32LastValueQuantizer(tfmot_keras.quantizers.LastValueQuantizer):

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from supersub_tf.data.examples import decode_image
+from supersub_tf.data.pipeline import resize
 from supersub_tf.export.litert_runtime import EXIF_ORIENTATION
 
 # What the ``image_bytes`` signature does to each encoded file, as plain tf ops (so the
@@ -203,9 +205,6 @@ def _prepare(data: tf.Tensor, size: int) -> tf.Tensor:
     (:func:`supersub_tf.data.examples.decode_image`: RGB, a GIF's first frame) unless
     the header announces over :data:`MAX_PIXELS` pixels, the EXIF orientation, a check
     of the decoded size, then :func:`supersub_tf.data.pipeline.resize`."""
-    from supersub_tf.data.examples import decode_image
-    from supersub_tf.data.pipeline import resize
-
     def at_most(pixels: tf.Tensor) -> tf.Operation:
         return tf.debugging.assert_less_equal(pixels, tf.constant(MAX_PIXELS, tf.int64),
                                               message="too many pixels")

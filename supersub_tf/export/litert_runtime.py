@@ -33,10 +33,15 @@ Opening an export checks everything before any image is run, and raises
 unknown format or version, a missing model file, a size or sha256 mismatch, a
 hierarchy that disagrees with the models listed or with their output sizes, or a
 model whose input does not match the manifest's image size.
+
+Function-level imports: ``ai_edge_litert`` (a native interpreter, loaded when an export is
+opened, so the package's ``predict`` and image readers import this module without it)
+and Pillow (optional: only :func:`read_image_file` needs it).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import warnings
@@ -45,25 +50,33 @@ from typing import Any
 
 import numpy as np
 
-try:  # in an export folder: byte-for-byte copies of the package's modules, beside this file
+if __package__ == "supersub_tf.export":  # inside the package: its modules, its ExportError
+    from supersub_tf import manifest_files
+    from supersub_tf.errors import ExportError
+    from supersub_tf.supersub import routing
+else:  # in an export folder: byte-for-byte copies of the package's modules, beside this file
     import supersub_manifest_files as manifest_files
     import supersub_routing as routing
-except ImportError:  # inside the package
-    from supersub_tf import manifest_files
-    from supersub_tf.supersub import routing
+
+    class ExportError(ValueError):
+        """An export folder that cannot be used: the message names the file and the problem.
+
+        Defined here only where the package is absent (an export folder); inside the
+        package this is :class:`supersub_tf.errors.ExportError`, also a ValueError, so
+        ``except ValueError`` catches either.
+        """
+
 
 FORMAT_NAME = "supersub-litert"
 FORMAT_VERSION = 1
 MANIFEST = manifest_files.MANIFEST
 #: The copies of package modules an export folder holds next to this runtime.
 MODULE_COPIES = {"supersub_routing.py": routing, "supersub_manifest_files.py": manifest_files}
+#: The routing modes :meth:`LiteRTSuperSub.predict` takes: every mode of the registry.
 ROUTINGS = routing.ALL_ROUTINGS
 sha256_file = manifest_files.sha256_file
+_routing_mode = routing.routing_mode  # predict's argument ``routing`` hides the module
 _INTEGER_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
-
-
-class ExportError(ValueError):
-    """An export folder that cannot be used: the message names the file and the problem."""
 
 
 def read_manifest(export_dir: str | os.PathLike) -> dict[str, Any]:
@@ -359,10 +372,11 @@ class LiteRTSuperSub:
 
         Args:
             images: ``uint8 [N, H, W, 3]`` RGB pixels at the manifest's size.
-            routing: ``hard`` (the most likely superclass), ``topk`` (the ``k`` most
-                likely), ``gated`` (hard when ``max p(superclass) >= tau``, top-k below)
-                or ``oracle`` (``true_superclass``): ``supersub_routing``, the same code
-                as SuperSubPipeline's.
+            routing: A mode of ``supersub_routing.MODES`` (:data:`ROUTINGS`, the same
+                code as SuperSubPipeline's): ``hard`` (the most likely superclass),
+                ``topk`` (the ``k`` most likely), ``soft`` (every superclass), ``gated``
+                (stage 1's answer when it is confident, top-k below) or ``oracle``
+                (``true_superclass``).
             k: Superclasses per image for ``topk`` and uncertain ``gated`` images.
             true_superclass: ``[N]`` superclass indices, for ``oracle``.
             batch_size: Images per stage-1 batch (bounds memory).
@@ -374,13 +388,12 @@ class LiteRTSuperSub:
             ``subclass``, ``fine``, ``fine_prob``, ``subclass_prob``, plus the lists
             ``superclass_name``, ``class_id`` and ``class_name``.
         """
-        if routing not in ROUTINGS:  # ``routing`` names the mode here, not the module
-            raise ValueError(f"routing must be one of {ROUTINGS}, got {routing!r}")
+        mode = _routing_mode(routing)  # ``routing`` names the mode here, not the module
         images = self.check_images(images)
         n = images.shape[0]
-        if routing == "oracle":
+        if mode.needs_truth:
             if true_superclass is None:
-                raise ValueError("oracle routing needs true_superclass")
+                raise ValueError(f"{mode.name} routing needs true_superclass")
             true_superclass = np.asarray(true_superclass).reshape(-1)
             if true_superclass.shape[0] != n:
                 raise ValueError(f"true_superclass has {true_superclass.shape[0]} entries for "
@@ -425,7 +438,8 @@ class LiteRTSuperSub:
                 sub_given[np.ix_(rows, h.fine_labels_of(s))] = sub
                 if other is not None:
                     other[rows, s] = other_s
-        fine_probs = routing.combine(sup_probs, sub_given, routes, h, weighted=mode != "oracle",
+        fine_probs = routing.combine(sup_probs, sub_given, routes, h,
+                                     weighted=routing.MODES[mode].weighted,
                                      other_probs=other, stage_one_fine=stage_one_fine)
         fine = fine_probs.argmax(1)
         index = np.arange(n)
@@ -547,8 +561,6 @@ def main(argv: list[str] | None = None) -> int:
     (read with Pillow, :func:`read_image_file`). A file that cannot be read is named and
     the others are still classified; the exit status is then 1.
     """
-    import argparse
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("export_dir")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",

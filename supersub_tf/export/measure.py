@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import tensorflow as tf
 
+from supersub_tf.analysis.costs import timed_calls
 from supersub_tf.data.pipeline import normalize_images
 from supersub_tf.deltas.storage_report import storage_report
 from supersub_tf.errors import ExportError
@@ -30,6 +31,7 @@ from supersub_tf.export.savedmodel import (
 from supersub_tf.export.tflite import open_export
 from supersub_tf.manifest_files import MANIFEST
 from supersub_tf.models.blocks import LOGITS_LAYER
+from supersub_tf.supersub.pipeline import SuperSubPipeline
 
 if TYPE_CHECKING:
     from supersub_tf.deltas.storage import SuperSubSystem
@@ -53,8 +55,6 @@ def keras_predict(system: SuperSubSystem, images: np.ndarray, *, batch_size: int
         top-2 of ``p(superclass)``, which decides the route) and the fine margin (top-1
         minus top-2 of the combined fine probabilities in the routed block).
     """
-    from supersub_tf.supersub.pipeline import SuperSubPipeline
-
     pipeline = SuperSubPipeline.from_system(system)
     mode = system.backbone.get("normalization", "imagenet")
     parts: dict[str, list] = {"fine": [], "superclass": [], "fine_prob": [],
@@ -205,8 +205,6 @@ def benchmark_litert(export_dir: str | os.PathLike, images: np.ndarray, *,
     One untimed warm-up pass, then ``repeats`` timed passes over ``images``; the best
     pass counts (the least disturbed by other processes on a shared machine).
     """
-    from supersub_tf.analysis.costs import timed_calls
-
     runtime = open_export(export_dir, num_threads=num_threads)
     runtime.predict(images[:batch_size], batch_size=batch_size)  # warm-up, one batch
     times = timed_calls(lambda: runtime.predict(images, batch_size=batch_size),

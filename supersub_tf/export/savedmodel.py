@@ -91,7 +91,8 @@ import numpy as np
 import tensorflow as tf
 
 from supersub_tf.atomic import atomic_directory
-from supersub_tf.config import SAVEDMODEL_ROUTINGS
+from supersub_tf.choices import NORMALIZATIONS, SAVEDMODEL_ROUTINGS
+from supersub_tf.data.pipeline import normalize
 from supersub_tf.deltas.delta_set import DeltaSet, levels
 from supersub_tf.deltas.packing import pack_codes, packed_size
 from supersub_tf.deltas.storage import MANIFEST, SuperSubSystem, load_system
@@ -109,8 +110,12 @@ SIGNATURE = "serving_default"
 INPUT_NAME = "images"
 BYTES_SIGNATURE = "image_bytes"
 BYTES_INPUT_NAME = "image_bytes"
-NORMALIZATIONS = ("imagenet", "unit", "none")
-EXPORT_ROUTINGS = SAVEDMODEL_ROUTINGS  # top-k and gated run in process and in LiteRT
+#: The routing modes this graph implements (:meth:`SuperSubModule._serve`: ``hard``, one
+#: specialist pass per image; ``soft``, every specialist weighted by ``p(superclass)``).
+#: The names live in :mod:`supersub_tf.choices` because the config validates
+#: ``export.savedmodel_routing`` below this layer; top-k and gated run in process and in
+#: the LiteRT runtime. Tests run each mode against ``supersub/routing.py``.
+EXPORT_ROUTINGS = SAVEDMODEL_ROUTINGS
 # Output name -> (dtype, shape) for a batch of N images and S superclasses.
 OUTPUTS = {
     "superclass": ("int32", ["N"]),
@@ -341,8 +346,6 @@ class SuperSubModule(tf.Module):
 
     # ------------------------------------------------------------------ serving
     def _serve(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        from supersub_tf.data.pipeline import normalize
-
         # A loaded signature checks dtypes but not shapes: check them here, by name.
         images = tf.ensure_shape(images, [None, self.image_size, self.image_size, 3],
                                  name="check_images_shape")
@@ -538,6 +541,8 @@ def export_savedmodel(system: str | os.PathLike | SuperSubSystem, out_dir: str |
 
 def export_metadata(system: SuperSubSystem, module: SuperSubModule) -> dict[str, Any]:
     """The ``supersub_export.json`` record: what the SavedModel is and where it came from."""
+    # The package root re-exports the public API, which sits above this module: its
+    # version is read when the record is written, not when this module loads.
     from supersub_tf import __version__
 
     manifest = Path(system.path) / MANIFEST

@@ -47,6 +47,11 @@ Design choices:
 
 How an export compares with the Keras pipeline (agreement, sizes, speed) is measured by
 :mod:`supersub_tf.export.measure`; the images come from :mod:`supersub_tf.data.arrays`.
+
+Function-level imports: TensorFlow's converter and the specialists' materialization
+load TensorFlow, and LiteRT's interpreter is a native library of its own, loaded only
+where a model is inspected or run: importing this module (``predict`` does) loads
+neither.
 """
 
 from __future__ import annotations
@@ -355,11 +360,12 @@ def _check_calibration(images, fine, size: int, hierarchy) -> tuple[np.ndarray, 
 
 def open_export(export_dir: str | os.PathLike, num_threads: int | None = 2,
                 verify: bool = True) -> litert_runtime.LiteRTSuperSub:
-    """:class:`~supersub_tf.export.litert_runtime.LiteRTSuperSub` over an export, its
-    :class:`~supersub_tf.export.litert_runtime.ExportError` raised as ExportError."""
-    try:
-        return litert_runtime.LiteRTSuperSub(export_dir, num_threads=num_threads, verify=verify)
-    except litert_runtime.ExportError as err:
-        raise ExportError(str(err)) from None
+    """:class:`~supersub_tf.export.litert_runtime.LiteRTSuperSub` over an export.
+
+    Raises:
+        ExportError: When the folder fails the runtime's checks (inside the package the
+            runtime raises :class:`supersub_tf.errors.ExportError` itself).
+    """
+    return litert_runtime.LiteRTSuperSub(export_dir, num_threads=num_threads, verify=verify)
 
 

@@ -14,6 +14,12 @@ holds only some of its classes (Imagewoof + Imagenette under ``classes: imagenet
 built over the dataset's classes (:func:`build_over_data`): the classes the data lacks
 are not required, and both what the data lacks and the data's classes in no superclass
 are reported.
+
+A spec is built over a plain list of class ids, which the caller passes in: this package
+reads no dataset. The sources say which classes they hold
+(``ImageSource.class_ids_in_data``) and :mod:`supersub_tf.data` reads the list a spec's
+``classes:`` names (:func:`supersub_tf.data.spec_class_ids`, :func:`supersub_tf.data.build_spec`),
+so a new source needs no change here.
 """
 
 from __future__ import annotations
@@ -24,11 +30,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from supersub_tf.errors import DataError, HierarchyError
+from supersub_tf.errors import HierarchyError
 from supersub_tf.hierarchy import Hierarchy
-from supersub_tf.tables import name_list
 from supersub_tf.superclassing import SuperclassingSpec, build_hierarchy, classes_not_in_data
-from supersub_tf.wordnet import WordNet, read_class_list
+from supersub_tf.tables import name_list
+from supersub_tf.wordnet import WordNet
 
 PRESET_DIR = Path(__file__).resolve().parent
 
@@ -46,17 +52,26 @@ def preset_spec_path(name: str) -> Path:
     return path
 
 
+def load_spec(spec: str | os.PathLike | SuperclassingSpec) -> SuperclassingSpec:
+    """A superclassing spec: a built-in preset's (by name), a spec file's, or ``spec``
+    itself when it is one already."""
+    if isinstance(spec, SuperclassingSpec):
+        return spec
+    text = str(spec)
+    return SuperclassingSpec.load(preset_spec_path(text) if text in list_presets() else text)
+
+
 def load_preset(name_or_path: str | os.PathLike,
-                tiny_imagenet_path: str | os.PathLike | None = None) -> Hierarchy:
+                class_ids: Sequence[str] | None = None) -> Hierarchy:
     """Loads a built-in preset by name, or a hierarchy JSON / superclassing spec file.
 
-    ``tiny_imagenet_path`` is the Tiny ImageNet archive the run reads (``data.path``); a
-    spec with ``classes: tiny_imagenet`` takes its class list from there.
+    A spec file is built over ``class_ids``, the dataset classes it assigns (see
+    :func:`build_preset`); :func:`supersub_tf.data.load_hierarchy` reads them for you.
     """
     text = str(name_or_path)
     path = Path(text)
     if is_spec_file(text):
-        return build_preset(path, tiny_imagenet_path=tiny_imagenet_path)[0]
+        return build_preset(path, class_ids=class_ids)[0]
     if path.suffix == ".json":
         return Hierarchy.load(path)
     json_path = PRESET_DIR / f"{text}.json"
@@ -86,128 +101,44 @@ def _is_spec(path: Path) -> bool:
         for s in supers)
 
 
-def class_list_for(spec: SuperclassingSpec, classes_path: str | os.PathLike | None = None,
-                   meta_dir: str | os.PathLike | None = None,
-                   tiny_imagenet_path: str | os.PathLike | None = None) -> list[str]:
-    """The dataset classes a spec assigns: from ``classes_path`` or the spec's source.
-
-    ``classes_path`` may be a text file of wnids (first token per line) or a Tiny
-    ImageNet zip/folder (its ``wnids.txt`` is read). ``classes: tiny_imagenet`` reads the
-    archive at ``tiny_imagenet_path`` (default: the one under ``$SUPERSUB_DATA_DIR``).
-    """
-    if classes_path is not None:
-        return read_class_ids(classes_path)
-    if spec.classes == "imagenet1k":
-        return imagenet1k_classes(meta_dir)
-    if spec.classes == "imagenette":
-        return imagenette_classes()
-    if spec.classes == "tiny_imagenet":
-        from supersub_tf.data.tiny_imagenet import find_archive, read_wnids
-
-        return read_wnids(find_archive(tiny_imagenet_path or None, download=False))
-    return [cid for s in spec.superclasses for cid in s.subclasses]
-
-
-def class_folders(folder: str | os.PathLike) -> list[str]:
-    """The names of the visible folders in ``folder``, sorted: a dataset's class ids
-    where each class is a folder (``train/<wnid>/``).
-
-    Raises:
-        DataError: ``folder`` cannot be listed or holds no such folder.
-    """
-    try:
-        with os.scandir(folder) as entries:
-            names = sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
-    except OSError as err:
-        raise DataError(f"{folder}: cannot list the class folders ({err})") from None
-    if not names:
-        raise DataError(f"{folder}: no class folders (expected one folder per class, named "
-                        "by its wnid)")
-    return names
-
-
-def read_class_ids(path: str | os.PathLike) -> list[str]:
-    """A dataset's class ids from ``path``: a text file of wnids (first token per line), a
-    Tiny ImageNet zip or folder (its ``wnids.txt``), an ImageNet-layout folder (the class
-    folders of its ``train/``, e.g. Imagenette's or Imagewoof's) or a folder of class
-    folders."""
-    p = Path(path)
-    if p.suffix == ".zip" or (p / "wnids.txt").is_file():
-        from supersub_tf.data.tiny_imagenet import read_wnids
-
-        return read_wnids(p)
-    if p.is_dir():
-        return class_folders(p / "train" if (p / "train").is_dir() else p)
-    return read_class_list(p)
-
-
-def tfds_label_names(builder: str) -> list[str]:
-    """A tensorflow-datasets builder's class names in label order, from the builder's own
-    metadata (no download): wnids for ``imagenet2012`` and ``imagenette``."""
-    import tensorflow_datasets as tfds
-
-    try:
-        return list(tfds.builder(builder).info.features["label"].names)
-    except Exception as err:  # tfds raises several kinds for an unknown or broken builder
-        raise DataError(f"tensorflow-datasets' {builder} class list is not available "
-                        f"({err})") from None
-
-
-def imagenette_classes() -> list[str]:
-    """Imagenette's 10 ImageNet wnids in tfds label order."""
-    return tfds_label_names("imagenette")
-
-
-def imagenet1k_classes(meta_dir: str | os.PathLike | None = None) -> list[str]:
-    """The 1,000 ILSVRC-2012 wnids in class-index order.
-
-    Read from ImageNet's ``synset_words.txt`` in ``meta_dir`` (default
-    ``$SUPERSUB_DATA_DIR/imagenet-meta``) when present, else from the identical list
-    tensorflow-datasets ships (its ``imagenet2012`` builder's labels), so presets over ImageNet
-    build on machines without the metadata folder (e.g. Colab).
-    """
-    from supersub_tf.paths import data_dir
-
-    synset_words = Path(meta_dir or data_dir() / "imagenet-meta") / "synset_words.txt"
-    if synset_words.is_file():
-        return read_class_list(synset_words)
-    return tfds_label_names("imagenet2012")
-
-
-def build_preset(spec_or_name: str | os.PathLike, *, wordnet_source: str = "auto",
+def build_preset(spec_or_name: str | os.PathLike | SuperclassingSpec, *,
+                 class_ids: Sequence[str] | None = None, wordnet_source: str = "auto",
                  wordnet_path: str | os.PathLike | None = None,
-                 classes_path: str | os.PathLike | None = None,
-                 output: str | os.PathLike | None = None,
-                 tiny_imagenet_path: str | os.PathLike | None = None
-                 ) -> tuple[Hierarchy, Path | None]:
+                 output: str | os.PathLike | None = None) -> tuple[Hierarchy, Path | None]:
     """Builds a hierarchy from a built-in preset's spec or a spec file; optionally saves it.
 
     Args:
-        spec_or_name: A built-in preset name or a path to a spec YAML/JSON.
+        spec_or_name: A built-in preset name, a path to a spec YAML/JSON, or a spec.
+        class_ids: The dataset classes the spec assigns, in the dataset's order. None
+            takes the spec's own subclass lists, which only a ``classes: explicit`` spec
+            has; for the others :func:`supersub_tf.data.spec_class_ids` reads the list
+            their ``classes:`` names.
         wordnet_source: ``"imagenet"`` (ImageNet's is-a metadata), ``"wordnet3"``
             (WordNet 3.0's ``data.noun``) or ``"auto"`` (the first available); all give
             the same hierarchy.
         wordnet_path: Folder of that source (defaults: ``$SUPERSUB_DATA_DIR/imagenet-meta``,
-            ``/usr/share/wordnet``); for ``imagenet`` it also holds ``synset_words.txt``.
-        classes_path: The dataset's class list, overriding the spec's ``classes`` source.
+            ``/usr/share/wordnet``).
         output: Where to write the hierarchy JSON (atomically); ``None`` writes nothing.
-        tiny_imagenet_path: The archive a ``classes: tiny_imagenet`` spec reads.
 
     Returns:
         The hierarchy and the path written (or None).
+
+    Raises:
+        HierarchyError: ``class_ids`` is None for a spec whose classes come from a
+            dataset, or the spec does not build (see
+            :func:`~supersub_tf.superclassing.build_hierarchy`).
     """
-    text = str(spec_or_name)
-    is_builtin = text in list_presets()
-    spec = SuperclassingSpec.load(preset_spec_path(text) if is_builtin else text)
+    spec = load_spec(spec_or_name)
+    if class_ids is None:
+        if spec.classes != "explicit":
+            raise HierarchyError(f"preset {spec.name!r} takes its classes from the "
+                                 f"{spec.classes} class list; pass class_ids "
+                                 "(supersub_tf.data.spec_class_ids reads it)")
+        class_ids = spec.explicit_class_ids()
     wordnet = None
     if any(s.synsets for s in spec.superclasses):
         wordnet = WordNet.load(wordnet_source, wordnet_path)
-    meta_dir = wordnet_path if wordnet_source != "wordnet3" else None
-    try:
-        class_ids = class_list_for(spec, classes_path, meta_dir, tiny_imagenet_path)
-    except DataError as err:
-        raise DataError(f"preset {spec.name!r}: cannot read its class list: {err}") from None
-    hierarchy = build_hierarchy(spec, class_ids, wordnet)
+    hierarchy = build_hierarchy(spec, list(class_ids), wordnet)
     out = Path(output) if output is not None else None
     if out is not None:
         hierarchy.save(out)
@@ -258,22 +189,23 @@ class SpecBuild:
         return [n for n in (self.left_out_note(), self.not_in_data_note()) if n is not None]
 
 
-def build_over_data(spec_or_name: str | os.PathLike, data_classes: Sequence[str], *,
-                    wordnet_source: str = "auto", wordnet_path: str | os.PathLike | None = None,
-                    tiny_imagenet_path: str | os.PathLike | None = None) -> SpecBuild:
+def build_over_data(spec_or_name: str | os.PathLike | SuperclassingSpec,
+                    data_classes: Sequence[str], *, spec_classes: Sequence[str] | None = None,
+                    wordnet_source: str = "auto",
+                    wordnet_path: str | os.PathLike | None = None) -> SpecBuild:
     """Builds a spec over the classes a dataset holds (``data_classes``).
 
     The hierarchy has the dataset's classes each superclass takes; the dataset's other
-    classes are its ``left_out``. Classes of the spec's own class list that the dataset
-    lacks are not required (an explicit subclass among them is dropped) and only
-    reported; a superclass that takes none of the dataset's classes is an error.
+    classes are its ``left_out``. Classes of the spec's own class list (``spec_classes``;
+    None: its explicit subclass lists) that the dataset lacks are not required (an
+    explicit subclass among them is dropped) and only reported; a superclass that takes
+    none of the dataset's classes is an error.
 
     Raises:
         HierarchyError: As :func:`~supersub_tf.superclassing.build_hierarchy`, over the
             dataset's classes only (a conflict of two absent classes is no error).
     """
-    text = str(spec_or_name)
-    spec = SuperclassingSpec.load(preset_spec_path(text) if text in list_presets() else text)
+    spec = load_spec(spec_or_name)
     present = list(dict.fromkeys(data_classes))
     held = set(present)
     spec_here = dataclasses.replace(spec, superclasses=tuple(
@@ -283,10 +215,6 @@ def build_over_data(spec_or_name: str | os.PathLike, data_classes: Sequence[str]
     if any(s.synsets for s in spec.superclasses):
         wordnet = WordNet.load(wordnet_source, wordnet_path)
     hierarchy = build_hierarchy(spec_here, present, wordnet)
-    meta_dir = wordnet_path if wordnet_source != "wordnet3" else None
-    try:
-        listed = class_list_for(spec, None, meta_dir, tiny_imagenet_path)
-    except DataError:  # the spec's own list is only needed for the report
-        listed = []
+    listed = spec.explicit_class_ids() if spec_classes is None else spec_classes
     return SpecBuild(hierarchy, tuple(classes_not_in_data(
         spec, [c for c in listed if c not in held], wordnet)))

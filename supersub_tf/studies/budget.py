@@ -77,10 +77,7 @@ class BudgetConfig:
             raise ConfigError(f"epochs: every budget must be a positive integer, got "
                               f"{self.epochs}")
         self.epochs = sorted(self.epochs)
-        try:
-            self.bits = parse_bits(self.bits)
-        except ConfigError:
-            raise ConfigError(f"bits must be float or 2..8, got {self.bits!r}") from None
+        self.bits = parse_bits(self.bits, "bits")
         if not self.name or "/" in self.name:
             raise ConfigError(f"name must be a folder name, got {self.name!r}")
 

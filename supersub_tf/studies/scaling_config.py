@@ -105,10 +105,7 @@ class ScalingConfig:
                                   f"sizes ({', '.join(names)})")
         bits = []
         for value in self.bits:
-            try:
-                bits.append(parse_bits(value))
-            except ConfigError:
-                raise ConfigError(f"bits: entries must be float or 2..8, got {value!r}") from None
+            bits.append(parse_bits(value, "bits: entries"))
         if self.supersub_sizes and not bits:
             raise ConfigError("bits: supersub_sizes needs at least one bit width")
         self.bits = bits

@@ -27,6 +27,9 @@ A record per point of the study (:mod:`supersub_tf.studies.scaling`):
 
 Measurements that need the networks (latency, MACs, top-5) are cached per point in
 ``scaling/<kind>.json``, keyed by the files they were measured on.
+
+Function-level imports here are of TensorFlow and of the modules that import it when
+they load (training, the pipeline): the study's settings and tables load without it.
 """
 
 from __future__ import annotations
@@ -37,10 +40,23 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from supersub_tf.accuracy import topk_accuracy
 from supersub_tf.analysis.costs import model_macs, time_inference
 from supersub_tf.atomic import atomic_write_text
 from supersub_tf.config import bits_tag
+from supersub_tf.deltas.delta_set import touched_layers
+from supersub_tf.deltas.storage import MANIFEST, load_system
+from supersub_tf.deltas.storage_report import storage_report
+from supersub_tf.models.blocks import LOGITS_LAYER
 from supersub_tf.studies.scaling_config import ScalingConfig, point_name, study_dir
+from supersub_tf.training.history import read_history
+
+#: Version of the Super-Sub measurements, part of their cache key: 2 scores top-1 and
+#: top-5 with :func:`supersub_tf.accuracy.topk_accuracy` (a class hard routing gives
+#: probability zero is never a hit).
+_MEASUREMENTS = 2
 
 
 # ------------------------------------------------------------------------------ costs
@@ -48,8 +64,6 @@ from supersub_tf.studies.scaling_config import ScalingConfig, point_name, study_
 
 def timing_images(dataset, count: int):
     """The first ``count`` images of an ordered, batched dataset (repeated if fewer)."""
-    import numpy as np
-
     chunks, have = [], 0
     for images, _ in dataset:
         chunks.append(images.numpy())
@@ -71,8 +85,6 @@ def _nan_to_none(values) -> list:
 
 def history_curves(path: Path) -> dict[str, list]:
     """``epoch`` (from 1), ``accuracy`` and ``val_accuracy`` per epoch of a history.csv."""
-    from supersub_tf.training.history import read_history
-
     history = read_history(path)
     n = len(history["epoch"])
     nan = [math.nan] * n
@@ -117,7 +129,6 @@ def _cached(cache: Path, key: dict, compute, log, label: str) -> dict:
 
 def vanilla_record(config: ScalingConfig, size: dict[str, Any], images, log=print) -> dict:
     """The record of one vanilla point (its network must be trained)."""
-    import numpy as np
     import tensorflow as tf
     import tf_keras as keras
 
@@ -179,10 +190,6 @@ def training_flops(macs_per_image: float, image_passes: float) -> int:
 def _host_bytes(system) -> int:
     """Host memory of a loaded pipeline beyond its device weights: the delta sets and
     the host copies of every weight a specialist changes (to restore the generalist)."""
-    import numpy as np
-
-    from supersub_tf.deltas.delta_set import touched_layers
-
     delta_sets = system.delta_sets
     copies = sum(w.numpy().nbytes for n in touched_layers(delta_sets.values())
                  for w in system.generalist.get_layer(n).weights)
@@ -193,20 +200,79 @@ def _host_bytes(system) -> int:
     return int(copies + deltas + owned)
 
 
-def supersub_record(config: ScalingConfig, size: dict[str, Any], bits: int | None, val,
-                    images, log=print) -> dict:
-    """The record of one Super-Sub point (its system must be trained and evaluated)."""
-    import numpy as np
+def _measure_supersub(config: ScalingConfig, system_dir: Path, val, images) -> dict:
+    """What a Super-Sub point's record measures on its loaded system: MACs per image
+    under hard routing, top-1 and top-5 on the validation split, device and host memory,
+    and (``config.timing``) latency and throughput."""
     import tensorflow as tf
     import tf_keras as keras
 
-    from supersub_tf.deltas.storage import MANIFEST, load_system
-    from supersub_tf.deltas.storage_report import storage_report
-    from supersub_tf.models.blocks import LOGITS_LAYER
     from supersub_tf.supersub.pipeline import SuperSubPipeline
+
+    keras.backend.clear_session()
+    system = load_system(system_dir)
+    h = system.hierarchy
+    pipeline = SuperSubPipeline.from_system(system)
+    generalist_macs = model_macs(system.generalist)
+    head = system.generalist.get_layer(LOGITS_LAYER)
+    features = int(head.input_shape[-1])
+    trunk_macs = generalist_macs["macs"] - features * head.units
+    heads = [features * h.num_subclasses(s) for s in h.superclass_names]
+    macs = generalist_macs["macs"] + trunk_macs + sum(heads) / len(heads)
+    right = {1: 0, 5: 0}
+    total = 0
+    for batch, labels in val.dataset:
+        fine_probs = pipeline.predict(batch, "hard").fine_probs
+        fine = labels["fine"].numpy()
+        for k in right:  # hits of this batch (the mean times the count, an integer)
+            right[k] += round(topk_accuracy(fine_probs, fine, k) * len(fine))
+        total += len(fine)
+    measured = {"macs": int(round(macs)), "generalist_macs": generalist_macs["macs"],
+                "trunk_macs": int(trunk_macs), "top1_hard": right[1] / total,
+                "top5_hard": right[5] / total,
+                "device_parameters": int(system.generalist.count_params()),
+                "host_bytes": _host_bytes(system)}
+    if config.timing.enabled:
+        timing = time_inference(lambda x: pipeline.predict(x, "hard"), images, config.timing)
+        routed = pipeline.superclass_probs(tf.constant(images[:timing["throughput_batch"]]))
+        timing["specialists_per_throughput_batch"] = int(len(np.unique(routed.argmax(1))))
+        measured["timing"] = timing
+    return measured
+
+
+def _supersub_training(run_dir: Path, base_kind: str, bits: int | None,
+                       specialists: list[dict]) -> dict:
+    """A Super-Sub point's training: its base network's and its specialists' curves,
+    final accuracies and gaps, seconds and image passes."""
     from supersub_tf.deltas.specialist_training import deltas_dir
     from supersub_tf.training.engine import HISTORY
 
+    base = json.loads((run_dir / base_kind / "metrics.json").read_text())
+    sdirs = [deltas_dir(run_dir, bits) / s["superclass"] for s in specialists]
+    spec_metrics = [json.loads((d / "metrics.json").read_text()) for d in sdirs]
+    gen_curves = history_curves(run_dir / base_kind / HISTORY)
+    mean_spec = mean_curves([history_curves(d / HISTORY) for d in sdirs])
+    gen_train, gen_val, gen_gap = final_gap(gen_curves)
+    spec_train, spec_val, spec_gap = final_gap(mean_spec)
+    return {
+        "base": base,
+        # Training compute: the base network's image passes and every specialist's, each
+        # a pass of (about) the base network's size.
+        "passes": (base["epochs"] * base["train_images"]
+                   + sum(m["epochs"] * m["train_images"] for m in spec_metrics)),
+        "seconds": round(base["train_seconds"] + sum(m["train_seconds"]
+                                                     for m in spec_metrics), 1),
+        "fields": {
+            "generalist_train_accuracy": gen_train, "generalist_val_accuracy": gen_val,
+            "generalist_gap": gen_gap, "specialist_train_accuracy": spec_train,
+            "specialist_val_accuracy": spec_val, "specialist_gap": spec_gap},
+        "curves": {"generalist": gen_curves, "specialists_mean": mean_spec},
+    }
+
+
+def supersub_record(config: ScalingConfig, size: dict[str, Any], bits: int | None, val,
+                    images, log=print) -> dict:
+    """The record of one Super-Sub point (its system must be trained and evaluated)."""
     name, tag = point_name(size), bits_tag(bits)
     run_dir = study_dir(config) / name
     system_dir = run_dir / "systems" / tag
@@ -214,61 +280,18 @@ def supersub_record(config: ScalingConfig, size: dict[str, Any], bits: int | Non
     report = storage_report(system_dir)
     # The network the specialists adapt (and stage 1): the vanilla network or a generalist.
     base_kind = config.base.deltas.base
-    generalist_metrics = json.loads((run_dir / base_kind / "metrics.json").read_text())
-
-    def measure() -> dict:
-        keras.backend.clear_session()
-        system = load_system(system_dir)
-        h = system.hierarchy
-        pipeline = SuperSubPipeline.from_system(system)
-        generalist_macs = model_macs(system.generalist)
-        head = system.generalist.get_layer(LOGITS_LAYER)
-        features = int(head.input_shape[-1])
-        trunk_macs = generalist_macs["macs"] - features * head.units
-        heads = [features * h.num_subclasses(s) for s in h.superclass_names]
-        macs = generalist_macs["macs"] + trunk_macs + sum(heads) / len(heads)
-        right1 = right5 = total = 0
-        for batch, labels in val.dataset:
-            fine_probs = pipeline.predict(batch, "hard").fine_probs
-            fine = labels["fine"].numpy()
-            top5 = np.argsort(-fine_probs, axis=1)[:, :5]
-            right1 += int((top5[:, 0] == fine).sum())
-            right5 += int((top5 == fine[:, None]).any(1).sum())
-            total += len(fine)
-        measured = {"macs": int(round(macs)), "generalist_macs": generalist_macs["macs"],
-                    "trunk_macs": int(trunk_macs), "top1_hard": right1 / total,
-                    "top5_hard": right5 / total,
-                    "device_parameters": int(system.generalist.count_params()),
-                    "host_bytes": _host_bytes(system)}
-        if config.timing.enabled:
-            timing = time_inference(lambda x: pipeline.predict(x, "hard"), images,
-                                    config.timing)
-            routed = pipeline.superclass_probs(tf.constant(images[:timing["throughput_batch"]]))
-            timing["specialists_per_throughput_batch"] = int(len(np.unique(routed.argmax(1))))
-            measured["timing"] = timing
-        return measured
-
     key = {"system": _fingerprint(system_dir / MANIFEST),
-           "timing": dataclasses.asdict(config.timing)}
-    measured = _cached(run_dir / "scaling" / f"supersub_{tag}.json", key, measure, log,
+           "timing": dataclasses.asdict(config.timing), "measurements": _MEASUREMENTS}
+    measured = _cached(run_dir / "scaling" / f"supersub_{tag}.json", key,
+                       lambda: _measure_supersub(config, system_dir, val, images), log,
                        f"{name} {tag}")
     specialists = report["specialists"]
     n = report["num_specialists"]
     payload = sum(s["code_bytes"] + s["scale_bytes"] + s["owned_bytes"] for s in specialists)
     owned_values = sum(s["owned_bytes"] for s in specialists) // 4
     generalist_params = int(report["parameters"])
-    sdirs = [deltas_dir(run_dir, bits) / s["superclass"] for s in specialists]
-    spec_curves = [history_curves(d / HISTORY) for d in sdirs]
-    spec_metrics = [json.loads((d / "metrics.json").read_text()) for d in sdirs]
-    spec_seconds = sum(m["train_seconds"] for m in spec_metrics)
-    # Training compute: the base network's image passes and every specialist's, each a
-    # pass of (about) the base network's size.
-    passes = (generalist_metrics["epochs"] * generalist_metrics["train_images"]
-              + sum(m["epochs"] * m["train_images"] for m in spec_metrics))
-    gen_curves = history_curves(run_dir / base_kind / HISTORY)
-    mean_spec = mean_curves(spec_curves)
-    gen_train, gen_val, gen_gap = final_gap(gen_curves)
-    spec_train, spec_val, spec_gap = final_gap(mean_spec)
+    training = _supersub_training(run_dir, base_kind, bits, specialists)
+    base = training["base"]
     timing = measured.get("timing") or {}
     routing = result["routing"]
     return {
@@ -284,21 +307,17 @@ def supersub_record(config: ScalingConfig, size: dict[str, Any], bits: int | Non
         "host_bytes": measured["host_bytes"], "storage_a": report["a"],
         "storage_units": report["a_n_plus_1"],
         "macs_per_image": measured["macs"], "flops_per_image": 2 * measured["macs"],
-        "train_flops": training_flops(measured["generalist_macs"], passes),
+        "train_flops": training_flops(measured["generalist_macs"], training["passes"]),
         "latency_ms": timing.get("latency_ms"), "throughput_ips": timing.get("throughput_ips"),
         "timing": timing or None,
         "top1": routing["hard"]["top1"], "top5": measured["top5_hard"],
         "top1_topk": routing["topk"]["top1"], "top1_oracle": routing["oracle"]["top1"],
         "stage1_superclass_accuracy": routing["hard"]["stage1_superclass_accuracy"],
         "final_train_accuracy": None, "final_val_accuracy": None, "train_val_gap": None,
-        "generalist_train_accuracy": gen_train, "generalist_val_accuracy": gen_val,
-        "generalist_gap": gen_gap, "specialist_train_accuracy": spec_train,
-        "specialist_val_accuracy": spec_val, "specialist_gap": spec_gap,
-        "train_seconds": round(generalist_metrics["train_seconds"] + spec_seconds, 1),
-        "epochs": generalist_metrics["epochs"],
-        "train_images": generalist_metrics["train_images"],
-        "val_images": generalist_metrics["val_images"],
-        "curves": {"generalist": gen_curves, "specialists_mean": mean_spec},
+        **training["fields"],
+        "train_seconds": training["seconds"],
+        "epochs": base["epochs"],
+        "train_images": base["train_images"],
+        "val_images": base["val_images"],
+        "curves": training["curves"],
     }
-
-

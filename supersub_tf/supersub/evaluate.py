@@ -9,7 +9,8 @@ import numpy as np
 from supersub_tf.hierarchy import Hierarchy
 from supersub_tf.progress import progress
 from supersub_tf.supersub.pipeline import SuperSubPipeline
-from supersub_tf.supersub.routing import ROUTINGS, combine, routes_for, specialist_passes
+from supersub_tf.supersub.routing import (
+    ROUTINGS, combine, routes_for, routing_mode, specialist_passes)
 
 
 def collect_predictions(pipeline: SuperSubPipeline, dataset, routings=ROUTINGS, k: int = 2,
@@ -18,9 +19,9 @@ def collect_predictions(pipeline: SuperSubPipeline, dataset, routings=ROUTINGS, 
     """Runs the pipeline over ``(images, labels)`` batches, for several routings at once.
 
     Stage 1 runs once per batch, and each specialist once, on the union of the images any
-    of the routings sends to it (the top-``k`` superclasses and the true one; every
-    superclass when ``soft`` is asked for); every routing's answer is then combined from
-    those outputs (:mod:`routing`).
+    of the routings sends to it (always the top-``k`` superclasses, which
+    :func:`~supersub_tf.supersub.routing.gated_curve` reads, and the true one); every
+    routing's answer is then combined from those outputs (:mod:`routing`).
 
     Returns:
         ``(fine_probs by routing [N, C], labels {"fine", "superclass", "subclass"})``,
@@ -30,17 +31,23 @@ def collect_predictions(pipeline: SuperSubPipeline, dataset, routings=ROUTINGS, 
         (``[N, S]``, see :func:`~supersub_tf.supersub.routing.combine`) and
         ``"<routing>_passes"`` (specialist passes per image, ``[]`` arrays of one value)
         under the same dict as routings.
+
+    Raises:
+        ValueError: For a routing that is not in :data:`~supersub_tf.supersub.routing.MODES`.
     """
     h = pipeline.hierarchy
     parts: dict[str, list[np.ndarray]] = {"superclass_probs": [], "subclass_probs": [],
                                           "other_probs": [], "stage_one_fine": []}
     labels: dict[str, list[np.ndarray]] = {}
-    widest = "soft" if "soft" in routings else "topk"
+    modes = [routing_mode(r) for r in routings]  # an unknown name fails before any batch
     batches = int(dataset.cardinality())  # negative when unknown: no progress shown
     for images, batch_labels in (progress(dataset, "evaluate", total=batches, unit="batches")
                                  if batches > 0 else dataset):
         sup_probs, stage_one_fine, shared = pipeline.stage_one(images)
-        union = np.concatenate([routes_for(sup_probs, widest, k),
+        union = np.concatenate([routes_for(sup_probs, "topk", k),
+                                *(routes_for(sup_probs, m.name, k, tau=tau,
+                                             stage_one_fine=stage_one_fine)
+                                  for m in modes if not m.needs_truth),
                                 batch_labels["superclass"].numpy().reshape(-1, 1)], axis=1)
         parts["superclass_probs"].append(sup_probs)
         if stage_one_fine is not None:
@@ -53,13 +60,13 @@ def collect_predictions(pipeline: SuperSubPipeline, dataset, routings=ROUTINGS, 
             labels.setdefault(key, []).append(value.numpy())
     out = {key: np.concatenate(v) for key, v in parts.items() if v}
     labels = {key: np.concatenate(v) for key, v in labels.items()}
-    for routing in routings:
-        routes = routes_for(out["superclass_probs"], routing, k, labels["superclass"], tau,
+    for mode in modes:
+        routes = routes_for(out["superclass_probs"], mode.name, k, labels["superclass"], tau,
                             out.get("stage_one_fine"))
-        out[routing] = combine(out["superclass_probs"], out["subclass_probs"], routes, h,
-                               weighted=routing != "oracle", other_probs=out.get("other_probs"),
-                               stage_one_fine=out.get("stage_one_fine"))
-        out[f"{routing}_passes"] = np.asarray(specialist_passes(routes))
+        out[mode.name] = combine(out["superclass_probs"], out["subclass_probs"], routes, h,
+                                 weighted=mode.weighted, other_probs=out.get("other_probs"),
+                                 stage_one_fine=out.get("stage_one_fine"))
+        out[f"{mode.name}_passes"] = np.asarray(specialist_passes(routes))
     return out, labels
 
 
@@ -159,7 +166,7 @@ def vanilla_comparison(probs: dict[str, np.ndarray], labels: dict[str, np.ndarra
         routes = routes_for(probs["superclass_probs"], routing, k, labels["superclass"], tau,
                             probs.get("stage_one_fine"))
         combined = combine(probs["superclass_probs"], mixed_sub, routes, hierarchy,
-                           weighted=routing != "oracle")
+                           weighted=routing_mode(routing).weighted)
         mixed[routing] = float((combined.argmax(1) == fine).mean())
     result = {**top1, "vanilla_restricted_top1": restricted,
               "vanilla_restricted_per_superclass": per_restricted,

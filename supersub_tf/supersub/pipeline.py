@@ -20,9 +20,9 @@ exist only while that group runs. The deltas live in host memory as k-bit codes.
 into a specialist *in place* (for inspection, and as the reference the replay is tested
 against); a failure half-way through ``apply`` restores the generalist.
 
-Routing modes (:mod:`supersub_tf.supersub.routing`): ``hard``, ``topk``, ``soft``
-(every superclass), ``gated`` (stage 1's own answer, or hard routing for a generalist,
-when stage 1 is confident; top-k below a threshold) and ``oracle``.
+Routing modes are :data:`supersub_tf.supersub.routing.MODES`: ``hard``, ``topk``,
+``soft`` (every superclass), ``gated`` (stage 1's own answer, or hard routing for a
+generalist, when stage 1 is confident; top-k below a threshold) and ``oracle``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from supersub_tf.models import trunk
 from supersub_tf.models.blocks import LOGITS_LAYER
 from supersub_tf.models.functional import FunctionalForward
 from supersub_tf.supersub.routing import (
-    ALL_ROUTINGS, ROUTINGS, answer_subclass_probs, combine, routes_for, softmax,
+    ALL_ROUTINGS, ROUTINGS, answer_subclass_probs, combine, routes_for, routing_mode, softmax,
     specialist_outputs, stage_one_probs)
 
 __all__ = ["ALL_ROUTINGS", "Prediction", "ROUTINGS", "SuperSubPipeline"]
@@ -309,20 +309,22 @@ class SuperSubPipeline:
 
         Args:
             images: ``float32 [N, H, W, 3]``, normalised as in training.
-            routing: ``hard``, ``topk``, ``soft``, ``gated`` or ``oracle`` (see
-                :mod:`supersub_tf.supersub.routing`).
+            routing: A mode of :data:`supersub_tf.supersub.routing.MODES`: ``hard``,
+                ``topk``, ``soft``, ``gated`` or ``oracle``.
             k: Superclasses per image for ``topk`` and uncertain ``gated`` images.
             true_superclass: ``[N]`` true superclass indices, for ``oracle``.
             tau: ``gated``'s confidence threshold on ``max p(superclass)``.
+
+        Raises:
+            ValueError: For an unknown routing (naming the modes).
         """
-        if routing not in ALL_ROUTINGS:
-            raise ValueError(f"routing must be one of {ALL_ROUTINGS}, got {routing!r}")
+        mode = routing_mode(routing)
         images = tf.convert_to_tensor(images)
         h = self.hierarchy
         sup_probs, stage_one_fine, shared = self.stage_one(images)
         routes = routes_for(sup_probs, routing, k, true_superclass, tau, stage_one_fine)
         sub_given, other = self.routed_subclass_probs(images, routes, shared)
-        fine_probs = combine(sup_probs, sub_given, routes, h, weighted=routing != "oracle",
+        fine_probs = combine(sup_probs, sub_given, routes, h, weighted=mode.weighted,
                              other_probs=other, stage_one_fine=stage_one_fine)
         n = len(fine_probs)
         fine = fine_probs.argmax(1)

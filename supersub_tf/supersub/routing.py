@@ -9,7 +9,8 @@ the vanilla network itself (a fine-class head, ``deltas.base: vanilla``): then
 ``p(superclass)`` is the sum of its fine probabilities over each superclass's classes
 (:func:`stage_one_probs`), and its own fine answer is a prediction stage 2 may keep.
 
-Routing modes:
+Routing modes (:data:`MODES`, the registry every inference path, the evaluation, the
+report and the command line read):
 
 * ``hard``: the most likely superclass (one specialist pass per image);
 * ``topk``: the ``k`` most likely; ``p(fine) = p(superclass) * p(subclass | superclass)``
@@ -22,6 +23,12 @@ Routing modes:
   confidence is ``max p(fine)`` for a vanilla stage 1, ``max p(superclass)`` otherwise;
 * ``oracle``: the true superclass (analysis only: the best stage 2 can do).
 
+A new mode is one :class:`RoutingMode` in :data:`MODES` (and its name in
+``supersub_tf.choices.ROUTINGS``, which a test keeps equal): the evaluation, the
+report, the ``predict`` command and the LiteRT runtime pick it up. The SavedModel's
+graph implements its own ``hard`` and ``soft`` (``export/savedmodel.py``,
+``EXPORT_ROUTINGS``), tested against this module.
+
 A route table row of only ``-1`` means "no specialist": :func:`combine` then gives
 stage 1's own fine probabilities for that image.
 
@@ -31,16 +38,20 @@ weight ``p(s) * (1 - p_s(other))`` and renormalises over the routed blocks, so a
 the specialist rejects loses to the next one; ``p(subclass | s)`` is then
 ``p(subclass | s, not other)``.
 
-This module is the one definition of routing and combination for every inference path.
-It imports only numpy because the LiteRT export copies it, byte for byte, next to its
-runtime (as ``supersub_routing.py``), which runs without ``supersub_tf``; a test checks
-the copy is identical. A ``hierarchy`` here is anything with ``num_superclasses``,
+This module is the one definition of routing and combination of the in-process pipeline,
+its evaluation and the LiteRT runtime (the SavedModel's graph implements ``hard`` and
+``soft`` in TensorFlow, and is tested against this module for each). It imports only
+numpy and the standard library because the LiteRT export copies it, byte for byte, next
+to its runtime (as ``supersub_routing.py``), which runs without ``supersub_tf``; a test
+checks the copy is identical. A ``hierarchy`` here is anything with ``num_superclasses``,
 ``num_classes`` and ``fine_labels_of(s)`` (the package's
 :class:`~supersub_tf.hierarchy.Hierarchy`, the runtime's own reader of the manifest).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -48,9 +59,6 @@ import numpy as np
 if TYPE_CHECKING:  # annotations only: no package import at run time
     from supersub_tf.hierarchy import Hierarchy
 
-ROUTINGS = ("hard", "topk", "oracle")
-#: Every routing :func:`routes_for` knows (``gated`` needs a threshold).
-ALL_ROUTINGS = ("hard", "topk", "soft", "gated", "oracle")
 #: What stage 1's head predicts: superclasses (a generalist) or fine classes (vanilla).
 STAGE_ONE_HEADS = ("superclass", "fine")
 
@@ -99,34 +107,115 @@ def specialist_outputs(probs: np.ndarray, catch_all: bool
     return (probs[:, :-1] / rest).astype(np.float32), other
 
 
+# ----------------------------------------------------------------------------- modes
+#: A mode's route table from ``(superclass_probs [N, S], k, true_superclass [N] or None,
+#: tau, stage_one_fine [N, C] or None)``, the arguments of :func:`routes_for`.
+RouteTable = Callable[..., np.ndarray]
+
+
+def _ranked(superclass_probs: np.ndarray, width: int) -> np.ndarray:
+    """The ``width`` most likely superclasses of each image, most likely first."""
+    width = max(1, min(width, superclass_probs.shape[1]))
+    return np.argsort(-superclass_probs, axis=1, kind="stable")[:, :width].copy()
+
+
+def _hard(superclass_probs, k, true_superclass, tau, stage_one_fine) -> np.ndarray:
+    return superclass_probs.argmax(1)[:, None]
+
+
+def _topk(superclass_probs, k, true_superclass, tau, stage_one_fine) -> np.ndarray:
+    return _ranked(superclass_probs, k)
+
+
+def _soft(superclass_probs, k, true_superclass, tau, stage_one_fine) -> np.ndarray:
+    return _ranked(superclass_probs, superclass_probs.shape[1])
+
+
+def _gated(superclass_probs, k, true_superclass, tau, stage_one_fine) -> np.ndarray:
+    routes = _ranked(superclass_probs, k)
+    if stage_one_fine is not None:  # stage 1's own answer: no specialist at all
+        routes[stage_one_fine.max(1) >= tau, :] = -1
+    else:
+        routes[superclass_probs.max(1) >= tau, 1:] = -1
+    return routes
+
+
+def _oracle(superclass_probs, k, true_superclass, tau, stage_one_fine) -> np.ndarray:
+    if true_superclass is None:
+        raise ValueError("oracle routing needs true_superclass")
+    return np.asarray(true_superclass, np.int64).reshape(len(superclass_probs), 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class RoutingMode:
+    """One routing mode: how its route table is made and how its answers combine.
+
+    Attributes:
+        name: What settings, results and the command line call it (``topk``).
+        label: Its name in tables and prose (``top-k``).
+        summary: What it does, in one line (the command line's help).
+        routes: Its route table (see :func:`routes_for`).
+        weighted: :func:`combine` weighs each routed block by ``p(superclass)``
+            (``oracle``, given the truth, does not).
+        needs_truth: It needs the true superclass: evaluation only, never offered for
+            classifying a user's images.
+    """
+
+    name: str
+    label: str
+    summary: str
+    routes: RouteTable
+    weighted: bool = True
+    needs_truth: bool = False
+
+
+#: The routing modes, by name, in the order tables list them.
+MODES: dict[str, RoutingMode] = {mode.name: mode for mode in (
+    RoutingMode("hard", "hard", "the most likely superclass's specialist (1 pass)", _hard),
+    RoutingMode("topk", "top-k", "the k most likely superclasses' specialists, combined "
+                "(k passes)", _topk),
+    RoutingMode("soft", "soft", "every specialist, weighted by p(superclass) (S passes)",
+                _soft),
+    RoutingMode("gated", "gated", "stage 1's own answer when it is confident (max p >= "
+                "tau), top-k below", _gated),
+    RoutingMode("oracle", "oracle", "the true superclass's specialist (evaluation only)",
+                _oracle, weighted=False, needs_truth=True),
+)}
+#: Every routing mode's name (``gated`` needs a threshold, ``oracle`` the truth).
+ALL_ROUTINGS = tuple(MODES)
+#: The modes that classify images without knowing their superclass (``predict`` offers
+#: these).
+INFERENCE_ROUTINGS = tuple(name for name, mode in MODES.items() if not mode.needs_truth)
+#: The paper's three, the default of an evaluation: hard, top-k and oracle.
+ROUTINGS = ("hard", "topk", "oracle")
+
+
+def routing_mode(name: str) -> RoutingMode:
+    """The registered mode called ``name``.
+
+    Raises:
+        ValueError: For an unknown name, listing the modes.
+    """
+    if name not in MODES:
+        raise ValueError(f"routing must be one of {tuple(MODES)}, got {name!r}")
+    return MODES[name]
+
+
 def routes_for(superclass_probs: np.ndarray, routing: str, k: int = 2,
                true_superclass: np.ndarray | None = None, tau: float = 0.5,
                stage_one_fine: np.ndarray | None = None) -> np.ndarray:
-    """The route table of one routing mode.
+    """The route table of one routing mode (:data:`MODES`).
 
-    ``stage_one_fine``: a vanilla stage 1's ``p(fine)``; ``gated`` then sends the images on
-    which it is confident (``max p(fine) >= tau``) to no specialist (all ``-1``).
+    ``k``: superclasses per image of ``topk`` and uncertain ``gated`` images.
+    ``true_superclass``: ``[N]``, for ``oracle``. ``tau``: ``gated``'s threshold.
+    ``stage_one_fine``: a vanilla stage 1's ``p(fine)``; ``gated`` then sends the images
+    on which it is confident (``max p(fine) >= tau``) to no specialist (all ``-1``).
 
     Raises:
         ValueError: For an unknown routing, or ``oracle`` without ``true_superclass``.
     """
-    if routing not in ALL_ROUTINGS:
-        raise ValueError(f"routing must be one of {ALL_ROUTINGS}, got {routing!r}")
-    n, num_superclasses = superclass_probs.shape
-    if routing == "oracle":
-        if true_superclass is None:
-            raise ValueError("oracle routing needs true_superclass")
-        return np.asarray(true_superclass, np.int64).reshape(n, 1)
-    if routing == "hard":
-        return superclass_probs.argmax(1)[:, None]
-    width = num_superclasses if routing == "soft" else max(1, min(k, num_superclasses))
-    routes = np.argsort(-superclass_probs, axis=1, kind="stable")[:, :width].copy()
-    if routing == "gated":
-        if stage_one_fine is not None:  # stage 1's own answer: no specialist at all
-            routes[stage_one_fine.max(1) >= tau, :] = -1
-        else:
-            routes[superclass_probs.max(1) >= tau, 1:] = -1
-    return routes
+    return routing_mode(routing).routes(superclass_probs, k, true_superclass, tau,
+                                        stage_one_fine)
 
 
 def specialist_passes(routes: np.ndarray) -> float:

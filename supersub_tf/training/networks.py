@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from supersub_tf.accuracy import topk_accuracy
 from supersub_tf.atomic import atomic_write_text
 from supersub_tf.config import RunConfig, TrainConfig
 from supersub_tf.data import load_dataset
@@ -189,15 +190,15 @@ def train_network(config: RunConfig, source: ImageSource, kind: str, run_dir: st
         "epochs": len(history.get("epoch", [])),
         "steps": len(history.get("epoch", [])) * steps_per_epoch,
         "train_seconds": round(seconds, 1),
-        "top1": float(np.mean(probs.argmax(1) == target)),
-        "top5": float(np.mean((np.argsort(-probs, 1)[:, :5] == target[:, None]).any(1))),
+        "top1": topk_accuracy(probs, target, 1),
+        "top5": topk_accuracy(probs, target, 5),
         "final_train_accuracy": (float(history["accuracy"][-1]) if "accuracy" in history
                                  else None),
         "final_train_loss": float(history["loss"][-1]) if "loss" in history else None,
     }
     if fine_head:  # the auxiliary head is a vanilla-size fine classifier of its own
         fine_probs, _ = predict(aux_head(full), val.dataset)
-        metrics["aux_fine_top1"] = float(np.mean(fine_probs.argmax(1) == labels["fine"]))
+        metrics["aux_fine_top1"] = topk_accuracy(fine_probs, labels["fine"], 1)
     atomic_write_text(out / "network.json", json.dumps({
         "kind": kind, "superclass": superclass, "num_classes": n,
         **({"aux_fine_classes": hierarchy.num_classes} if fine_head else {}),
