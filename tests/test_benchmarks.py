@@ -361,3 +361,49 @@ def test_equal_compute_counts_image_passes_and_finds_the_matched_vanilla(bench, 
     assert [(r["name"], r["bits"], r["top1"]["hard"]) for r in rows] == [
         ("deltas, 4bit", "4bit", 0.6), ("deltas, float", "float", 0.55)]
     assert rows[1]["minus_compute_matched"]["hard"] == pytest.approx(0.55)
+
+
+def test_heldout_selection_chooses_by_heldout_accuracy_then_cost(bench):
+    import heldout_selection
+
+    rows = [{"name": "a", "heldout_top1": 0.5, "specialist_passes": 10.0},
+            {"name": "b", "heldout_top1": 0.6, "specialist_passes": 10.0},
+            {"name": "c", "heldout_top1": 0.6, "specialist_passes": 1.0},
+            {"name": "d", "heldout_top1": 0.6, "specialist_passes": 1.0}]
+    assert heldout_selection.choose(rows)["name"] == "c"   # best, cheaper, then earlier
+    assert heldout_selection.choose(rows[:2])["name"] == "b"
+
+
+@pytest.mark.slow
+def test_heldout_selection_scores_held_out_images_of_a_real_run(bench, tmp_path, monkeypatch,
+                                                                capsys):
+    """A tiny main job with a held-out split: every system and routing is scored on the
+    held-out images, which no network trained on; a run without them is refused."""
+    import heldout_selection
+    from test_training import tiny_config
+
+    from supersub_tf.run import run_pipeline
+
+    monkeypatch.setenv("SUPERSUB_CACHE_DIR", str(tmp_path / "cache"))
+    config = tiny_config(tmp_path, epochs=1)
+    config.data.test_fraction = 0.25
+    config.networks = ["vanilla", "supersub"]
+    config.export.enabled = False
+    run_dir = run_pipeline(config, log=lambda *_: None)
+    output = tmp_path / "heldout.json"
+    monkeypatch.setattr(sys, "argv", ["heldout_selection.py", "--candidate", f"tiny={run_dir}",
+                                      "--output", str(output)])
+    heldout_selection.main()
+    capsys.readouterr()
+    result = json.loads(output.read_text())
+    rows = result["candidates"]
+    assert {r["routing"] for r in rows} == {"hard", "topk", "soft", "gated"}
+    assert all(r["heldout_images"] > 0 and 0 <= r["heldout_top1"] <= 1 for r in rows)
+    # the validation numbers are the main job's own, for the same system and routing
+    recorded = json.loads((run_dir / "supersub" / "4bit.json").read_text())["routing"]
+    assert all(r["val_top1"] == recorded[r["routing"]]["top1"] for r in rows)
+    assert result["chosen"]["heldout_top1"] == max(r["heldout_top1"] for r in rows)
+    config.data.test_fraction = 0.0   # a run without held-out images
+    save_config(config, run_dir / "config.yaml")
+    with pytest.raises(SystemExit, match="without held-out images"):
+        heldout_selection.heldout_scores(run_dir)
