@@ -66,3 +66,33 @@ def test_standalone_the_runtime_defines_a_compatible_export_error(tmp_path):
     assert issubclass(errors.ExportError, ValueError)  # one except clause catches both
     assert Path(tmp_path / "supersub_routing.py").read_bytes() == Path(
         sys.modules["supersub_tf.supersub.routing"].__file__).read_bytes()
+
+
+BY_PATH = r"""
+import importlib.util, json, sys
+from pathlib import Path
+folder = Path(sys.argv[1])
+spec = importlib.util.spec_from_file_location("litert_runtime", folder / "litert_runtime.py")
+runtime = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(runtime)
+print(json.dumps({"routing": runtime.routing.__name__,
+                  "manifest_files": runtime.manifest_files.__name__}))
+"""
+
+
+def test_an_export_folders_runtime_loads_by_path_from_elsewhere(tmp_path):
+    """As notebook 04 and a serving script load it: by file path, from another working
+    folder, so the copies beside it are not on ``sys.path`` until the runtime puts them."""
+    export = tmp_path / "export"
+    export.mkdir()
+    shutil.copyfile(litert_runtime.__file__, export / tflite.RUNTIME_FILE)
+    for name, module in litert_runtime.MODULE_COPIES.items():
+        shutil.copyfile(module.__file__, export / name)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", BY_PATH, str(export)], cwd=elsewhere,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+        "routing": "supersub_routing", "manifest_files": "supersub_manifest_files"}

@@ -55,6 +55,9 @@ if __package__ == "supersub_tf.export":  # inside the package: its modules, its 
     from supersub_tf.errors import ExportError
     from supersub_tf.supersub import routing
 else:  # in an export folder: byte-for-byte copies of the package's modules, beside this file
+    _HERE = str(Path(__file__).resolve().parent)
+    if _HERE not in sys.path:  # loaded by path (importlib), not run as a script
+        sys.path.insert(0, _HERE)
     import supersub_manifest_files as manifest_files
     import supersub_routing as routing
 
