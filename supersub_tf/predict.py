@@ -43,7 +43,6 @@ from supersub_tf.data.examples import decode_image
 from supersub_tf.data.pipeline import normalize, resize
 from supersub_tf.deltas.storage import load_system
 from supersub_tf.errors import DataError, OutputError
-from supersub_tf.export import litert_runtime
 from supersub_tf.export.litert_runtime import IMAGE_SUFFIXES, exif_upright
 from supersub_tf.export.tflite import open_export
 from supersub_tf.hierarchy import Hierarchy
@@ -225,7 +224,7 @@ class _LiteRTModel:
         self.image_size = self.runtime.image_size
         self.hierarchy = Hierarchy.from_dict(self.runtime.manifest["hierarchy"],
                                              source=str(path / MANIFEST))
-        self.routings = tuple(r for r in litert_runtime.ROUTINGS if r in INFERENCE_ROUTINGS)
+        self.routings = INFERENCE_ROUTINGS  # its runtime reads the same registry
 
     def predict(self, images: np.ndarray, routing: str, k: int) -> dict[str, np.ndarray]:
         return self.runtime.predict(images, routing=routing, k=k)

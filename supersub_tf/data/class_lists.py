@@ -16,6 +16,12 @@ from supersub_tf.paths import data_dir
 from supersub_tf.wordnet import read_class_list
 
 
+def visible_folders(folder: str | os.PathLike) -> list[str]:
+    """The names of the visible (not dot-) folders directly inside ``folder``, sorted."""
+    with os.scandir(folder) as entries:
+        return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+
+
 def class_folders(folder: str | os.PathLike) -> list[str]:
     """The names of the visible folders in ``folder``, sorted: a dataset's class ids
     where each class is a folder (``train/<wnid>/``).
@@ -24,8 +30,7 @@ def class_folders(folder: str | os.PathLike) -> list[str]:
         DataError: ``folder`` cannot be listed or holds no such folder.
     """
     try:
-        with os.scandir(folder) as entries:
-            names = sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+        names = visible_folders(folder)
     except OSError as err:
         raise DataError(f"{folder}: cannot list the class folders ({err})") from None
     if not names:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from supersub_tf.config import DataConfig
+from supersub_tf.data.class_lists import visible_folders
 from supersub_tf.data.examples import Examples, fingerprint_of
 from supersub_tf.data.source import ListSource
 from supersub_tf.errors import ConfigError, DataError
@@ -32,12 +33,6 @@ LAYOUT = "root/<superclass>/<subclass>/*.jpg (or .jpeg, .png)"
 
 def _visible(name: str) -> bool:
     return not name.startswith(".")
-
-
-def _subfolders(folder: Path) -> list[str]:
-    """Names of the visible folders directly inside ``folder``, sorted."""
-    with os.scandir(folder) as entries:
-        return sorted(e.name for e in entries if _visible(e.name) and e.is_dir())
 
 
 def _image_files(folder: Path) -> list[os.DirEntry]:
@@ -69,7 +64,7 @@ def resolve_root(path: str) -> Path:
 def _scan_superclass(root: Path, superclass: str) -> list[tuple[str, list[os.DirEntry]]]:
     """``(subclass folder, image files)`` of one superclass folder, each non-empty."""
     folder = root / superclass
-    subclasses = _subfolders(folder)
+    subclasses = visible_folders(folder)
     if not subclasses:
         loose = len(_image_files(folder))
         hint = (f"; it holds {loose} image file(s) directly, but images must sit one level "
@@ -100,7 +95,7 @@ def scan_tree(root: Path) -> tuple[Hierarchy, Examples]:
             (the message names both).
     """
     try:
-        superclass_names = _subfolders(root)
+        superclass_names = visible_folders(root)
         if not superclass_names:
             raise DataError(f"{root}: no superclass folders found (expected {LAYOUT})")
         tree = [(name, _scan_superclass(root, name)) for name in superclass_names]
