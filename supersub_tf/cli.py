@@ -28,15 +28,18 @@ from pathlib import Path
 
 from supersub_tf.config import EXPORT_QUANTIZATIONS, QUICK_PROFILE, load_config
 from supersub_tf.console import quiet_tensorflow_startup
-from supersub_tf.data import create_source
+from supersub_tf.data import build_spec, create_source, load_hierarchy
 from supersub_tf.data.arrays import calibration_images, load_images
+from supersub_tf.data.class_lists import read_class_ids
 from supersub_tf.data.preview import preview_gaps, write_preview
+from supersub_tf.data.summary import format_gaps, format_table, hierarchy_counts, split_counts
 from supersub_tf.deltas.storage import FORMAT_VERSION, convert_system, load_system
 from supersub_tf.deltas.storage_report import format_storage_report, storage_report
 from supersub_tf.errors import ConfigError, DataError, SuperSubError
 from supersub_tf.export.tflite import CALIBRATED, export_tflite
 from supersub_tf.models import check_model_name
 from supersub_tf.predict import run_predict
+from supersub_tf.presets import PRESET_DIR, list_presets, load_preset
 from supersub_tf.run import analyze_run, run_pipeline, train_stage
 from supersub_tf.studies.budget import BUDGET_QUICK_PROFILE, load_budget_config, run_budget
 from supersub_tf.studies.scaling import SCALING_QUICK_PROFILE, load_scaling_config, run_scaling
@@ -46,8 +49,7 @@ from supersub_tf.supersub.routing import INFERENCE_ROUTINGS, MODES
 # they load, so every other command, ``--help`` and a bad command line answer without
 # waiting for it, and main() quiets TensorFlow's native start-up lines (console.py)
 # before it first loads (a test checks that importing this module leaves TensorFlow
-# unloaded). The dataset tools' imports of presets and data.summary stay in their
-# functions until the sources own their class lists (issue 19, section 2, in progress).
+# unloaded).
 
 DEFAULT_CONFIG = "default"  # the built-in config (package data), whatever the directory
 
@@ -181,11 +183,6 @@ def _cmd_budget(args: argparse.Namespace) -> None:
 
 
 def _cmd_summary(args: argparse.Namespace) -> None:
-    from supersub_tf.data import create_source
-    from supersub_tf.data.summary import (
-        format_gaps, format_table, hierarchy_counts, split_counts)
-    from supersub_tf.errors import DataError
-
     config = _load_config(args)
     # An inspection never downloads; without the images, a preset still has its counts.
     config.data.download = False
@@ -194,8 +191,6 @@ def _cmd_summary(args: argparse.Namespace) -> None:
     except DataError as err:
         if not args.preset:
             raise
-        from supersub_tf.data import load_hierarchy
-
         summary = hierarchy_counts(load_hierarchy(args.preset, config.data), str(err))
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -231,10 +226,6 @@ def _cmd_preview(args: argparse.Namespace) -> None:
 
 
 def _cmd_build_preset(args: argparse.Namespace) -> None:
-    from supersub_tf.data import build_spec
-    from supersub_tf.data.class_lists import read_class_ids
-    from supersub_tf.presets import PRESET_DIR, list_presets
-
     output = args.output
     if output is None and args.spec in list_presets():
         output = PRESET_DIR / f"{args.spec}.json"
@@ -260,8 +251,6 @@ def _cmd_build_preset(args: argparse.Namespace) -> None:
 
 
 def _cmd_presets(args: argparse.Namespace) -> None:
-    from supersub_tf.presets import list_presets, load_preset
-
     for name in list_presets():
         h = load_preset(name)
         print(f"{name:24s} {h.num_superclasses:3d} superclasses {h.num_classes:5d} classes")
