@@ -34,14 +34,15 @@ from pathlib import Path
 import numpy as np
 
 from supersub_tf.atomic import atomic_write_text
-from supersub_tf.config import RunConfig, save_config
-from supersub_tf.data import create_source
+from supersub_tf.config import RunConfig, bits_tag, save_config
+from supersub_tf.data import SELF_DESCRIBING, create_source
 from supersub_tf.data.preview import preview_gaps, write_preview
 from supersub_tf.data.source import ImageSource
 from supersub_tf.data.summary import format_gaps, format_table, split_counts
-from supersub_tf.errors import DataError
+from supersub_tf.errors import ConfigError, DataError
 from supersub_tf.freshness import ensure_fresh
 from supersub_tf.models import check_model_name
+from supersub_tf.manifest_files import MANIFEST
 from supersub_tf.run_lock import run_lock
 
 NETWORK_KINDS = ("vanilla", "generalist", "specialists", "supersub")
@@ -148,7 +149,6 @@ def supersub_stage(config: RunConfig, source: ImageSource | None = None,
 
 def _supersub_results(config: RunConfig, run_dir: Path, source: ImageSource,
                       log) -> dict[str, dict]:
-    from supersub_tf.config import bits_tag
     from supersub_tf.data import load_dataset
     from supersub_tf.deltas.storage import save_system
     from supersub_tf.deltas.storage_report import storage_report
@@ -278,10 +278,7 @@ def check_export_targets(config: RunConfig, run_dir: Path) -> None:
     Raises:
         ConfigError: Naming the folder, the system it holds and the settings to change.
     """
-    from supersub_tf.config import bits_tag
-    from supersub_tf.errors import ConfigError
-    from supersub_tf.export.savedmodel import METADATA_FILE
-    from supersub_tf.manifest_files import MANIFEST
+    from supersub_tf.export.savedmodel import METADATA_FILE  # imports TensorFlow
 
     tag = bits_tag(config.deltas.bits[0])
     system_dir = (run_dir / "systems" / tag).resolve()
@@ -305,9 +302,7 @@ def check_export_targets(config: RunConfig, run_dir: Path) -> None:
 
 
 def _export(config: RunConfig, run_dir: Path, source: ImageSource | None, log) -> dict:
-    from supersub_tf.config import bits_tag
-    from supersub_tf.deltas.storage import MANIFEST, load_system
-    from supersub_tf.errors import ConfigError
+    from supersub_tf.deltas.storage import load_system
     from supersub_tf.data.arrays import calibration_images, evaluation_images
     from supersub_tf.export.measure import (
         export_size_report, format_export_size_report, format_measurement, keras_predict,
@@ -394,7 +389,6 @@ def analyze_run(config: RunConfig, run_dir: str | Path | None = None,
     analysis = analyze_networks(run_dir, source.hierarchy, config.data, source, log=log)
     # Only what this config made: results of other bit widths or an export the config
     # turned off may be left in the folder from an earlier run.
-    from supersub_tf.config import bits_tag
 
     supersub = "supersub" in config.networks
     tags = [bits_tag(b) for b in config.deltas.bits] if supersub else []
@@ -432,8 +426,6 @@ def run_pipeline(config: RunConfig, log=print, retrain: bool = False) -> Path:
 def _hierarchy_origin(config: RunConfig, source: ImageSource) -> str:
     """The hierarchy's name and where it came from, for the run's first line: a folder
     tree's own (``data.preset`` is ignored there), or the preset's."""
-    from supersub_tf.data import SELF_DESCRIBING
-
     name = source.hierarchy.name
     if config.data.dataset.split(":", 1)[0] in SELF_DESCRIBING:
         return f"{name} (from the data)"
