@@ -40,9 +40,10 @@ from typing import Any, Callable, Sequence
 import supersub_tf  # noqa: F401  (selects tf_keras and oneDNN before TensorFlow loads)
 from supersub_tf.atomic import atomic_write_text
 from supersub_tf.config import QUICK_PROFILE, RunConfig, load_config
-from supersub_tf.freshness import StaleRunError
-from supersub_tf.run_completion import complete_run
-from supersub_tf.run_lock import RunLockedError
+from supersub_tf.run.completion import complete_run
+from supersub_tf.run.freshness import StaleRunError
+from supersub_tf.run.layout import METRICS, RunLayout
+from supersub_tf.run.lock import RunLockedError
 from supersub_tf.tables import cell, pct, points, text_table  # noqa: F401 (the scripts' formats)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -200,7 +201,7 @@ def resolve_run_dir(config: RunConfig) -> Path:
 
 def supersub_results(run_dir: Path) -> dict[str, dict]:
     """``supersub/<tag>.json`` of a run by tag, in the order float, 8bit, 7bit, ..., 2bit."""
-    found = {p.stem: read_json(p) for p in (run_dir / "supersub").glob("*.json")}
+    found = {p.stem: read_json(p) for p in RunLayout(run_dir).supersub_results.glob("*.json")}
     return dict(sorted(found.items(), key=lambda kv: tag_order(kv[0])))
 
 
@@ -225,7 +226,7 @@ def ensure_run(overrides: Sequence[str] = (), run: str | os.PathLike | None = No
     """The finished run a benchmark reads: ``run`` as it is, or the run of the main job's
     config with ``overrides``, trained or resumed first when parts are missing.
 
-    Completing is the package's :func:`~supersub_tf.run_completion.complete_run`: only
+    Completing is the package's :func:`~supersub_tf.run.completion.complete_run`: only
     the missing parts train, under the run's lock (another command writing the run stops
     it, or with ``wait`` is waited for), and stages trained with other settings stop it,
     or with ``retrain`` are trained again.
@@ -241,10 +242,10 @@ def ensure_run(overrides: Sequence[str] = (), run: str | os.PathLike | None = No
     """
     if run is not None:
         run_dir = Path(run).resolve()
-        if not (run_dir / "report.json").is_file():
+        layout = RunLayout(run_dir)
+        if not layout.report_json.is_file():
             raise SystemExit(f"{run_dir}: no report.json; not a finished run of the main job")
-        config = (load_config(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file()
-                  else load_run_config())
+        config = load_config(layout.config) if layout.config.is_file() else load_run_config()
         return _run_info(run_dir, config, trained=False, missing=[])
     config = load_run_config(overrides)
     run_dir = resolve_run_dir(config)
@@ -281,7 +282,7 @@ def variant_run(base_overrides: Sequence[str], overrides: Sequence[str], name: s
     config = load_run_config([*base_overrides, *overrides, f"name={name}"])
     run_dir = resolve_run_dir(config)
     for network, source in reuse.items():
-        if not (run_dir / network / "metrics.json").is_file():
+        if not (run_dir / network / METRICS).is_file():
             shutil.rmtree(run_dir / network, ignore_errors=True)
             shutil.copytree(Path(source) / network, run_dir / network)
     started = time.perf_counter()
@@ -293,7 +294,7 @@ def variant_run(base_overrides: Sequence[str], overrides: Sequence[str], name: s
 
 def _run_info(run_dir: Path, config: RunConfig, trained: bool,
               missing: list[str]) -> dict[str, Any]:
-    report_path = run_dir / "report.json"
+    report_path = RunLayout(run_dir).report_json
     mtime = datetime.datetime.fromtimestamp(report_path.stat().st_mtime, datetime.timezone.utc)
     return {"run_dir": run_dir, "config": config, "report": read_json(report_path),
             "trained": trained, "missing": missing,

@@ -18,7 +18,11 @@ specialists of 3, 9 and 18 epochs::
 
 Every stored system (each bit width) of every candidate is scored under every inference
 routing on the held-out images; the best held-out top-1 wins (ties: fewer specialist
-passes, then the order given). Prints both tables and writes
+passes, then the order given). Gated routing's threshold is chosen the same way: on the
+chosen system's held-out gated curve (``tau`` in steps of 0.05), the cheapest point
+(fewest specialist passes) whose top-1 is within 0.3 points of that system's best
+routing (:func:`~supersub_tf.supersub.routing.cheapest_within`), the default
+``deltas.gate_tau``. Prints the tables and writes
 ``benchmarks/results/heldout_selection_full.json``.
 """
 
@@ -33,19 +37,26 @@ import numpy as np
 
 import common
 from supersub_tf.config import load_config
+from supersub_tf.supersub.routing import cheapest_within
 
 SCRIPT = "heldout_selection"
 
 
-def heldout_scores(run_dir: Path, batch_size: int | None = None) -> list[dict[str, Any]]:
+#: Gated routing's thresholds on the held-out curve.
+TAUS = np.round(np.arange(0.0, 1.0001, 0.05), 2)
+
+
+def heldout_scores(run_dir: Path, batch_size: int | None = None
+                   ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, float]]]]:
     """Top-1 and specialist passes per image of every stored system of ``run_dir`` under
     every inference routing, on its held-out (``test``) images, with the validation
-    top-1 the main job recorded for the same system and routing."""
+    top-1 the main job recorded for the same system and routing; and each system's
+    gated curve on the held-out images (by bit tag)."""
     from supersub_tf.data import create_source, load_dataset
     from supersub_tf.deltas.storage import load_system
     from supersub_tf.supersub.evaluate import collect_predictions
     from supersub_tf.supersub.pipeline import SuperSubPipeline
-    from supersub_tf.supersub.routing import INFERENCE_ROUTINGS
+    from supersub_tf.supersub.routing import INFERENCE_ROUTINGS, gated_curve
 
     config = load_config(run_dir / "config.yaml")
     if config.data.test_fraction <= 0:
@@ -55,7 +66,7 @@ def heldout_scores(run_dir: Path, batch_size: int | None = None) -> list[dict[st
     test = load_dataset(config.data, "test", training=False, source=source,
                         batch_size=batch_size or config.train.eval_batch_size)
     validation = common.supersub_results(run_dir)
-    rows = []
+    rows, curves = [], {}
     for tag in sorted(validation, key=common.tag_order):
         pipeline = SuperSubPipeline.from_system(load_system(run_dir / "systems" / tag))
         probs, labels = collect_predictions(pipeline, test.dataset, INFERENCE_ROUTINGS,
@@ -67,7 +78,11 @@ def heldout_scores(run_dir: Path, batch_size: int | None = None) -> list[dict[st
                 "heldout_images": int(len(labels["fine"])),
                 "specialist_passes": float(probs[f"{routing}_passes"]),
                 "val_top1": validation[tag]["routing"].get(routing, {}).get("top1")})
-    return rows
+        curves[tag] = gated_curve(probs["superclass_probs"], probs["subclass_probs"],
+                                  labels["fine"], pipeline.hierarchy, config.deltas.topk,
+                                  taus=TAUS, other_probs=probs.get("other_probs"),
+                                  stage_one_fine=probs.get("stage_one_fine"))
+    return rows, curves
 
 
 def choose(candidates: list[dict[str, Any]]) -> dict[str, Any]:
@@ -85,7 +100,7 @@ def main() -> None:
     parser.add_argument("--output", help="JSON path (default benchmarks/results/...)")
     args = parser.parse_args()
     started = time.perf_counter()
-    rows, data_settings = [], None
+    rows, curves, data_settings = [], {}, None
     for spec in args.candidate:
         name, _, path = spec.partition("=")
         run_dir = Path(path).resolve()
@@ -94,9 +109,21 @@ def main() -> None:
             raise SystemExit(f"{run_dir}: other data settings than the first candidate's; "
                              "candidates must hold out the same images")
         data_settings = data
-        rows += [{"candidate": name, "run": str(run_dir), **row}
-                 for row in heldout_scores(run_dir)]
+        scored, curves[name] = heldout_scores(run_dir)
+        rows += [{"candidate": name, "run": str(run_dir), **row} for row in scored]
     chosen = choose(rows)
+    # Gated routing's threshold, on the chosen system's held-out curve: the best routing
+    # of that system within 0.3 points, at the fewest specialist passes.
+    curve = curves[chosen["candidate"]][chosen["bits"]]
+    best = max(r["heldout_top1"] for r in rows
+               if (r["candidate"], r["bits"]) == (chosen["candidate"], chosen["bits"]))
+    tau = cheapest_within(curve, best)
+    common.print_table(
+        f"Gated routing of {chosen['candidate']}, {chosen['bits']} deltas, on the held-out "
+        f"images (best routing {common.pct(best)}; chosen tau: *)",
+        ["tau", "held-out top-1", "passes"],
+        [[("* " if point is tau else "") + f"{point['tau']:.2f}", common.pct(point["top1"]),
+          f"{point['specialist_passes']:.2f}"] for point in curve])
     common.print_table(
         "Candidates on the held-out images (chosen: *)",
         ["candidate", "deltas", "routing", "held-out top-1", "passes", "val top-1"],
@@ -110,11 +137,15 @@ def main() -> None:
                           "val_minus_vanilla": (chosen["val_top1"] - vanilla[chosen["run"]]
                                                 if chosen["val_top1"] is not None else None)},
                "heldout_spread": float(np.ptp([r["heldout_top1"] for r in rows])),
+               "gate_tau": {"chosen": tau["tau"], "point": tau, "best_routing_top1": best,
+                            "tolerance": 0.003, "curve": curve},
                "candidates": rows}
     path = common.write_result(SCRIPT, "full", payload, started, args.output)
     print(f"chosen: {chosen['candidate']}, {chosen['bits']} deltas, {chosen['routing']} "
           f"routing; on the validation split {common.pct(chosen['val_top1'])} "
           f"(vanilla {common.pct(vanilla[chosen['run']])})")
+    print(f"gated routing's threshold: tau {tau['tau']:.2f} ({common.pct(tau['top1'])} "
+          f"held-out, {tau['specialist_passes']:.2f} specialist passes per image)")
     print(f"[{SCRIPT}] {path}")
 
 

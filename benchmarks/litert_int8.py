@@ -121,7 +121,7 @@ def main() -> None:
             print(f"[{SCRIPT}] {label}: agreement {c['fine_agreement']:.4f} "
                   f"({seconds:.0f} s to export)", flush=True)
             if mode in ("int8", "float32") and "generalist" not in results.get(mode, {}):
-                x = normalize(images[:256], system.backbone.get("normalization", "imagenet"))
+                x = normalize(images[:256], system.backbone.normalization)
                 results.setdefault(mode, {})["generalist"] = generalist_speed(
                     out / "generalist.tflite", np.asarray(x))
     common.print_table(

@@ -54,7 +54,7 @@ def speed(system_dir, reps: dict) -> dict:
 
     keras.backend.clear_session()
     system = load_system(system_dir)
-    size = int(system.backbone["image_size"])
+    size = system.backbone.image_size
     pipeline = SuperSubPipeline.from_system(system)
     rng = np.random.default_rng(0)
     one = tf.constant(rng.normal(size=(1, size, size, 3)).astype("float32"))

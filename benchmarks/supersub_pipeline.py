@@ -1,17 +1,27 @@
-"""The Super-Sub pipeline on the CPU: latency, throughput, the in-place swap, delta training.
+"""The Super-Sub pipeline on the CPU: cost of each routing beside its accuracy, the swap,
+delta training.
 
 Measures, with ``time.perf_counter`` after warm-up calls, as medians over repetitions:
 
-* **inference**: one network (the vanilla-size network over all fine classes, and the
-  generalist alone) against ``SuperSubPipeline.predict`` with hard routing, latency at
-  batch 1 and throughput at batch 256; plus the pipeline with every specialist used in
-  each batch (oracle routing over a balanced batch), hard routing's worst case;
-* **swap**: ``apply`` of one specialist's deltas and ``restore`` of the generalist (ms,
-  mean over many swaps, cycling through the specialists);
+* **inference**: one network (the system's stage 1: the vanilla network for a system on
+  the vanilla base, else a vanilla-size network and the generalist) against Super-Sub
+  under every inference routing (hard, top-k, soft, and gated at several thresholds
+  ``--taus`` plus the run's ``deltas.gate_tau``), each **in process**
+  (``SuperSubPipeline.predict``), **as the SavedModel** (exported with that routing,
+  uint8 input) and, with ``--tflite``, **through the LiteRT runtime**; at batch 1 (one
+  call per image over 32 different images: gated routing's cost depends on the image)
+  and batch 256. Each row has the specialist passes per image it made, its top-1 on the
+  run's whole validation split (``supersub/<bits>.json``, its routing table and gated
+  curve) and its time as a multiple of one network in process. Gated routing with a
+  vanilla stage 1 at ``tau = 0`` is stage 1 alone in that form. The default routing
+  (gated at ``deltas.gate_tau``) is checked against issue 21's targets: at most 2.0x one
+  network at batch 1 and 1.5x at batch 256;
+* **swap**: ``apply`` of one specialist's deltas and ``restore`` of the base network
+  (ms, mean over many swaps, cycling through the specialists);
 * **training**: images/s of ``train_on_batch`` at batch 128 for the plain network, a
   float delta specialist and a QAT delta specialist of the same backbone;
 * **weights resident**: bytes of the pipeline (one trunk's variables, plus host copies
-  of the weights specialists change and the delta sets) against the generalist plus N
+  of the weights specialists change and the delta sets) against the base network plus N
   separate specialist networks; of those, the variables a device holds (the trunk's:
   the heads run on the host) as a fraction of one network.
 
@@ -30,15 +40,12 @@ Which system (as the other question benchmarks, see ``benchmarks/common.py``):
   is that of a trained system. An untrained generalist routes random images unevenly.
 
 The images are 256 validation images of the system's run (random pixels for a system
-outside a run and for ``--untrained``), so hard routing spreads over the superclasses as
-in use. The hard routing rows say how many specialists a batch used; the balanced oracle
-row uses them all. The exported SavedModel (both stages in one graph, uint8 input) is
-timed beside the in-process pipeline, and both are reported as multiples of the
-generalist's time.
+outside a run and for ``--untrained``), so routing spreads over the superclasses as in
+use.
 
-    python benchmarks/supersub_pipeline.py                 # runs/default/systems/8bit
+    python benchmarks/supersub_pipeline.py --system runs/default/systems/4bit \
+        --tflite saved_models/default_tflite    # the default system, all three forms
     python benchmarks/supersub_pipeline.py --small         # bench_small's system, fewer repetitions
-    python benchmarks/supersub_pipeline.py --system runs/default/systems/4bit
     python benchmarks/supersub_pipeline.py --untrained     # resnet20 x0.5, 32x32, random deltas
 
 Prints a table and writes JSON to ``benchmarks/results/supersub_pipeline_<mode>.json``
@@ -65,6 +72,7 @@ def untrained_system(args: argparse.Namespace):
     import numpy as np
     import tf_keras as keras
 
+    from supersub_tf.deltas.backbone import Backbone
     from supersub_tf.deltas.specialist import (
         build_delta_specialist, extract_delta_set, iter_delta_layers)
     from supersub_tf.models import create_model
@@ -84,7 +92,7 @@ def untrained_system(args: argparse.Namespace):
             base = layer.base_kernel.numpy()
             layer.delta.assign(rng.normal(0.0, 0.05 * base.std(), base.shape).astype("float32"))
         delta_sets[name] = extract_delta_set(specialist, name, args.bits)
-    backbone = {"model": args.model, "width": args.width, "image_size": size}
+    backbone = Backbone(model=args.model, width=args.width, image_size=size)
     settings = {"bits": args.bits, "from_stage": 0, "train_batchnorm": True}
     return generalist, delta_sets, hierarchy, backbone, settings
 
@@ -139,6 +147,55 @@ def resident_bytes(pipeline, generalist, delta_sets) -> dict:
             "separate_over_pipeline": separate / pipeline_total}
 
 
+def label_of(routing: str, tau: float | None) -> str:
+    """A routing's name in the tables (``gated, tau 0.50``)."""
+    return f"{routing} routing" if tau is None else f"{routing} routing, tau {tau:.2f}"
+
+
+def recorded_accuracy(system: str | None) -> dict[tuple[str, float | None], float]:
+    """Top-1 on the whole validation split of each routing (and each point of the gated
+    curve) as the run recorded it (``<run>/supersub/<bits>.json``), keyed by
+    ``(routing, tau)``; empty for a system outside a run."""
+    if not system:
+        return {}
+    record = Path(system).resolve().parents[1] / "supersub" / f"{Path(system).name}.json"
+    if not record.is_file():
+        return {}
+    result = common.read_json(record)
+    found = {(r, None): v["top1"] for r, v in result["routing"].items() if r != "gated"}
+    found.update({("gated", round(p["tau"], 2)): p["top1"] for p in result["gated_curve"]})
+    return found
+
+
+def routing_settings(system: str | None) -> tuple[int, float]:
+    """``(k, tau)`` of the system's run (``deltas.topk``, ``deltas.gate_tau``), else the
+    config's defaults."""
+    from supersub_tf.config import DeltaConfig, load_config
+
+    run_config = Path(system).resolve().parents[1] / "config.yaml" if system else None
+    deltas = (load_config(run_config).deltas if run_config and run_config.is_file()
+              else DeltaConfig())
+    return deltas.topk, round(float(deltas.gate_tau), 2)
+
+
+def exported_signature(system, routing: str, k: int, tau: float):
+    """The ``serving_default`` signature of ``system`` exported with ``routing`` (a
+    temporary SavedModel, loaded back)."""
+    import tempfile
+
+    import tensorflow as tf
+
+    from supersub_tf.export.savedmodel import SIGNATURE, export_savedmodel
+
+    with tempfile.TemporaryDirectory() as tmp:
+        export_savedmodel(system, Path(tmp) / "savedmodel", check=False, routing=routing,
+                          k=k, tau=tau)
+        loaded = tf.saved_model.load(str(Path(tmp) / "savedmodel"))
+    serve = loaded.signatures[SIGNATURE]
+    serve._keep = loaded  # the signature needs its object alive
+    return serve
+
+
 def bits_arg(value: str) -> int | None:
     try:
         return parse_bits(value)
@@ -162,6 +219,11 @@ def main() -> None:
     parser.add_argument("--bits", type=bits_arg, default=8,
                         help="which system of the run (8: systems/8bit; float allowed), the "
                              "delta bits of --untrained, and of the QAT training row")
+    parser.add_argument("--taus", type=float, nargs="*", default=[0.0, 0.3, 0.5, 0.7, 0.9],
+                        help="gated routing's thresholds to time (the run's deltas.gate_tau "
+                             "is always added; 0 = stage 1 alone)")
+    parser.add_argument("--tflite", help="a LiteRT export of the same system to time "
+                                         "through its runtime (e.g. saved_models/default_tflite)")
     parser.add_argument("--train-batch", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -184,21 +246,25 @@ def main() -> None:
 
     from supersub_tf.config import TrainConfig
     from supersub_tf.deltas.specialist import build_delta_specialist
-    from supersub_tf.deltas.storage import load_system
+    from supersub_tf.deltas.storage import SuperSubSystem, load_system
+    from supersub_tf.export.tflite import open_export
     from supersub_tf.models import create_model
+    from supersub_tf.supersub.routing import INFERENCE_ROUTINGS, routes_for, specialist_passes
     from supersub_tf.supersub.pipeline import SuperSubPipeline
     from supersub_tf.training.engine import compile_model
 
-    reps = {"latency": 30, "throughput": 4, "swap": 30, "train": 6, "warmup": 2} if args.small \
-        else {"latency": 200, "throughput": 15, "swap": 200, "train": 20, "warmup": 3}
+    reps = {"latency": 3, "singles": 16, "throughput": 4, "swap": 30, "train": 6, "warmup": 1} \
+        if args.small else {"latency": 7, "singles": 32, "throughput": 11, "swap": 200,
+                            "train": 20, "warmup": 2}
     if args.system:
         system = load_system(args.system)
         generalist, delta_sets, hierarchy = system.generalist, system.delta_sets, system.hierarchy
         backbone, settings = system.backbone, system.delta_settings
     else:
         generalist, delta_sets, hierarchy, backbone, settings = untrained_system(args)
-    size = int(backbone["image_size"])
-    model_name, width = backbone["model"], float(backbone["width"])
+        system = SuperSubSystem(Path("untrained"), hierarchy, backbone, dict(settings),
+                                generalist, delta_sets)
+    size, model_name, width = backbone.image_size, backbone.model, backbone.width
     n_super, n_fine = hierarchy.num_superclasses, hierarchy.num_classes
     bits = settings.get("bits")
     label = (f"{model_name} x{width}, {size}x{size}, {n_super} superclasses ({n_fine} classes), "
@@ -210,67 +276,80 @@ def main() -> None:
     pixels, images_from = validation_pixels(args.system, size, rng)
     from supersub_tf.data.pipeline import normalize
 
-    normalized = normalize(pixels, backbone.get("normalization", "imagenet"))
+    normalized = normalize(pixels, backbone.normalization)
     batch_1, batch_256 = normalized[:1], normalized
     balanced = np.arange(256) % n_super
     print(f"images: {images_from}", flush=True)
 
     # ------------------------------------------------------------------ inference
+    # Every inference routing, in process, as the SavedModel and through the LiteRT
+    # runtime, each row with its accuracy (the run's record on the whole validation split)
+    # beside its cost as a multiple of one network's time. Batch-1 rows time one call per
+    # image over ``singles`` different images (gated routing's cost depends on the
+    # image), batch-256 rows the 256 images at once.
     vanilla = create_model(model_name, n_fine, (size, size, 3), width=width)
-    pipeline = SuperSubPipeline(generalist, delta_sets, hierarchy)
+    pipeline = SuperSubPipeline.from_system(system)
+    stage_one_fine = system.stage_one_head == "fine"
+    one_network = ("vanilla network alone (stage 1)" if stage_one_fine
+                   else f"vanilla-size network ({n_fine} classes), one pass")
+    accuracy = recorded_accuracy(args.system)
+    k, default_tau = routing_settings(args.system)
+    taus = sorted({*args.taus, default_tau})
+    variants = [(r, None) for r in INFERENCE_ROUTINGS if r != "gated"] + [
+        ("gated", t) for t in taus]
+    singles = reps["singles"]
     inference = []
 
-    def single(name, model):
-        call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-        for batch, count in ((batch_1, reps["latency"]), (batch_256, reps["throughput"])):
-            t = timed_calls(lambda b=batch: call(b).numpy(), count, reps["warmup"])
-            inference.append({"network": name, "batch": int(batch.shape[0]), "reps": count,
-                              "median_ms": 1e3 * statistics.median(t),
-                              "images_per_second": batch.shape[0] / statistics.median(t),
-                              "specialists_run": 0})
+    def row(form, name, routing, tau, batch, seconds, passes):
+        return {"form": form, "network": name, "routing": routing, "tau": tau, "batch": batch,
+                "median_ms": 1e3 * seconds, "images_per_second": batch / seconds,
+                "specialist_passes": passes,
+                "top1": accuracy.get((routing, tau)) if routing else None}
 
-    def staged(name, routing, true_superclass=None):
-        for batch, count in ((batch_1, reps["latency"]), (batch_256, reps["throughput"])):
-            n = int(batch.shape[0])
-            truth = None if true_superclass is None else true_superclass[:n]
-            run = lambda b=batch, truth=truth: pipeline.predict(  # noqa: E731
-                b, routing, true_superclass=truth)
-            t = timed_calls(run, count, reps["warmup"])
-            used = len(np.unique(truth)) if routing == "oracle" else len(
-                np.unique(run().superclass_probs.argmax(1)))
-            inference.append({"network": name, "batch": n, "reps": len(t),
-                              "median_ms": 1e3 * statistics.median(t),
-                              "images_per_second": n / statistics.median(t),
-                              "specialists_run": used})
+    def time_both(form, name, routing, tau, call, passes_of):
+        """Batch 1 (per image, over ``singles`` images) and batch 256."""
+        per_image = timed_calls(lambda: [call(pixels[i:i + 1], normalized[i:i + 1])
+                                         for i in range(singles)],
+                                reps["latency"], reps["warmup"])
+        inference.append(row(form, name, routing, tau, 1,
+                             statistics.median(per_image) / singles, passes_of(singles)))
+        t = timed_calls(lambda: call(pixels, normalized), reps["throughput"], reps["warmup"])
+        inference.append(row(form, name, routing, tau, 256, statistics.median(t),
+                             passes_of(256)))
 
-    def exported(name):
-        """The system's SavedModel (both stages in one graph), on uint8 pixels."""
-        import tempfile
+    def passes(routing, tau):
+        def of(n):
+            sup, fine, _ = pipeline.stage_one(normalized[:n])
+            return specialist_passes(routes_for(sup, routing, k, tau=tau or 0.5,
+                                                stage_one_fine=fine))
+        return of
 
-        from supersub_tf.deltas.storage import SuperSubSystem
-        from supersub_tf.export.savedmodel import SIGNATURE, export_savedmodel
-
-        with tempfile.TemporaryDirectory() as tmp:
-            stored = SuperSubSystem(Path(args.system or tmp), hierarchy, dict(backbone),
-                                    dict(settings), generalist, delta_sets)
-            export_savedmodel(stored, Path(tmp) / "savedmodel", check=False)
-            serve = tf.saved_model.load(str(Path(tmp) / "savedmodel")).signatures[SIGNATURE]
-            for batch, count in ((tf.constant(pixels[:1]), reps["latency"]),
-                                 (tf.constant(pixels), reps["throughput"])):
-                t = timed_calls(lambda b=batch: serve(images=b)["fine"].numpy(), count,
-                                reps["warmup"])
-                used = len(np.unique(serve(images=batch)["superclass"].numpy()))
-                inference.append({"network": name, "batch": int(batch.shape[0]), "reps": count,
-                                  "median_ms": 1e3 * statistics.median(t),
-                                  "images_per_second": batch.shape[0] / statistics.median(t),
-                                  "specialists_run": used})
-
-    single(f"vanilla-size network ({n_fine} classes), one pass", vanilla)
-    single(f"generalist alone ({n_super} superclasses)", generalist)
-    staged("Super-Sub, hard routing", "hard")
-    staged("Super-Sub, every specialist per batch (balanced oracle)", "oracle", balanced)
-    exported("exported SavedModel, hard routing (uint8 input)")
-    print("inference done", flush=True)
+    for name, model in ((one_network, generalist if stage_one_fine else vanilla),
+                        *(() if stage_one_fine else
+                          ((f"generalist alone ({n_super} superclasses)", generalist),))):
+        call = tf.function(lambda x, m=model: m(x, training=False), reduce_retracing=True)
+        time_both("in process", name, None, None, lambda px, x, c=call: c(x).numpy(),
+                  lambda n: 0.0)
+    for routing, tau in variants:
+        time_both("in process", f"Super-Sub, {label_of(routing, tau)}", routing, tau,
+                  lambda px, x, r=routing, t=tau: pipeline.predict(
+                      x, r, k=k, tau=t if t is not None else 0.5),
+                  passes(routing, tau))
+    print("in-process inference done", flush=True)
+    for routing, tau in variants:
+        serve = exported_signature(system, routing, k, tau if tau is not None else 0.5)
+        time_both("SavedModel", f"SavedModel, {label_of(routing, tau)}", routing, tau,
+                  lambda px, x, f=serve: f(images=tf.constant(px))["fine"].numpy(),
+                  passes(routing, tau))
+    print("SavedModel inference done", flush=True)
+    if args.tflite:
+        runtime = open_export(args.tflite)
+        for routing, tau in variants:
+            time_both("LiteRT", f"LiteRT, {label_of(routing, tau)}", routing, tau,
+                      lambda px, x, r=routing, t=tau: runtime.predict(
+                          px, routing=r, k=k, tau=t if t is not None else 0.5),
+                      passes(routing, tau))
+        print("LiteRT inference done", flush=True)
 
     # ------------------------------------------------------------------ swap
     names = hierarchy.superclass_names
@@ -318,22 +397,37 @@ def main() -> None:
         row["relative_to_plain"] = row["images_per_second"] / training[0]["images_per_second"]
 
     # ------------------------------------------------------------------ report
-    print()
-    print(f"{'inference':58s} {'batch':>5s} {'median ms':>10s} {'images/s':>10s} "
-          f"{'specialists':>11s}")
+    one = {r["batch"]: r["median_ms"] for r in inference
+           if r["form"] == "in process" and r["network"] == one_network}
     for r in inference:
-        print(f"{r['network']:58s} {r['batch']:5d} {r['median_ms']:10.2f} "
-              f"{r['images_per_second']:10.1f} {r['specialists_run'] or '-':>11}")
-    by = {(r["network"], r["batch"]): r["median_ms"] for r in inference}
-    alone = f"generalist alone ({n_super} superclasses)"
-    ratios = {f"{key}_batch{b}": by[(name, b)] / by[(alone, b)]
-              for key, name in (("pipeline", "Super-Sub, hard routing"),
-                                ("savedmodel", "exported SavedModel, hard routing (uint8 input)"))
-              for b in (1, 256)}
-    print()
-    print("time relative to the generalist alone (1.0 = one network; hard routing): "
-          + ", ".join(f"{k.replace('_batch', ' at batch ')} {v:.2f}x"
-                      for k, v in ratios.items()))
+        r["time_over_one_network"] = r["median_ms"] / one[r["batch"]]
+    table = {}
+    for r in inference:
+        table.setdefault((r["form"], r["network"]), {})[r["batch"]] = r
+    common.print_table(
+        f"Inference: time per image as a multiple of {one_network} in process "
+        f"({one[1]:.2f} ms at batch 1, {one[256] / 256:.3f} ms per image at batch 256); "
+        "top-1 on the run's whole validation split",
+        ["form", "system, routing", "top-1", "passes", "b1 ms", "b1 x", "b256 ms", "b256 x"],
+        [[form, name.split(", ", 1)[-1] if name != one_network else name,
+          common.pct(b[1]["top1"]) if b[1]["top1"] is not None else "-",
+          f"{b[1]['specialist_passes']:.2f}" if b[1]["routing"] else "-",
+          f"{b[1]['median_ms']:.2f}", f"{b[1]['time_over_one_network']:.2f}",
+          f"{b[256]['median_ms']:.1f}", f"{b[256]['time_over_one_network']:.2f}"]
+         for (form, name), b in table.items()])
+    targets = {}
+    for form in ("in process", "SavedModel", "LiteRT"):
+        rows = [r for r in inference if r["form"] == form and r["routing"] == "gated"
+                and r["tau"] == default_tau]
+        if rows:
+            got = {r["batch"]: r["time_over_one_network"] for r in rows}
+            targets[form] = {"routing": "gated", "tau": default_tau, "top1": rows[0]["top1"],
+                             "batch1_x": got[1], "batch256_x": got[256],
+                             "within_targets": got[1] <= 2.0 and got[256] <= 1.5}
+            print(f"default routing (gated, tau {default_tau:.2f}), {form}: {got[1]:.2f}x at "
+                  f"batch 1 (target <= 2.0x), {got[256]:.2f}x at batch 256 (target <= 1.5x)")
+    ratios = {f"{form}_{r['routing']}_{r['tau']}_batch{r['batch']}": r["time_over_one_network"]
+              for r in inference if r["routing"] for form in [r["form"]]}
     print()
     print(f"swap of one specialist ({swap['swaps']} swaps): apply {swap['apply_mean_ms']:.2f} ms, "
           f"restore {swap['restore_mean_ms']:.2f} ms, apply + restore "
@@ -363,7 +457,10 @@ def main() -> None:
         "backbone": {"model": model_name, "width": width, "image_size": size},
         "num_superclasses": n_super, "num_classes": n_fine, "delta_settings": settings,
         "small": args.small, "repetitions": reps,
-        "images": images_from, "inference": inference, "time_over_generalist": ratios, "swap": swap, "training": training, "resident_bytes": resident,
+        "images": images_from, "k": k, "default_tau": default_tau, "tflite": args.tflite,
+        "inference": inference, "time_over_one_network": ratios,
+        "default_routing_targets": targets, "swap": swap, "training": training,
+        "resident_bytes": resident,
     }
     mode = common.mode_name(args.small, "untrained" if args.untrained else "")
     path = common.write_result(SCRIPT, mode, result, start_all, args.output)

@@ -68,7 +68,7 @@ _LAZY = {
     **dict.fromkeys(("create_model", "list_models", "trunk", "with_head"), "supersub_tf.models"),
     # The main job and its stages.
     **dict.fromkeys(("run_pipeline", "run_dir_of", "data_stage", "train_stage", "supersub_stage",
-                     "analyze_run", "finished_networks"), "supersub_tf.run"),
+                     "analyze_run", "finished_networks"), "supersub_tf.run.pipeline"),
     # Systems, inference and export.
     "load_system": "supersub_tf.deltas.storage",
     "SuperSubPipeline": "supersub_tf.supersub.pipeline",

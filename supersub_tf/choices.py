@@ -21,18 +21,21 @@ DELTA_BITS = (2, 3, 4, 5, 6, 7, 8)
 #: How a config spells float32 deltas in ``deltas.bits`` (case-insensitive).
 FLOAT_BITS_NAMES = ("float", "none", "fp32")
 
-#: ``data.normalization``: ``imagenet`` (mean/std), ``unit`` ([0, 1]), ``none`` ([0, 255]).
-NORMALIZATIONS = ("imagenet", "unit", "none")
+#: ``data.normalization``: ``imagenet`` (mean/std), ``unit`` ([0, 1]), ``none`` ([0, 255]),
+#: and the preprocessing of Keras' pretrained applications: ``tf`` ([-1, 1], MobileNetV2)
+#: and ``caffe`` (ImageNet's mean pixel subtracted on the 0-255 scale, ResNet50; the
+#: BGR order of Keras' weights is folded into the first convolution when they load).
+#: EfficientNet normalises inside the network and takes ``none``.
+NORMALIZATIONS = ("imagenet", "unit", "none", "tf", "caffe")
 
 #: Every routing mode, in the registry's order (``routing.MODES``; a test checks it).
 ROUTINGS = ("hard", "topk", "soft", "gated", "oracle")
-#: The modes the SavedModel's graph implements (``export/savedmodel.py``: one specialist
-#: pass per image, or every specialist weighted by ``p(superclass)``); top-k and gated
-#: run in process and in the LiteRT runtime. Here, not in the export module, because
+#: The modes the SavedModel's graph implements (``export/savedmodel.py``): every one
+#: that needs no true superclass. Here, not in the export module, because
 #: ``export.savedmodel_routing`` is validated by the config, which sits below the
 #: exports; the export declares its modes as this tuple and a test runs each one against
 #: ``routing.py``.
-SAVEDMODEL_ROUTINGS = ("hard", "soft")
+SAVEDMODEL_ROUTINGS = ("hard", "topk", "soft", "gated")
 
 
 def check_bits(value: Any, error: type[Exception] = ValueError, what: str = "delta bits",

@@ -26,6 +26,7 @@ import json
 import sys
 from pathlib import Path
 
+from supersub_tf.choices import SAVEDMODEL_ROUTINGS
 from supersub_tf.config import EXPORT_QUANTIZATIONS, QUICK_PROFILE, load_config
 from supersub_tf.console import quiet_tensorflow_startup
 from supersub_tf.data import build_spec, create_source, load_hierarchy
@@ -41,6 +42,7 @@ from supersub_tf.models import check_model_name
 from supersub_tf.predict import run_predict
 from supersub_tf.presets import PRESET_DIR, list_presets, load_preset
 from supersub_tf.run import analyze_run, run_pipeline, train_stage
+from supersub_tf.run.layout import RunLayout
 from supersub_tf.studies.budget import BUDGET_QUICK_PROFILE, load_budget_config, run_budget
 from supersub_tf.studies.scaling import SCALING_QUICK_PROFILE, load_scaling_config, run_scaling
 from supersub_tf.supersub.routing import INFERENCE_ROUTINGS, MODES
@@ -106,10 +108,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> None:
-    run_dir = Path(args.run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
-    analyze_run(load_config(run_dir / "config.yaml"), run_dir)
+    layout = RunLayout(args.run_dir)
+    if not layout.config.is_file():
+        raise ConfigError(f"{layout.root} is not a run directory (no {RunLayout.CONFIG})")
+    analyze_run(load_config(layout.config), layout.root)
 
 
 def _cmd_storage(args: argparse.Namespace) -> None:
@@ -124,13 +126,13 @@ def _cmd_storage(args: argparse.Namespace) -> None:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     return run_predict(args.model, args.inputs, routing=args.routing, k=args.k,
-                       top_k=args.top_k, fmt=args.format, output=args.output)
+                       top_k=args.top_k, fmt=args.format, output=args.output, tau=args.tau)
 
 
 def _system_config(args: argparse.Namespace):
     """The data settings for a system's export: ``--config``, else the config of the run
     the system was saved in (``<run>/systems/<bits>/``), else the defaults."""
-    run_config = Path(args.system).resolve().parent.parent / "config.yaml"
+    run_config = RunLayout(Path(args.system).resolve().parent.parent).config
     if args.config is None and run_config.is_file():
         return load_config(run_config, args.overrides)
     return _load_config(args)
@@ -140,7 +142,10 @@ def _cmd_export_savedmodel(args: argparse.Namespace) -> None:
     from supersub_tf.export.measure import export_size_report, format_export_size_report
     from supersub_tf.export.savedmodel import export_savedmodel
 
-    path = export_savedmodel(args.system, args.output)
+    deltas = _system_config(args).deltas  # the run's own k and tau, unless given
+    path = export_savedmodel(args.system, args.output, routing=args.routing,
+                             k=args.k or deltas.topk,
+                             tau=deltas.gate_tau if args.tau is None else args.tau)
     print(format_export_size_report(export_size_report(path, args.system)))
 
 
@@ -151,8 +156,8 @@ def _cmd_export_tflite(args: argparse.Namespace) -> None:
     config = source = None
     if args.quantization in CALIBRATED or args.compare:  # these read the dataset
         config = _system_config(args)
-        if int(system.backbone["image_size"]) != config.data.image_size:
-            raise ConfigError(f"{args.system} takes {system.backbone['image_size']}px images "
+        if system.backbone.image_size != config.data.image_size:
+            raise ConfigError(f"{args.system} takes {system.backbone.image_size}px images "
                               f"but the data config gives {config.data.image_size}px; pass the "
                               "run's --config or --set data.image_size=...")
         source = create_source(config.data)
@@ -315,8 +320,13 @@ def _add_predict_command(commands: argparse._SubParsersAction) -> None:
                          help="most likely classes listed per image (default 5)")
     predict.add_argument("--routing", default="hard", choices=INFERENCE_ROUTINGS,
                          help=_routing_help())
-    predict.add_argument("--k", type=int, default=2,
-                         help="superclasses per image for topk and gated routing (default 2)")
+    predict.add_argument("--k", type=int, default=None,
+                         help="superclasses per image for topk and gated routing (default 2; "
+                              "a SavedModel's is the one it was exported with)")
+    predict.add_argument("--tau", type=float, default=None,
+                         help="gated routing's confidence threshold (default: the main job's "
+                              "deltas.gate_tau default; a SavedModel's is the one it was "
+                              "exported with)")
     predict.add_argument("--format", default="table", choices=("table", "json", "csv"))
     predict.add_argument("--output", help="write the predictions to this file (atomically) "
                                           "instead of printing them")
@@ -329,6 +339,15 @@ def _add_export_commands(commands: argparse._SubParsersAction) -> None:
     saved = export.add_parser("savedmodel", help="one SavedModel running both stages")
     saved.add_argument("system", help="a system directory, e.g. runs/default/systems/8bit")
     saved.add_argument("output", help="the SavedModel folder, e.g. saved_models/default")
+    saved.add_argument("--routing", default="hard", choices=SAVEDMODEL_ROUTINGS,
+                       help="the routing its graph implements (default hard); topk and "
+                            "gated take the system's run's deltas.topk and deltas.gate_tau "
+                            "unless --k / --tau say otherwise")
+    saved.add_argument("--k", type=int, default=None, help="superclasses per image of "
+                                                            "topk and gated routing")
+    saved.add_argument("--tau", type=float, default=None,
+                       help="gated routing's confidence threshold")
+    _add_config_args(saved)
     saved.set_defaults(func=_cmd_export_savedmodel)
     lite = export.add_parser("tflite", help="LiteRT models, manifest and numpy-only runtime")
     lite.add_argument("system", help="a system directory, e.g. runs/default/systems/8bit")

@@ -50,7 +50,10 @@ class DataConfig:
         path: Dataset root, archive or tfds data_dir; empty uses the default location
             under ``$SUPERSUB_DATA_DIR``.
         image_size: Side of the square images the pipeline yields.
-        normalization: ``imagenet`` (mean/std), ``unit`` ([0, 1]) or ``none`` ([0, 255]).
+        normalization: ``imagenet`` (mean/std), ``unit`` ([0, 1]), ``none`` ([0, 255]),
+            or a pretrained Keras network's own preprocessing: ``tf`` ([-1, 1],
+            MobileNetV2), ``caffe`` (mean pixel subtracted, ResNet50); EfficientNet
+            takes ``none``. ``train.pretrained`` requires its backbone's mode.
         augment: Random crop with padding and horizontal flip on the train split.
         crop_padding: Padding (pixels at ``image_size``) before the random crop.
         val_fraction: Share of each class held out as ``val`` when the source has no
@@ -149,6 +152,18 @@ class TrainConfig:
             (``tf.config.experimental.enable_op_determinism``, which also makes tf.data's
             parallel maps keep their order); off by default, it costs speed (see the
             README) and stays on for the rest of the process.
+        pretrained: Start the networks from pretrained weights (a Keras Applications
+            backbone, :mod:`supersub_tf.models.keras_applications`): ``none`` (random
+            initialisation), ``imagenet`` (Keras' own download, cached in ``~/.keras``)
+            or the path of a Keras weights file of the application (``.h5``, with or
+            without its 1,000-way top, as Keras downloads them).
+        pretrained_head: Start each fine-class head from the pretrained ImageNet head's
+            rows of the data's classes (their class ids must be ImageNet-1k wnids; needs
+            ``pretrained`` with a top: ``imagenet`` or a file holding one). Otherwise
+            the head is new and fine-tuned with the trunk.
+        freeze_batchnorm: Keep every batch norm's parameters and statistics as they are
+            (inference mode) while training: the usual way to fine-tune a pretrained
+            network on small batches.
     """
 
     model: str = "resnet8_s2"
@@ -173,6 +188,9 @@ class TrainConfig:
     generalist_fine_head: float = 0.0
     distribution: str = "auto"
     deterministic: bool = False
+    pretrained: str = "none"
+    pretrained_head: bool = False
+    freeze_batchnorm: bool = False
 
     def __post_init__(self) -> None:
         if self.distribution not in DISTRIBUTIONS:
@@ -187,6 +205,12 @@ class TrainConfig:
             raise ConfigError("train.epochs and train.batch_size must be positive")
         if self.verbose not in ("auto", "0", "1", "2"):
             raise ConfigError(f"train.verbose must be auto, 0, 1 or 2, got {self.verbose!r}")
+        self.pretrained = str(self.pretrained or "none")
+        if self.pretrained.lower() == "none":
+            self.pretrained = "none"
+        if self.pretrained_head and self.pretrained == "none":
+            raise ConfigError("train.pretrained_head needs train.pretrained (imagenet or a "
+                              "weights file with its ImageNet top), got none")
         # train.model is checked against the model registry by the entry points
         # (supersub_tf.models.check_model_name): the config sits below the models.
         if not 0.0 <= self.label_smoothing < 1.0:
@@ -341,7 +365,9 @@ class ExportConfig:
             ``<output_dir>/<run name>_tflite`` (LiteRT models and their manifest).
         savedmodel: Write the SavedModel (both stages in one graph).
         savedmodel_routing: The routing its graph implements: ``hard`` (one specialist
-            pass per image) or ``soft`` (every specialist, weighted by ``p(superclass)``).
+            pass per image), ``topk``, ``soft`` (every specialist, weighted by
+            ``p(superclass)``) or ``gated``; ``topk`` and ``gated`` take ``deltas.topk``
+            and ``deltas.gate_tau``.
         tflite: Write the LiteRT models.
         tflite_quantization: ``int8`` (full integer, calibrated on training images),
             ``int16x8`` (int16 activations), ``dynamic`` (int8 weights, float

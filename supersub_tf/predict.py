@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from supersub_tf.atomic import atomic_write_text, landing_folder
+from supersub_tf.config import DeltaConfig
 from supersub_tf.data.examples import decode_image
 from supersub_tf.data.pipeline import normalize, resize
 from supersub_tf.deltas.storage import load_system
@@ -59,6 +60,8 @@ from supersub_tf.tables import text_table
 # anyway) is the LiteRT runtime's, so both ways of classifying a folder find the same files.
 FORMATS = ("table", "json", "csv")
 BATCH = 64
+#: top-k's and gated routing's defaults: the main job's (``deltas.topk``, ``deltas.gate_tau``).
+DEFAULT_K, DEFAULT_TAU = DeltaConfig.topk, DeltaConfig.gate_tau
 
 
 @dataclasses.dataclass
@@ -157,26 +160,28 @@ class _Model(Protocol):
     hierarchy: Hierarchy
     routings: tuple[str, ...]
 
-    def predict(self, images: np.ndarray, routing: str, k: int) -> dict[str, np.ndarray]: ...
+    def predict(self, images: np.ndarray, routing: str, k: int | None,
+                tau: float | None) -> dict[str, np.ndarray]: ...
 
 
 class _SystemModel:
     kind = "stored system"
 
     def __init__(self, path: Path) -> None:
-        from supersub_tf.export.savedmodel import normalization_of
         from supersub_tf.supersub.pipeline import SuperSubPipeline
 
         system = load_system(path)
         self.hierarchy = system.hierarchy
-        self.image_size = int(system.backbone["image_size"])
-        self.normalization = normalization_of(system)
+        self.image_size = system.backbone.image_size
+        self.normalization = system.backbone.normalization
         self.pipeline = SuperSubPipeline.from_system(system)
         self.routings = INFERENCE_ROUTINGS
 
-    def predict(self, images: np.ndarray, routing: str, k: int) -> dict[str, np.ndarray]:
+    def predict(self, images: np.ndarray, routing: str, k: int | None,
+                tau: float | None) -> dict[str, np.ndarray]:
         result = self.pipeline.predict(normalize(images, self.normalization).numpy(),
-                                       routing=routing, k=k)
+                                       routing=routing, k=k or DEFAULT_K,
+                                       tau=DEFAULT_TAU if tau is None else tau)
         return {"superclass_probs": result.superclass_probs, "fine_probs": result.fine_probs,
                 "superclass": result.superclass, "fine": result.fine,
                 "fine_prob": result.fine_prob, "subclass_prob": result.subclass_prob}
@@ -194,9 +199,13 @@ class _SavedModel:
         metadata_path = path / METADATA_FILE
         try:
             metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
-            self.image_size = int(metadata["image_size"])
+            self.image_size = metadata["image_size"]  # written as an int by the export
+            if isinstance(self.image_size, bool) or not isinstance(self.image_size, int):
+                raise TypeError(f"image_size {self.image_size!r} is not an int")
             self.hierarchy = Hierarchy.from_dict(metadata["hierarchy"], source=str(metadata_path))
             self.routings = (str(metadata.get("routing", "hard")),)  # the graph's one routing
+            # k and tau are fixed in the graph too (recorded since top-k and gated exports)
+            self.k, self.tau = metadata.get("topk"), metadata.get("gate_tau")
             [self.input_name] = metadata["signature"]["inputs"]
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise DataError(f"{metadata_path}: unreadable export description ({err}); is "
@@ -207,8 +216,16 @@ class _SavedModel:
             raise DataError(f"{path}: its {SIGNATURE} signature takes {', '.join(takes)}, but "
                             f"{METADATA_FILE} records {self.input_name}")
 
-    def predict(self, images: np.ndarray, routing: str, k: int) -> dict[str, np.ndarray]:
+    def predict(self, images: np.ndarray, routing: str, k: int | None,
+                tau: float | None) -> dict[str, np.ndarray]:
         from supersub_tf.export.savedmodel import call_signature
+
+        for flag, asked, own in (("--k", k, self.k), ("--tau", tau, self.tau)):
+            if asked is not None and own is not None and routing in ("topk", "gated") \
+                    and asked != own:
+                raise DataError(f"{flag} {asked}: this SavedModel was exported with "
+                                f"{flag.lstrip('-')} {own} (fixed in its graph); leave "
+                                f"{flag} out or export again")
 
         out = {key: value.numpy()
                for key, value in call_signature(self.serve, **{self.input_name: images}).items()}
@@ -226,8 +243,10 @@ class _LiteRTModel:
                                              source=str(path / MANIFEST))
         self.routings = INFERENCE_ROUTINGS  # its runtime reads the same registry
 
-    def predict(self, images: np.ndarray, routing: str, k: int) -> dict[str, np.ndarray]:
-        return self.runtime.predict(images, routing=routing, k=k)
+    def predict(self, images: np.ndarray, routing: str, k: int | None,
+                tau: float | None) -> dict[str, np.ndarray]:
+        return self.runtime.predict(images, routing=routing, k=k or DEFAULT_K,
+                                    tau=DEFAULT_TAU if tau is None else tau)
 
 
 def open_model(path: str | os.PathLike) -> _Model:
@@ -277,9 +296,13 @@ def model_kind(root: Path) -> str:
 
 
 # --------------------------------------------------------------------------- predicting
-def predict_files(model: _Model, files: Sequence[Path], routing: str = "hard", k: int = 2,
-                  top_k: int = 5) -> list[ImagePrediction]:
+def predict_files(model: _Model, files: Sequence[Path], routing: str = "hard",
+                  k: int | None = None, top_k: int = 5, tau: float | None = None
+                  ) -> list[ImagePrediction]:
     """Predictions for image files, in order; undecodable files get an error record.
+
+    ``k`` and ``tau`` (top-k's and gated routing's) default to :data:`DEFAULT_K` and
+    :data:`DEFAULT_TAU`, or for a SavedModel to the values its graph was exported with.
 
     Raises:
         DataError: When ``routing`` is not one the model has.
@@ -301,7 +324,7 @@ def predict_files(model: _Model, files: Sequence[Path], routing: str = "hard", k
         if not images:
             shown.update(len(files[start:start + BATCH]))
             continue
-        out = model.predict(np.stack(images), routing, k)
+        out = model.predict(np.stack(images), routing, k, tau)
         for i, record in enumerate(batch):
             sup, fine = int(out["superclass"][i]), int(out["fine"][i])
             order = np.argsort(-out["fine_probs"][i], kind="stable")[:top_k]
@@ -409,8 +432,9 @@ def check_output(output: str | os.PathLike, fmt: str = "table") -> None:
                           "or its filesystem is read-only)")
 
 
-def run_predict(model_path: str, inputs: Sequence[str], *, routing: str = "hard", k: int = 2,
-                top_k: int = 5, fmt: str = "table", output: str | None = None) -> int:
+def run_predict(model_path: str, inputs: Sequence[str], *, routing: str = "hard",
+                k: int | None = None, top_k: int = 5, fmt: str = "table",
+                output: str | None = None, tau: float | None = None) -> int:
     """What the ``predict`` command does; returns the exit status (1 when a file failed).
 
     Raises:
@@ -419,13 +443,16 @@ def run_predict(model_path: str, inputs: Sequence[str], *, routing: str = "hard"
     """
     if fmt not in FORMATS:
         raise DataError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if top_k < 1 or k < 1:
+    if top_k < 1 or (k is not None and k < 1):
         raise DataError(f"--top-k and --k must be at least 1, got {top_k} and {k}")
+    if tau is not None and not 0.0 <= tau <= 1.01:
+        raise DataError(f"--tau must be in [0, 1.01], got {tau}")
     if output:
         check_output(output, fmt)
     model = open_model(model_path)
     files, problems = expand_inputs(inputs)
-    records = problems + predict_files(model, files, routing=routing, k=k, top_k=top_k)
+    records = problems + predict_files(model, files, routing=routing, k=k, top_k=top_k,
+                                       tau=tau)
     text = format_predictions(records, fmt)
     if output:
         atomic_write_text(output, text)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from supersub_tf.config import save_config
-from supersub_tf.freshness import network_settings, record_settings
+from supersub_tf.run.freshness import network_settings, record_settings
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -150,7 +150,7 @@ def test_small_mode_is_the_quick_profile_under_its_own_name(bench):
 
 
 def test_missing_parts(bench, tmp_path):
-    from supersub_tf.run_completion import missing_parts
+    from supersub_tf.run.completion import missing_parts
 
     run_dir = make_run(bench, tmp_path)
     config = bench.load_run_config(["name=tiny", f"output_dir={tmp_path}", "deltas.bits=[8]"])
@@ -176,7 +176,7 @@ def test_ensure_run_reads_a_finished_run_without_training(bench, tmp_path, monke
     assert bench.run_summary(info)["name"] == "tiny"
     assert bench.ensure_run(run=run_dir)["report"]["wall_seconds"] == 12.0
     epochs = bench.load_run_config().train.epochs
-    with pytest.raises(SystemExit, match=rf"other settings(.|\n)*vanilla: train\.epochs: "
+    with pytest.raises(SystemExit, match=rf"other settings(.|\n)*vanilla \(train\.epochs: "
                                          rf"{epochs} -> {epochs + 1}"):
         bench.ensure_run(["name=tiny", f"output_dir={tmp_path}", "deltas.bits=[8]",
                           f"train.epochs={epochs + 1}"])
@@ -403,6 +403,14 @@ def test_heldout_selection_scores_held_out_images_of_a_real_run(bench, tmp_path,
     recorded = json.loads((run_dir / "supersub" / "4bit.json").read_text())["routing"]
     assert all(r["val_top1"] == recorded[r["routing"]]["top1"] for r in rows)
     assert result["chosen"]["heldout_top1"] == max(r["heldout_top1"] for r in rows)
+    # gated's threshold: the cheapest point of the chosen system's held-out curve within
+    # 0.3 points of its best routing; tau 0 (vanilla's own answer) costs no pass at all
+    gate = result["gate_tau"]
+    curve = gate["curve"]
+    assert curve[0]["tau"] == 0.0 and curve[0]["specialist_passes"] == 0.0
+    close = [p for p in curve if p["top1"] >= gate["best_routing_top1"] - 0.003 - 1e-9]
+    assert gate["point"]["specialist_passes"] == min(p["specialist_passes"] for p in close)
+    assert gate["chosen"] == gate["point"]["tau"]
     config.data.test_fraction = 0.0   # a run without held-out images
     save_config(config, run_dir / "config.yaml")
     with pytest.raises(SystemExit, match="without held-out images"):

@@ -37,7 +37,7 @@ def test_yaml_round_trip_and_overrides(tmp_path):
     (["deltas.base=generalist", "deltas.distill=0.5"], "distill needs deltas.base=vanilla"),
     (["deltas.distill=0.5", "deltas.catch_all=1"], "cannot be combined"),
     (["deltas.distill_temperature=0"], "distill_temperature must be positive"),
-    (["export.savedmodel_routing=topk"], "savedmodel_routing must be one of hard, soft"),
+    (["export.savedmodel_routing=oracle"], "savedmodel_routing must be one of hard, topk, soft, gated"),
 ])
 def test_bad_settings_are_named(overrides, match):
     with pytest.raises(ConfigError, match=match):
@@ -245,7 +245,7 @@ def test_a_run_refused_over_data_leaves_no_folder_and_no_lock(tmp_path):
 
 
 def test_a_failed_command_keeps_a_new_folder_holding_results(tmp_path):
-    from supersub_tf.run_lock import lock_path, run_lock
+    from supersub_tf.run.lock import lock_path, run_lock
 
     run_dir = tmp_path / "run"
     with run_lock(run_dir):  # a command that succeeds: no lock file left either
@@ -369,13 +369,14 @@ def test_normalisation_modes_are_one_list():
     from supersub_tf.choices import NORMALIZATIONS
     from supersub_tf.data.pipeline import normalization_constants
 
-    assert NORMALIZATIONS == ("imagenet", "unit", "none")
-    assert [normalization_constants(m)[0] for m in NORMALIZATIONS] == [255.0, 255.0, 1.0]
+    assert NORMALIZATIONS == ("imagenet", "unit", "none", "tf", "caffe")
+    assert [normalization_constants(m)[0] for m in NORMALIZATIONS] == [255.0, 255.0, 1.0,
+                                                                        127.5, 1.0]
     with pytest.raises(ConfigError, match="data.normalization must be one of imagenet, "
-                                          "unit, none, got 'zscore'"):
+                                          "unit, none, tf, caffe, got 'zscore'"):
         load_config(None, ["data.normalization=zscore"])
     with pytest.raises(ConfigError, match="normalization must be one of imagenet, unit, "
-                                          "none, got 'zscore'"):
+                                          "none, tf, caffe, got 'zscore'"):
         normalization_constants("zscore")
 
 

@@ -126,7 +126,7 @@ def keras_prediction(system: SuperSubSystem, images: np.ndarray):
     from supersub_tf.data.pipeline import normalize
     from supersub_tf.supersub.pipeline import SuperSubPipeline
 
-    mode = system.backbone.get("normalization", "imagenet")
+    mode = system.backbone.normalization
     pipeline = SuperSubPipeline.from_system(system)
     return pipeline.predict(normalize(images, mode).numpy(), "hard")
 
@@ -477,25 +477,69 @@ def test_each_routing_the_graph_declares_equals_routing_py(generalist, images, r
     system = SuperSubSystem(Path("in-memory"), hierarchy, backbone, settings, network,
                             make_delta_sets(network, 4, seed=3))
     assert system.stage_one_head == stage_one
-    outputs = {k: v.numpy() for k, v in SuperSubModule(system, routing).serve(images).items()}
-    expected = SuperSubPipeline.from_system(system).predict(
-        normalize(images, "imagenet").numpy(), routing)
+    pipeline = SuperSubPipeline.from_system(system)
+    x = normalize(images, "imagenet").numpy()
+    sup_probs, fine_probs, _ = pipeline.stage_one(x)
+    confidence = (fine_probs if stage_one == "fine" else sup_probs).max(1)
+    tau = float(np.median(confidence))  # gated: half the images confident, half not
+    outputs = {k: v.numpy() for k, v in
+               SuperSubModule(system, routing, k=2, tau=tau).serve(images).items()}
+    expected = pipeline.predict(x, routing, k=2, tau=tau)
     assert_matches_pipeline(outputs, expected, hierarchy, spread=routing == "hard")
     if routing == "soft":   # every block is weighted by its p(superclass)
         np.testing.assert_allclose(outputs["fine_probs"].sum(1), 1.0, atol=1e-5)
+    if routing == "gated" and stage_one == "fine":
+        # Confident images keep the vanilla network's own answer and probabilities;
+        # the others get their top-2 specialists' answer, which here often differs.
+        sure = confidence >= tau
+        assert 0 < sure.sum() < len(sure)
+        np.testing.assert_array_equal(outputs["fine"][sure], fine_probs[sure].argmax(1))
+        np.testing.assert_allclose(outputs["fine_probs"][sure], fine_probs[sure], atol=1e-5)
+        topk = pipeline.predict(x, "topk", k=2)
+        np.testing.assert_array_equal(outputs["fine"][~sure], topk.fine[~sure])
+        assert (outputs["fine"][~sure] != fine_probs[~sure].argmax(1)).any()
 
 
 def test_the_graph_refuses_every_mode_it_does_not_declare(generalist):
     from supersub_tf.errors import ExportError
     from supersub_tf.export.savedmodel import EXPORT_ROUTINGS, SuperSubModule
-    from supersub_tf.supersub.routing import ALL_ROUTINGS
+    from supersub_tf.supersub.routing import ALL_ROUTINGS, INFERENCE_ROUTINGS
 
     system = in_memory_system(generalist, 4)
+    assert EXPORT_ROUTINGS == INFERENCE_ROUTINGS  # every mode that needs no truth
     others = [mode for mode in ALL_ROUTINGS if mode not in EXPORT_ROUTINGS]
-    assert others == ["topk", "gated", "oracle"]
+    assert others == ["oracle"]
     for mode in others:
-        with pytest.raises(ExportError, match=f"routes hard or soft, not '{mode}'"):
+        with pytest.raises(ExportError, match=f"routes hard, topk, soft, gated, not '{mode}'"):
             SuperSubModule(system, mode)
+    with pytest.raises(ExportError, match="k >= 1"):
+        SuperSubModule(system, "topk", k=0)
+
+
+@pytest.mark.slow
+def test_a_gated_export_records_k_and_tau_and_predict_keeps_them(system_dir, images, tmp_path):
+    """A gated SavedModel records its k and tau; ``predict`` answers with them (as the
+    in-process pipeline does at the same tau) and refuses another --tau by name."""
+    import json
+
+    from supersub_tf.data.pipeline import normalize
+    from supersub_tf.errors import DataError
+    from supersub_tf.export.savedmodel import METADATA_FILE, export_savedmodel
+    from supersub_tf.predict import open_model
+    from supersub_tf.supersub.pipeline import SuperSubPipeline
+
+    path = export_savedmodel(system_dir, tmp_path / "gated", routing="gated", k=2, tau=0.4)
+    metadata = json.loads((path / METADATA_FILE).read_text())
+    assert (metadata["routing"], metadata["topk"], metadata["gate_tau"]) == ("gated", 2, 0.4)
+    model = open_model(path)
+    assert model.routings == ("gated",)
+    got = model.predict(images, "gated", None, None)
+    expected = SuperSubPipeline.from_system(load_system(system_dir)).predict(
+        normalize(images, "imagenet").numpy(), "gated", k=2, tau=0.4)
+    np.testing.assert_array_equal(got["fine"], expected.fine)
+    assert model.predict(images, "gated", 2, 0.4)["fine"].tolist() == expected.fine.tolist()
+    with pytest.raises(DataError, match="--tau 0.6: this SavedModel was exported with tau 0.4"):
+        model.predict(images, "gated", None, 0.6)
 
 
 def test_soft_export_of_catch_all_specialists_is_refused(system_dir, tmp_path):
@@ -507,10 +551,11 @@ def test_soft_export_of_catch_all_specialists_is_refused(system_dir, tmp_path):
     system = load_system(system_dir)
     caught = dataclasses.replace(system, delta_sets={
         k: dataclasses.replace(d, catch_all=True) for k, d in system.delta_sets.items()})
-    with pytest.raises(ExportError, match="soft routing by p\\(other\\)"):
-        export_savedmodel(caught, tmp_path / "out", routing="soft")
-    with pytest.raises(ExportError, match="routes hard or soft"):
-        export_savedmodel(system, tmp_path / "out", routing="topk")
+    for routing in ("topk", "soft", "gated"):
+        with pytest.raises(ExportError, match=f"{routing} routing by p\\(other\\)"):
+            export_savedmodel(caught, tmp_path / "out", routing=routing)
+    with pytest.raises(ExportError, match="routes hard, topk, soft, gated, not 'oracle'"):
+        export_savedmodel(system, tmp_path / "out", routing="oracle")
 
 
 # ---------------------------------------------------------------------- encoded files

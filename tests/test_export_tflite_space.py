@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from supersub_tf.deltas.backbone import Backbone
 from supersub_tf.errors import OutputError
 from supersub_tf.export import litert_runtime, tflite
 from supersub_tf.hierarchy import Hierarchy, Subclass, Superclass
@@ -27,7 +28,7 @@ def stand_in_system() -> SimpleNamespace:
     hierarchy = Hierarchy([Superclass(name, (Subclass(f"{name}1", "a"), Subclass(f"{name}2", "b")))
                            for name in ("x", "y")], name="t")
     return SimpleNamespace(hierarchy=hierarchy, delta_sets={}, path=None, delta_settings={},
-                           backbone={"image_size": 16, "normalization": "imagenet"},
+                           backbone=Backbone(model="resnet8", width=1.0, image_size=16),
                            generalist=SimpleNamespace(count_params=lambda: PARAMETERS),
                            stage_one_head="fine")
 

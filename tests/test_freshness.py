@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from supersub_tf.config import load_config
-from supersub_tf.freshness import (
+from supersub_tf.run.freshness import (
     NEUTRAL_SETTINGS, SETTINGS_FILE, StaleRunError, delta_settings, ensure_fresh,
     network_settings, stale_stages)
-from supersub_tf.run_lock import RunLockedError, run_lock
+from supersub_tf.run.lock import RunLockedError, run_lock
 
 QUIET = {"log": lambda *_: None}
 ALL = "networks=[vanilla,generalist,specialists,supersub]"  # every kind of stage
@@ -116,7 +116,7 @@ def test_a_folder_without_a_record_is_stale(tmp_path):
 
 LOCK_HOLDER = r"""
 import sys, time
-from supersub_tf.run_lock import run_lock
+from supersub_tf.run.lock import run_lock
 with run_lock(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(120)

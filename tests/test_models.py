@@ -54,7 +54,8 @@ def kernel_sizes(model):
 
 def test_registry_lists_all_architectures():
     expected = ({f"resnet{d}" for d in DEPTHS} | {f"resnet{d}_s2" for d in DEPTHS}
-                | {"resnet18", "resnet34", "resnet50", "mobilenetv2"})
+                | {"resnet18", "resnet34", "resnet50", "mobilenetv2", "keras_resnet50",
+                   "efficientnetb0"})
     assert set(list_models()) == expected
     assert list_models() == sorted(list_models())
 
@@ -105,7 +106,7 @@ def test_trains_one_step(name):
 #: Deep backbones take 3-12 s each to rewrite for QAT: the slow tier covers them.
 # The fast tier quantizes the small ResNets (one per family); the rest are slow.
 SLOW_TO_QUANTIZE = {"resnet14", "resnet18", "resnet32", "resnet34", "resnet44", "resnet50",
-                    "resnet56", "resnet110", "mobilenetv2"}
+                    "resnet56", "resnet110", "mobilenetv2", "keras_resnet50", "efficientnetb0"}
 
 
 def test_stride_two_stem_halves_the_resolution_at_the_same_parameters():

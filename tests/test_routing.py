@@ -5,7 +5,7 @@ import pytest
 
 from supersub_tf.hierarchy import Hierarchy, Subclass, Superclass
 from supersub_tf.supersub.routing import (
-    combine, gated_curve, routes_for, specialist_passes, stage_one_probs)
+    cheapest_within, combine, gated_curve, routes_for, specialist_passes, stage_one_probs)
 
 H = Hierarchy([Superclass("a", (Subclass("a0", "a0"), Subclass("a1", "a1"))),
                Superclass("b", (Subclass("b0", "b0"), Subclass("b1", "b1")))], name="ab")
@@ -38,6 +38,19 @@ def test_gated_curve_runs_from_hard_to_topk():
     curve = gated_curve(SUPER, SUB, FINE, H, k=2, taus=np.array([0.0, 0.6]))
     assert [(p["tau"], p["top1"], p["specialist_passes"]) for p in curve] == [
         (0.0, 0.5, 1.0), (0.6, 1.0, 1.5), (1.01, 1.0, 2.0)]
+
+
+def test_the_default_threshold_is_the_cheapest_within_a_tolerance_of_the_best():
+    curve = [{"tau": 0.3, "top1": 0.430, "specialist_passes": 0.7},
+             {"tau": 0.5, "top1": 0.451, "specialist_passes": 1.4},
+             {"tau": 0.6, "top1": 0.453, "specialist_passes": 1.5},
+             {"tau": 0.7, "top1": 0.453, "specialist_passes": 1.5},
+             {"tau": 1.0, "top1": 0.455, "specialist_passes": 2.0}]
+    assert cheapest_within(curve, 0.456)["tau"] == 0.6     # 0.453 >= 0.456 - 0.003
+    assert cheapest_within(curve, 0.456, tolerance=0.006)["tau"] == 0.5
+    assert cheapest_within(curve, 0.470)["tau"] == 1.0     # none close: the most accurate
+    with pytest.raises(ValueError, match="empty"):
+        cheapest_within([], 0.5)
 
 
 # Catch-all specialists: b's specialist says image 1 is its own (p(other) 0.1), a's that
@@ -166,12 +179,12 @@ def test_each_mode_routes_through_its_registry_entry(monkeypatch):
 
 
 def test_the_main_job_logs_the_comparison_table_from_its_results(tmp_path, monkeypatch):
-    """run.py logs the report's Super-Sub table built from the stage's results (no
+    """The main job logs the report's Super-Sub table built from the stage's results (no
     report.md is read back: here none is even written)."""
     import json
     from types import SimpleNamespace
 
-    from supersub_tf import run
+    from supersub_tf.run import pipeline as run
     from supersub_tf.analysis.report import supersub_table
     from supersub_tf.config import load_config
     from supersub_tf.supersub.routing import MODES

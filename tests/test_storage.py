@@ -118,8 +118,8 @@ def test_round_trip(tmp_path, generalist, bits):
     loaded = load_system(path)
     assert loaded.hierarchy == hierarchy
     assert loaded.delta_settings == settings(bits)
-    assert loaded.backbone["num_classes"] == len(SIZES)
-    assert loaded.backbone["parameters"] == generalist.count_params()
+    assert loaded.backbone.num_classes == len(SIZES)
+    assert loaded.backbone.parameters == generalist.count_params()
     assert list(loaded.delta_sets) == list(SIZES)
     for name, original in sets.items():
         got = loaded.delta_sets[name]

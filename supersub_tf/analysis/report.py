@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 from supersub_tf.atomic import atomic_write_text
 from supersub_tf.data.summary import format_table
+from supersub_tf.run.layout import RunLayout
 from supersub_tf.supersub.routing import INFERENCE_ROUTINGS, MODES
 from supersub_tf.tables import markdown_table, pct, points
 
@@ -294,9 +295,10 @@ def write_report(run_dir: str | Path, title: str, data_summary: dict[str, Any],
               + (f" Resumed or rerun: {sum(legs):.0f} s over {len(legs)} invocations "
                  f"({', '.join(f'{x:.0f}' for x in legs)} s; an interrupted one counts until "
                  "its last finished stage)." if len(legs) > 1 else ""), ""]
-    path = run_dir / "report.md"
+    layout = RunLayout(run_dir)
+    path = layout.report
     atomic_write_text(path, "\n".join(lines))
-    atomic_write_text(run_dir / "report.json", json.dumps(
+    atomic_write_text(layout.report_json, json.dumps(
         {"data": data_summary, "networks": networks, "analysis": analysis,
          "wall_seconds": round(wall_seconds, 1),
          "wall_seconds_all_invocations": round(sum(legs) if legs else wall_seconds, 1),

@@ -28,6 +28,7 @@ from supersub_tf.atomic import atomic_write_text
 from supersub_tf.config import DataConfig
 from supersub_tf.errors import DataError, SuperSubError
 from supersub_tf.hierarchy import Hierarchy
+from supersub_tf.run.layout import TOP_NETWORKS, RunLayout
 from supersub_tf.training.predictions import PREDICTIONS, load_predictions
 
 
@@ -48,7 +49,7 @@ def specialists_vs_vanilla(run_dir: Path, hierarchy: Hierarchy, vanilla_probs: n
     on the same validation images, restricted to that superclass's subclasses and not."""
     rows = []
     for k, name in enumerate(hierarchy.superclass_names):
-        path = run_dir / "specialists" / name / PREDICTIONS
+        path = RunLayout(run_dir).specialist(name) / PREDICTIONS
         if not path.exists():
             continue
         probs, labels = load_predictions(path)
@@ -100,10 +101,11 @@ def analyze_networks(run_dir: str | Path, hierarchy: Hierarchy, data_config: Dat
         log: Where progress lines go.
     """
     run_dir = Path(run_dir)
-    out, plots = run_dir / "analysis", run_dir / "plots"
+    layout = RunLayout(run_dir)
+    out, plots = layout.analysis, layout.plots
     summary: dict[str, Any] = {"figures": {}}
     figures = summary["figures"]
-    vanilla_path = run_dir / "vanilla" / PREDICTIONS
+    vanilla_path = layout.vanilla / PREDICTIONS
     if vanilla_path.exists():
         probs, labels = load_predictions(vanilla_path)
         result = analyze(probs, labels["fine"], hierarchy, load_wordnet())
@@ -136,19 +138,20 @@ def analyze_networks(run_dir: str | Path, hierarchy: Hierarchy, data_config: Dat
             summary["specialists_vs_vanilla"] = rows
             figures["specialists_vs_vanilla"] = plot_specialists_vs_vanilla(
                 rows, plots / "specialists_vs_vanilla.png").name
-        generalist_path = run_dir / "generalist" / PREDICTIONS
+        generalist_path = layout.generalist / PREDICTIONS
         if generalist_path.exists():
             g_probs, g_labels = load_predictions(generalist_path)
             summary["generalist_vs_vanilla"] = {
                 "generalist": float(np.mean(g_probs.argmax(1) == g_labels["superclass"])),
                 "vanilla": superclass_accuracy(probs, labels["fine"], hierarchy)}
-    histories = {name: run_dir / name / "history.csv" for name in ("vanilla", "generalist")
-                 if (run_dir / name / "history.csv").exists()}
+    # history.csv: training.engine.HISTORY, whose module would load TensorFlow here
+    histories = {name: layout.network(name) / "history.csv" for name in TOP_NETWORKS
+                 if (layout.network(name) / "history.csv").exists()}
     if histories:
         figures["training_curves"] = plot_training_curves(
             histories, plots / "training_curves.png").name
     specialist_histories = {p.parent.name: p for p in
-                            sorted((run_dir / "specialists").glob("*/history.csv"))}
+                            sorted(layout.specialists.glob("*/history.csv"))}
     if specialist_histories:
         figures["specialist_curves"] = plot_training_curves(
             specialist_histories, plots / "specialist_curves.png",

@@ -18,6 +18,9 @@ from supersub_tf.hierarchy import Hierarchy
 # ImageNet channel statistics on the [0, 1] scale.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# ImageNet's mean pixel on the 0-255 scale, RGB: Keras' ``caffe`` preprocessing
+# (``imagenet_utils.preprocess_input``) subtracts it in BGR order from BGR images.
+CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
 
 
 def resize(image, size: int):
@@ -33,30 +36,36 @@ def resize(image, size: int):
 
 
 def normalize(image, mode: str):
-    """Maps uint8 pixels to float32: ImageNet mean/std, [0, 1] (``unit``) or [0, 255]."""
+    """Maps uint8 pixels to float32 with ``(pixel / divisor - mean) / std`` of
+    :func:`normalization_constants`: the one arithmetic of every normalisation mode, which
+    the exports and the LiteRT runtime repeat with the same float32 constants."""
     import tensorflow as tf
 
-    image = tf.cast(image, tf.float32)
-    if mode == "none":
-        return image
-    image = image / 255.0
-    if mode == "unit":
-        return image
-    return (image - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
+    divisor, mean, std = normalization_constants(mode)
+    image = tf.cast(image, tf.float32) / tf.constant(divisor, tf.float32)
+    return (image - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
 
 
 def normalization_constants(mode: str) -> tuple[float, tuple, tuple]:
     """``(pixel divisor, mean, std)`` with ``normalised = (pixel / divisor - mean) / std``.
 
-    The same arithmetic as :func:`normalize` for each mode (``imagenet``, ``unit``,
-    ``none``), so the exports' float32 values equal the training pipeline's.
+    The one definition of each mode (:data:`~supersub_tf.choices.NORMALIZATIONS`):
+    :func:`normalize`, :func:`normalize_images`, the SavedModel and the LiteRT runtime
+    all compute with these, so their float32 values are identical. ``tf`` is Keras'
+    ``x / 127.5 - 1`` and ``caffe`` its mean-pixel subtraction, in RGB order (dividing
+    by 1 and subtracting 0 are exact in float32).
     """
+    ones, zeros = (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)
     if mode == "imagenet":
         return 255.0, tuple(IMAGENET_MEAN), tuple(IMAGENET_STD)
     if mode == "unit":
-        return 255.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+        return 255.0, zeros, ones
     if mode == "none":
-        return 1.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+        return 1.0, zeros, ones
+    if mode == "tf":
+        return 127.5, ones, ones
+    if mode == "caffe":
+        return 1.0, tuple(CAFFE_MEAN_RGB), ones
     raise ConfigError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {mode!r}")
 
 
@@ -70,11 +79,8 @@ def normalize_images(images: np.ndarray, mode: str) -> np.ndarray:
 
 def denormalize(images: np.ndarray, mode: str) -> np.ndarray:
     """Inverse of :func:`normalize`, to uint8, for showing images."""
-    x = np.asarray(images, np.float32)
-    if mode == "imagenet":
-        x = x * np.array(IMAGENET_STD) + np.array(IMAGENET_MEAN)
-    if mode in ("imagenet", "unit"):
-        x = x * 255.0
+    divisor, mean, std = normalization_constants(mode)
+    x = (np.asarray(images, np.float32) * np.array(std) + np.array(mean)) * divisor
     return np.clip(np.round(x), 0, 255).astype(np.uint8)
 
 

@@ -11,9 +11,12 @@ holds both as its own weights:
 * ``bias`` (only with ``use_bias``): non-trainable, copied from the generalist, since a
   delta specialist changes kernels only (the architectures here have no conv biases).
 
-Only ``Conv2D`` gets a delta variant. MobileNetV2's ``DepthwiseConv2D`` layers keep the
-generalist's depthwise kernels frozen (they hold about 2% of its weights), and heads are
-replaced outright rather than given deltas.
+Both convolution kinds the backbones use get a delta variant: :class:`DeltaConv2D` and
+:class:`DeltaDepthwiseConv2D` (MobileNetV2 and EfficientNet are mostly depthwise
+convolutions). Heads are replaced outright rather than given deltas. A depthwise
+kernel is ``[kh, kw, channels, multiplier]``, so its delta's per-output-channel
+quantization (the last axis, as for every delta) has one scale per multiplier: one
+scale per layer for the multiplier-1 networks here.
 
 For quantization-aware training (:mod:`supersub_tf.deltas.quantization`), a
 ``QuantizeConfig`` hands the layer the fake-quantized delta through
@@ -109,6 +112,83 @@ class DeltaConv2D(keras.layers.Conv2D):
         return outputs
 
 
+@keras.saving.register_keras_serializable(package="supersub_tf")
+class DeltaDepthwiseConv2D(keras.layers.DepthwiseConv2D):
+    """A ``DepthwiseConv2D`` computing with ``base_kernel + delta``; only ``delta`` trains.
+
+    The depthwise counterpart of :class:`DeltaConv2D` (same weights, same QAT hook):
+    its config is a DepthwiseConv2D config, and ``base_kernel`` and ``delta`` have the
+    depthwise kernel's shape ``[kh, kw, channels, multiplier]``.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._quantized_delta = None
+
+    @classmethod
+    def from_conv(cls, conv: keras.layers.DepthwiseConv2D, **overrides) -> DeltaDepthwiseConv2D:
+        """An unbuilt delta layer with ``conv``'s configuration (name included)."""
+        config = conv.get_config()
+        config.update(overrides)
+        return cls.from_config(config)
+
+    def build(self, input_shape) -> None:
+        """Creates ``base_kernel`` (frozen), ``delta`` (trainable, zeros) and ``bias`` (frozen)."""
+        input_shape = tf.TensorShape(input_shape)
+        channel_axis = self._get_channel_axis()
+        if len(input_shape) != self.rank + 2 or input_shape.dims[channel_axis].value is None:
+            raise ValueError(f"{self.name}: needs rank-{self.rank + 2} inputs with known "
+                             f"channels, got {input_shape}")
+        input_dim = int(input_shape[channel_axis])
+        kernel_shape = self.kernel_size + (input_dim, self.depth_multiplier)
+        self.base_kernel = self.add_weight(name=BASE_KERNEL, shape=kernel_shape,
+                                           initializer=self.depthwise_initializer,
+                                           trainable=False, dtype=self.dtype)
+        self.delta = self.add_weight(name=DELTA, shape=kernel_shape, initializer="zeros",
+                                     regularizer=self.depthwise_regularizer,
+                                     constraint=self.depthwise_constraint,
+                                     trainable=True, dtype=self.dtype)
+        self.bias = (self.add_weight(name="bias", shape=(input_dim * self.depth_multiplier,),
+                                     initializer=self.bias_initializer, trainable=False,
+                                     dtype=self.dtype)
+                     if self.use_bias else None)
+        self.input_spec = keras.layers.InputSpec(min_ndim=self.rank + 2,
+                                                 axes={channel_axis: input_dim})
+        self.built = True
+
+    set_base = DeltaConv2D.set_base
+    use_quantized_delta = DeltaConv2D.use_quantized_delta
+    effective_kernel = DeltaConv2D.effective_kernel
+
+    def call(self, inputs):
+        outputs = keras.backend.depthwise_conv2d(
+            inputs, self.effective_kernel(), strides=self.strides, padding=self.padding,
+            dilation_rate=self.dilation_rate, data_format=self.data_format)
+        if self.use_bias:
+            outputs = keras.backend.bias_add(outputs, self.bias, data_format=self.data_format)
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
+
+#: Every delta layer class, keyed by the exact class of the layer it replaces.
+DELTA_LAYERS: dict[type, type] = {keras.layers.Conv2D: DeltaConv2D,
+                                  keras.layers.DepthwiseConv2D: DeltaDepthwiseConv2D}
+
+
+def is_delta_layer(layer: keras.layers.Layer) -> bool:
+    """True for a :class:`DeltaConv2D` or :class:`DeltaDepthwiseConv2D`."""
+    return isinstance(layer, tuple(DELTA_LAYERS.values()))
+
+
+def delta_layer_for(layer: keras.layers.Layer) -> keras.layers.Layer | None:
+    """An unbuilt delta layer replacing ``layer`` (same config, trainable), or None when
+    ``layer`` is not exactly a plain ``Conv2D`` or ``DepthwiseConv2D`` (a delta layer
+    already, a transposed or separable convolution, ...)."""
+    cls = DELTA_LAYERS.get(type(layer))
+    return None if cls is None else cls.from_conv(layer, trainable=True)
+
+
 def custom_objects() -> dict[str, type]:
     """The classes Keras needs to rebuild models containing delta layers."""
-    return {"DeltaConv2D": DeltaConv2D}
+    return {"DeltaConv2D": DeltaConv2D, "DeltaDepthwiseConv2D": DeltaDepthwiseConv2D}

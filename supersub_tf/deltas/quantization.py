@@ -1,6 +1,7 @@
 """Quantization-aware training of deltas with tensorflow-model-optimization (tfmot).
 
-Each :class:`~supersub_tf.deltas.layers.DeltaConv2D` is wrapped in tfmot's
+Each delta layer (:class:`~supersub_tf.deltas.layers.DeltaConv2D` or
+:class:`~supersub_tf.deltas.layers.DeltaDepthwiseConv2D`) is wrapped in tfmot's
 ``QuantizeWrapperV2`` with a :class:`DeltaQuantizeConfig`: its ``delta`` is
 fake-quantized to ``bits`` bits per output channel by ``LastValueQuantizer`` (symmetric,
 narrow range: integer codes in ``[-(2^(k-1) - 1), 2^(k-1) - 1]`` times one scale per
@@ -34,7 +35,7 @@ import tf_keras as keras
 
 from supersub_tf.choices import check_bits
 from supersub_tf.deltas.delta_set import QuantizedTensor, levels
-from supersub_tf.deltas.layers import DeltaConv2D
+from supersub_tf.deltas.layers import DeltaConv2D, is_delta_layer
 from supersub_tf.deltas.layers import custom_objects as layer_objects
 
 tfmot_keras = tfmot.quantization.keras
@@ -64,7 +65,8 @@ class Float32LastValueQuantizer(tfmot_keras.quantizers.LastValueQuantizer):
 
 @keras.saving.register_keras_serializable(package="supersub_tf")
 class DeltaQuantizeConfig(tfmot_keras.QuantizeConfig):
-    """Fake-quantizes a DeltaConv2D's ``delta`` per output channel; nothing else.
+    """Fake-quantizes a delta layer's ``delta`` per output channel (its last axis);
+    nothing else. Serves DeltaConv2D and DeltaDepthwiseConv2D alike.
 
     Args:
         bits: Bit width of the delta codes, 2 to 8.
@@ -135,27 +137,27 @@ def custom_objects() -> dict[str, type]:
 
 
 def quantize_deltas(model: keras.Model, bits: int) -> keras.Model:
-    """A QAT copy of ``model`` whose DeltaConv2D deltas are fake-quantized to ``bits`` bits.
+    """A QAT copy of ``model`` whose delta layers' deltas are fake-quantized to ``bits`` bits.
 
     Args:
-        model: A flat functional model containing DeltaConv2D layers.
+        model: A flat functional model containing delta layers.
         bits: Bit width of the deltas, 2 to 8.
 
     Returns:
         A new model (own variables, same weight values and trainable flags) in which
-        every DeltaConv2D is wrapped in a ``QuantizeWrapperV2`` named ``quant_<name>``;
+        every delta layer is wrapped in a ``QuantizeWrapperV2`` named ``quant_<name>``;
         every other layer is unchanged and stays float.
 
     Raises:
         ValueError: On bad ``bits`` or a model without delta layers.
     """
     config = DeltaQuantizeConfig(check_bits(bits))
-    if not any(isinstance(layer, DeltaConv2D) for layer in model.layers):
-        raise ValueError(f"model {model.name} has no DeltaConv2D layers to quantize")
+    if not any(is_delta_layer(layer) for layer in model.layers):
+        raise ValueError(f"model {model.name} has no delta layers to quantize")
 
     def annotate(layer: keras.layers.Layer) -> keras.layers.Layer:
         clone = layer.__class__.from_config(layer.get_config())
-        if isinstance(layer, DeltaConv2D):
+        if is_delta_layer(layer):
             return tfmot_keras.quantize_annotate_layer(clone, config)
         return clone
 
@@ -173,9 +175,8 @@ def quantize_deltas(model: keras.Model, bits: int) -> keras.Model:
 
 
 def is_quantized_delta_layer(layer: keras.layers.Layer) -> bool:
-    """True for a QuantizeWrapper around a DeltaConv2D."""
-    return (isinstance(layer, tfmot_keras.QuantizeWrapper)
-            and isinstance(layer.layer, DeltaConv2D))
+    """True for a QuantizeWrapper around a delta layer."""
+    return isinstance(layer, tfmot_keras.QuantizeWrapper) and is_delta_layer(layer.layer)
 
 
 def delta_quantizer_state(wrapper: tfmot_keras.QuantizeWrapper) -> tuple[Any, Any, int]:

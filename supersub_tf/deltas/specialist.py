@@ -15,34 +15,27 @@ trained back out as a :class:`~supersub_tf.deltas.delta_set.DeltaSet`, and
 :func:`materialize` turns a generalist plus a delta set into an ordinary model, the
 reference against which swapping deltas in place is checked.
 
-The delta region is defined by layer names: ``stage{t}_...`` layers belong to stage
-``t`` (the ResNets of :mod:`supersub_tf.models`). MobileNetV2 has no such names, so it
-supports only ``from_stage=0``; its depthwise convolutions get no delta and stay frozen.
+The delta region is defined by layer names, mapped onto trunk stages by
+:func:`supersub_tf.models.stages.layer_stage` (the project's ResNets' ``stage{t}_...`` and
+Keras' applications' own names). Plain and depthwise convolutions both get deltas
+(:mod:`supersub_tf.deltas.layers`).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 import numpy as np
 import tf_keras as keras
 
 from supersub_tf.deltas.delta_set import DeltaSet, QuantizedTensor
-from supersub_tf.deltas.layers import DeltaConv2D
+from supersub_tf.deltas.layers import delta_layer_for, is_delta_layer
 from supersub_tf.deltas.quantization import (
     custom_objects, is_quantized_delta_layer, quantize_deltas, quantized_delta)
 from supersub_tf.errors import ConfigError
 from supersub_tf.models import blocks
 from supersub_tf.models.registry import check_num_classes
-
-_STAGE = re.compile(r"stage(\d+)_")
-
-
-def layer_stage(name: str) -> int | None:
-    """The stage number of a ``stage{t}_...`` layer name; None for other layers."""
-    match = _STAGE.match(name)
-    return int(match.group(1)) if match else None
+from supersub_tf.models.stages import layer_stage
 
 
 def in_delta_region(name: str, from_stage: int) -> bool:
@@ -60,8 +53,9 @@ def in_delta_region(name: str, from_stage: int) -> bool:
 
 
 def _is_plain_conv(layer: keras.layers.Layer) -> bool:
-    """A Conv2D that can get a delta (not a delta layer already, not a transposed conv)."""
-    return type(layer) is keras.layers.Conv2D
+    """A convolution that can get a delta: exactly a Conv2D or a DepthwiseConv2D (not a
+    delta layer already, not a transposed or separable convolution)."""
+    return delta_layer_for(layer) is not None
 
 
 def _check_region(generalist: keras.Model, from_stage: int) -> None:
@@ -83,8 +77,8 @@ def _clone_function(num_classes: int, from_stage: int, train_batchnorm: bool):
             return keras.layers.Dense(num_classes, dtype="float32", name=blocks.LOGITS_LAYER)
         config = layer.get_config()
         region = in_delta_region(layer.name, from_stage)
-        if _is_plain_conv(layer) and region:
-            return DeltaConv2D.from_conv(layer, trainable=True)
+        if region and (delta := delta_layer_for(layer)) is not None:
+            return delta
         if isinstance(layer, keras.layers.BatchNormalization) and region and train_batchnorm:
             config["trainable"] = True
         else:
@@ -101,9 +95,8 @@ def _copy_weights(specialist: keras.Model, generalist: keras.Model) -> None:
         if layer.name == blocks.LOGITS_LAYER or not layer.weights:
             continue
         source = generalist.get_layer(layer.name)
-        if isinstance(layer, DeltaConv2D):
-            layer.set_base(source.kernel.numpy(),
-                           source.bias.numpy() if source.use_bias else None)
+        if is_delta_layer(layer):  # a convolution's weights: [kernel] or [kernel, bias]
+            layer.set_base(*source.get_weights())
         else:
             layer.set_weights(source.get_weights())
 
@@ -175,11 +168,12 @@ def build_delta_specialist(generalist: keras.Model, num_classes: int, *, from_st
     return specialist if bits is None else quantize_deltas(specialist, bits)
 
 
-def iter_delta_layers(model: keras.Model) -> Iterator[tuple[keras.layers.Layer, DeltaConv2D]]:
+def iter_delta_layers(model: keras.Model) -> Iterator[tuple[keras.layers.Layer,
+                                                           keras.layers.Layer]]:
     """``(layer, delta layer)`` for each delta layer of ``model``: the layer itself, or a
-    QAT wrapper and the DeltaConv2D inside it."""
+    QAT wrapper and the delta layer (plain or depthwise) inside it."""
     for layer in model.layers:
-        if isinstance(layer, DeltaConv2D):
+        if is_delta_layer(layer):
             yield layer, layer
         elif is_quantized_delta_layer(layer):
             yield layer, layer.layer
@@ -190,7 +184,7 @@ def delta_layer_names(model: keras.Model) -> list[str]:
     return [inner.name for _, inner in iter_delta_layers(model)]
 
 
-def _delta_of(layer: keras.layers.Layer, inner: DeltaConv2D,
+def _delta_of(layer: keras.layers.Layer, inner: keras.layers.Layer,
               bits: int | None) -> QuantizedTensor:
     """The delta a specialist layer computes with, stored at ``bits``.
 
@@ -288,15 +282,14 @@ def materialize(generalist: keras.Model, delta_set: DeltaSet,
 
 
 def _adapted_weights(layer: keras.layers.Layer, delta_set: DeltaSet) -> list[np.ndarray]:
-    """``layer``'s weights, its kernel plus its delta when the set has one."""
+    """``layer``'s weights, its kernel (the first weight of a plain or depthwise
+    convolution) plus its delta when the set has one."""
     weights = layer.get_weights()
     delta = delta_set.deltas.get(layer.name)
     if delta is None:
         return weights
-    kernel = layer.kernel.numpy()
-    if delta.shape != kernel.shape:
+    if delta.shape != weights[0].shape:
         raise ValueError(f"delta of {layer.name} has shape {delta.shape}, "
-                         f"its kernel {kernel.shape}")
-    index = next(i for i, w in enumerate(layer.weights) if w is layer.kernel)
-    weights[index] = kernel + delta.dequantize()
+                         f"its kernel {weights[0].shape}")
+    weights[0] = weights[0] + delta.dequantize()
     return weights

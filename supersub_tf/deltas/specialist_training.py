@@ -12,7 +12,9 @@ it is trained on its superclass's images only, or, as a catch-all specialist
 output learns to call "not my superclass". Its folder
 (``<run>/deltas/<bits>/<superclass>/``) holds the engine's files, its validation
 predictions (true superclass given) and ``delta_set.npz``, written last: its presence
-marks the specialist done, so a rerun skips it.
+marks the specialist done, so a rerun skips it. Whether the folder was trained with the
+config's settings is decided before, once, by the run's orchestration
+(:func:`supersub_tf.run.freshness.ensure_fresh`); here the settings are only recorded.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from supersub_tf.data import load_catch_all_dataset, load_dataset
 from supersub_tf.data.source import ImageSource
 from supersub_tf.deltas.delta_set import DeltaSet, load_delta_set, save_delta_set
 from supersub_tf.deltas.specialist import build_delta_specialist, extract_delta_set, head_rows
-from supersub_tf.freshness import check_stage, delta_settings, record_settings
+from supersub_tf.run.freshness import delta_settings, record_settings
+from supersub_tf.run.layout import METRICS, RunLayout
 from supersub_tf.training.distribution import training_scope
 from supersub_tf.training.engine import (
     fit, seed_everything, steps_for, with_catch_all_targets, with_distilled_targets,
@@ -42,25 +45,19 @@ from supersub_tf.training.predictions import PREDICTIONS, save_predictions
 DELTA_SET = "delta_set.npz"
 
 
-def deltas_dir(run_dir: str | Path, bits: int | None) -> Path:
-    """``<run>/deltas/<float|8bit|...>``: the delta specialists of one bit width."""
-    return Path(run_dir) / "deltas" / bits_tag(bits)
-
-
 def train_delta_specialist(config: RunConfig, source: ImageSource, run_dir: str | Path,
                            base: keras.Model, superclass: str, bits: int | None,
                            log=print) -> DeltaSet:
     """Fine-tunes one delta specialist of ``base`` (the vanilla network or the
     generalist, as ``config.deltas.base`` says) or loads its finished deltas, and
-    returns them."""
-    out = deltas_dir(run_dir, bits) / superclass
+    returns them. The folder is taken as it is (the run's stages check freshness first).
+    """
+    out = RunLayout(run_dir).delta_specialist(bits, superclass)
     label = f"delta {bits_tag(bits)} {superclass}"
-    recorded = delta_settings(config, bits)
-    check_stage(out, recorded)  # never reuse or resume deltas trained otherwise
     if (out / DELTA_SET).exists():
         log(f"[{label}] already trained, loading {out / DELTA_SET}")
         return load_delta_set(out / DELTA_SET)
-    record_settings(out, recorded)
+    record_settings(out, delta_settings(config, bits))
     settings, h = config.deltas, source.hierarchy
     train_cfg = dataclasses.replace(
         config.train, epochs=settings.epochs or config.train.specialist_epochs or
@@ -117,7 +114,7 @@ def train_delta_specialist(config: RunConfig, source: ImageSource, run_dir: str 
     metrics.update({"train_seconds": round(time.time() - start, 1),
                     "oracle_top1": float((probs.argmax(1) == labels["subclass"]).mean()),
                     "delta_values": delta_set.num_delta_values()})
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(out / METRICS, json.dumps(metrics, indent=2) + "\n")
     save_delta_set(out / DELTA_SET, delta_set)
     log(f"[{label}] val top-1 (true superclass given) {metrics['oracle_top1']:.3f}")
     return delta_set

@@ -66,6 +66,7 @@ import numpy as np
 
 from supersub_tf import manifest_files
 from supersub_tf.atomic import atomic_directory
+from supersub_tf.deltas.backbone import Backbone
 from supersub_tf.deltas.delta_set import DeltaSet, QuantizedTensor
 from supersub_tf.deltas.packing import pack_codes, packed_size, unpack_codes
 from supersub_tf.deltas.specialist_file import (
@@ -97,8 +98,10 @@ class SuperSubSystem:
     Attributes:
         path: The system directory it was read from.
         hierarchy: The class hierarchy (superclass order = generalist label order).
-        backbone: Model name, width, image size, ``num_classes`` (superclasses) and
-            ``parameters`` of the generalist, plus whatever else was saved with it.
+        backbone: Model name, width, image size, normalization, ``num_classes``
+            (stage-1 outputs) and ``parameters`` of the generalist, plus whatever else
+            was saved with it (a mapping given here is read with
+            :meth:`Backbone.from_dict`).
         delta_settings: How the deltas were made (``bits``, ``from_stage``,
             ``train_batchnorm``, ...).
         generalist: The generalist, rebuilt with ``create_model`` and its weights loaded.
@@ -107,10 +110,14 @@ class SuperSubSystem:
 
     path: Path
     hierarchy: Hierarchy
-    backbone: dict[str, Any]
+    backbone: Backbone
     delta_settings: dict[str, Any]
     generalist: keras.Model
     delta_sets: dict[str, DeltaSet]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.backbone, Backbone):
+            self.backbone = Backbone.from_dict(self.backbone, f"{self.path}")
 
     @property
     def stage_one_head(self) -> str:
@@ -140,17 +147,6 @@ def _specialist_filename(name: str, taken: set[str]) -> str:
         candidate = f"{stem}-{k}"
     taken.add(candidate.casefold())
     return f"{SPECIALIST_DIR}/{candidate}{SUFFIX}"
-
-
-def backbone_from_network(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The backbone dict of a trained network's ``network.json`` contents.
-
-    Args:
-        spec: ``{"kind", "num_classes", "image_size", "train": {"model", "width", ...}}``
-            as written by :func:`supersub_tf.training.networks.train_network`.
-    """
-    return {"model": spec["train"]["model"], "width": spec["train"]["width"],
-            "image_size": spec["image_size"], "num_classes": spec["num_classes"]}
 
 
 # --------------------------------------------------------------------------- save: writing
@@ -222,7 +218,7 @@ def write_generalist(path: Path, generalist: keras.Model) -> None:
 
 
 def _write_contents(root: Path, generalist: keras.Model, delta_sets: Mapping[str, DeltaSet],
-                    hierarchy: Hierarchy, backbone: Mapping[str, Any],
+                    hierarchy: Hierarchy, backbone: Backbone,
                     delta_settings: Mapping[str, Any]) -> None:
     """Writes every file of a system into the (fresh) folder ``root``; manifest last."""
     layout = delta_layout(generalist, delta_sets)
@@ -244,8 +240,9 @@ def _write_contents(root: Path, generalist: keras.Model, delta_sets: Mapping[str
     manifest = {
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
         "hierarchy": hierarchy.to_dict(),
-        "backbone": {**backbone, "num_classes": stage_one_outputs(hierarchy, delta_settings),
-                     "parameters": int(generalist.count_params())},
+        "backbone": dataclasses.replace(
+            backbone, num_classes=stage_one_outputs(hierarchy, delta_settings),
+            parameters=int(generalist.count_params())).to_dict(),
         "delta_settings": dict(delta_settings),
         "packing": {"codes": "unsigned little-endian dense k-bit, code + 2^(k-1) - 1",
                     "scales": SCALES_DTYPE, "specialist_file": "supersub_tf.deltas."
@@ -261,7 +258,8 @@ def _write_contents(root: Path, generalist: keras.Model, delta_sets: Mapping[str
 
 def save_system(path: str | os.PathLike, generalist: keras.Model,
                 delta_sets: Mapping[str, DeltaSet], hierarchy: Hierarchy,
-                backbone: Mapping[str, Any], delta_settings: Mapping[str, Any]) -> Path:
+                backbone: Backbone | Mapping[str, Any],
+                delta_settings: Mapping[str, Any]) -> Path:
     """Writes a Super-Sub system directory atomically (see the module docstring).
 
     Args:
@@ -270,9 +268,9 @@ def save_system(path: str | os.PathLike, generalist: keras.Model,
         delta_sets: Superclass name -> that specialist's deltas; exactly the
             hierarchy's superclasses, all with the same delta layers and shapes.
         hierarchy: The class hierarchy.
-        backbone: ``model``, ``width`` and ``image_size`` (what ``create_model`` needs to
-            rebuild the generalist; see :func:`backbone_from_network`), plus any extra
-            JSON-ready keys to keep; ``num_classes`` and ``parameters`` are filled in.
+        backbone: The :class:`Backbone` (a run's: :meth:`Backbone.from_config`), or a
+            mapping :meth:`Backbone.from_dict` reads; ``num_classes`` and
+            ``parameters`` are filled in.
         delta_settings: ``bits`` (None for float deltas), and ``from_stage``,
             ``train_batchnorm`` or any other JSON-ready keys describing the deltas.
 
@@ -283,7 +281,9 @@ def save_system(path: str | os.PathLike, generalist: keras.Model,
         StorageError: When the inputs are inconsistent (see :func:`check_inputs`) or
             ``path`` is something other than an empty folder or a previous system.
     """
-    check_inputs(generalist, delta_sets, hierarchy, backbone, delta_settings)
+    if not isinstance(backbone, Backbone):
+        backbone = Backbone.from_dict(backbone)
+    check_inputs(generalist, delta_sets, hierarchy, backbone.to_dict(), delta_settings)
     with atomic_directory(path, MANIFEST, "Super-Sub system") as work:
         _write_contents(work, generalist, delta_sets, hierarchy, backbone, delta_settings)
     return Path(path)
@@ -493,6 +493,12 @@ def _load_specialist(root: Path, manifest: Mapping[str, Any], entry: Mapping[str
     return delta_set
 
 
+def manifest_backbone(root: Path, manifest: Mapping[str, Any]) -> Backbone:
+    """The manifest's backbone, read by :meth:`Backbone.from_dict` (StorageError naming
+    the manifest)."""
+    return Backbone.from_dict(manifest["backbone"], str(root / MANIFEST))
+
+
 def _load_generalist(root: Path, manifest: Mapping[str, Any],
                      layout: list[tuple[str, tuple]]) -> keras.Model:
     """Rebuilds the generalist with ``create_model`` and loads its verified weights.
@@ -504,18 +510,20 @@ def _load_generalist(root: Path, manifest: Mapping[str, Any],
     from supersub_tf.models import create_model
 
     path = verify_file(root, manifest["generalist"])
-    backbone = manifest["backbone"]
+    backbone = manifest_backbone(root, manifest)
+    size = backbone.image_size
     try:
-        size = int(backbone["image_size"])
-        model = create_model(backbone["model"], int(backbone["num_classes"]), (size, size, 3),
-                             width=backbone["width"])
+        if backbone.num_classes is None:
+            raise KeyError("num_classes")
+        model = create_model(backbone.model, backbone.num_classes, (size, size, 3),
+                             width=backbone.width)
     except (KeyError, TypeError, ValueError, SuperSubError) as err:
-        raise StorageError(f"{root / MANIFEST}: cannot rebuild the backbone {backbone} "
-                        f"({err})") from None
+        raise StorageError(f"{root / MANIFEST}: cannot rebuild the backbone "
+                           f"{backbone.to_dict()} ({err})") from None
     try:
         model.load_weights(str(path))
     except Exception as err:  # h5py and Keras raise many types for a mismatched file
-        raise StorageError(f"{path}: does not load into {backbone['model']} ({err})") from None
+        raise StorageError(f"{path}: does not load into {backbone.model} ({err})") from None
     kernels = kernel_shapes(model)
     for layer, shape in layout:
         if kernels.get(layer) != shape:
@@ -554,7 +562,7 @@ def load_system(path: str | os.PathLike) -> SuperSubSystem:
                            f"(fingerprint {actual}) than the one "
                            f"{root / MANIFEST} records ({recorded}) and the specialists were "
                            "trained on; the weights file was replaced or the manifest edited")
-    return SuperSubSystem(root, hierarchy, dict(manifest["backbone"]),
+    return SuperSubSystem(root, hierarchy, manifest_backbone(root, manifest),
                           dict(manifest["delta_settings"]), generalist, delta_sets)
 
 

@@ -45,8 +45,10 @@ MARGINS = (0.01, 0.05, 0.1)
 
 # ------------------------------------------------------------------------------ LiteRT
 def keras_predict(system: SuperSubSystem, images: np.ndarray, *, batch_size: int = 256,
-                  routing: str = "hard") -> dict[str, np.ndarray]:
-    """The Keras :class:`SuperSubPipeline`'s predictions on uint8 images, batch by batch.
+                  routing: str = "hard", k: int = 2, tau: float = 0.5
+                  ) -> dict[str, np.ndarray]:
+    """The Keras :class:`SuperSubPipeline`'s predictions on uint8 images, batch by batch
+    (``routing``, ``k`` and ``tau`` as :meth:`SuperSubPipeline.predict` takes them).
 
     Returns:
         ``fine``, ``superclass``, ``fine_prob``, ``margin`` ``[N]`` and
@@ -56,12 +58,13 @@ def keras_predict(system: SuperSubSystem, images: np.ndarray, *, batch_size: int
         minus top-2 of the combined fine probabilities in the routed block).
     """
     pipeline = SuperSubPipeline.from_system(system)
-    mode = system.backbone.get("normalization", "imagenet")
+    mode = system.backbone.normalization
     parts: dict[str, list] = {"fine": [], "superclass": [], "fine_prob": [],
                               "superclass_probs": [], "margin": []}
     start = time.perf_counter()
     for i in range(0, len(images), batch_size):
-        pred = pipeline.predict(normalize_images(images[i:i + batch_size], mode), routing)
+        pred = pipeline.predict(normalize_images(images[i:i + batch_size], mode), routing,
+                                k=k, tau=tau)
         for key in parts:
             if key != "margin":
                 parts[key].append(getattr(pred, key))

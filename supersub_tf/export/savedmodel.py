@@ -34,10 +34,13 @@ Inside the graph:
    ``normalization`` mode, :func:`supersub_tf.data.pipeline.normalize`);
 2. stage 1 gives ``p(superclass)``: a generalist's softmax, or for a system built on the
    vanilla network (``base: vanilla``) its fine probabilities summed per superclass;
-   each image goes to its most likely superclass (``routing="hard"``, as
-   ``SuperSubPipeline.predict(routing="hard")``) or to every superclass
-   (``routing="soft"``: ``p(fine) = p(s) * p(fine | s)``, S specialist passes), as
-   chosen at export and recorded in ``supersub_export.json``;
+   each image goes to the specialists its routing picks, as
+   ``SuperSubPipeline.predict`` routes it (:mod:`supersub_tf.supersub.routing`): its
+   most likely superclass (``hard``), the ``k`` most likely (``topk``), every one
+   (``soft``: ``p(fine) = p(s) * p(fine | s)``, S passes) or, below stage 1's
+   confidence ``tau``, the ``k`` most likely and above it none (``gated``: the vanilla
+   network's own answer); the routing, ``k`` and ``tau`` are chosen at export and
+   recorded in ``supersub_export.json``;
 3. a ``tf.while_loop`` over the superclasses takes, for each one that got images, its
    specialist's weights as tensors (``W + codes * scales`` for delta layers, its own
    head and batch norms), runs its images through the same layer graph and scatters
@@ -91,7 +94,7 @@ import numpy as np
 import tensorflow as tf
 
 from supersub_tf.atomic import atomic_directory
-from supersub_tf.choices import NORMALIZATIONS, SAVEDMODEL_ROUTINGS
+from supersub_tf.choices import SAVEDMODEL_ROUTINGS
 from supersub_tf.data.pipeline import normalize
 from supersub_tf.deltas.delta_set import DeltaSet, levels
 from supersub_tf.deltas.packing import pack_codes, packed_size
@@ -110,11 +113,10 @@ SIGNATURE = "serving_default"
 INPUT_NAME = "images"
 BYTES_SIGNATURE = "image_bytes"
 BYTES_INPUT_NAME = "image_bytes"
-#: The routing modes this graph implements (:meth:`SuperSubModule._serve`: ``hard``, one
-#: specialist pass per image; ``soft``, every specialist weighted by ``p(superclass)``).
-#: The names live in :mod:`supersub_tf.choices` because the config validates
-#: ``export.savedmodel_routing`` below this layer; top-k and gated run in process and in
-#: the LiteRT runtime. Tests run each mode against ``supersub/routing.py``.
+#: The routing modes this graph implements (:meth:`SuperSubModule._serve`): every
+#: inference mode of ``supersub/routing.py`` (``oracle`` needs the truth). The names live
+#: in :mod:`supersub_tf.choices` because the config validates ``export.savedmodel_routing``
+#: below this layer. Tests run each mode against ``supersub/routing.py``.
 EXPORT_ROUTINGS = SAVEDMODEL_ROUTINGS
 # Output name -> (dtype, shape) for a batch of N images and S superclasses.
 OUTPUTS = {
@@ -234,32 +236,42 @@ class SuperSubModule(tf.Module):
       padded to the largest superclass; the padding is masked out of the softmax).
 
     Stage 2 is one ``tf.while_loop`` over the superclasses with one copy of the network
-    in its body, which picks row ``s`` of each variable.
+    in its body, which picks row ``s`` of each variable and runs it once on every image
+    routed to ``s`` (an image routed to no specialist, gated routing's confident ones,
+    costs stage 1 only).
 
     Args:
         system: A loaded system (its generalist is read, not modified).
-        routing: ``hard`` or ``soft`` (:data:`EXPORT_ROUTINGS`).
+        routing: ``hard``, ``topk``, ``soft`` or ``gated`` (:data:`EXPORT_ROUTINGS`).
+        k: Superclasses per image of ``topk`` and of ``gated``'s unsure images.
+        tau: ``gated``'s threshold on stage 1's confidence (``max p(fine)`` of a vanilla
+            stage 1, ``max p(superclass)`` of a generalist).
 
     Raises:
         ExportError: When a specialist's deltas or owned weights do not fit the generalist,
-            the specialists' delta layers or bit widths differ, a head does not match
-            the hierarchy, or the normalization is unknown.
+            the specialists' delta layers or bit widths differ, or a head does not
+            match the hierarchy (an unknown normalization fails as the system loads:
+            :class:`~supersub_tf.deltas.backbone.Backbone`).
         ConfigError: When the generalist has a layer the functional pass cannot replay.
     """
 
-    def __init__(self, system: SuperSubSystem, routing: str = "hard") -> None:
+    def __init__(self, system: SuperSubSystem, routing: str = "hard", k: int = 2,
+                 tau: float = 0.5) -> None:
         super().__init__(name="supersub")
         if routing not in EXPORT_ROUTINGS:
-            raise ExportError(f"the SavedModel routes {' or '.join(EXPORT_ROUTINGS)}, not "
-                              f"{routing!r} (top-k and gated run in process and in LiteRT)")
-        self.routing = routing
+            raise ExportError(f"the SavedModel routes {', '.join(EXPORT_ROUTINGS)}, not "
+                              f"{routing!r} (oracle needs the true superclass)")
+        if int(k) < 1 or not 0.0 <= float(tau) <= 1.01:
+            raise ExportError(f"the SavedModel's routing needs k >= 1 and tau in [0, 1.01], "
+                              f"got k={k}, tau={tau}")
+        self.routing, self.k, self.tau = routing, int(k), float(tau)
         hierarchy = system.hierarchy
         self.stage_one_head = system.stage_one_head
         self._fine_to_superclass = np.asarray(hierarchy.fine_to_superclass, np.int32)
         names = hierarchy.superclass_names
         delta_sets = [system.delta_sets[name] for name in names]
-        self.image_size = int(system.backbone["image_size"])
-        self.normalization = normalization_of(system)
+        self.image_size = system.backbone.image_size
+        self.normalization = system.backbone.normalization
         self._forward = FunctionalForward(system.generalist)
         for s, delta_set in enumerate(delta_sets):
             _check_exportable(self._forward, delta_set, hierarchy.num_subclasses(s))
@@ -363,33 +375,41 @@ class SuperSubModule(tf.Module):
             superclass_probs = stage_one
         superclass = tf.argmax(superclass_probs, axis=1, output_type=tf.int32)
         superclass_prob = tf.reduce_max(superclass_probs, axis=1)
-        soft = self.routing == "soft"
+        hard = self.routing == "hard"
+        routed = self._routed(superclass_probs, stage_one)
 
         def stage2(s, subclass, subclass_prob, sub_given):
-            # soft: every image to every specialist; hard: its most likely superclass's.
-            rows = tf.where(tf.ones([n], tf.bool) if soft else tf.equal(superclass, s))
+            # Each specialist's pass covers exactly the images routed to it (one pass
+            # per specialist per batch, however many specialists an image goes to).
+            rows = tf.where(routed[:, s])
             sub, prob, placed = tf.cond(
                 tf.shape(rows)[0] > 0, lambda: self._stage2(s, tf.gather_nd(x, rows), base),
                 lambda: (tf.zeros([0], tf.int32), tf.zeros([0], tf.float32),
                          tf.zeros([0, classes], tf.float32)))
             return (s + 1, tf.tensor_scatter_nd_update(subclass, rows, sub),
                     tf.tensor_scatter_nd_update(subclass_prob, rows, prob),
-                    # add: soft routing fills every image's row one block at a time
+                    # add: an image routed to several blocks gets its row one at a time
                     tf.tensor_scatter_nd_add(sub_given, rows, placed))
 
         _, subclass, subclass_prob, sub_given = tf.while_loop(
             lambda s, *_: s < count, stage2,
             (tf.constant(0), tf.zeros([n], tf.int32), tf.zeros([n], tf.float32),
              tf.zeros([n, classes], tf.float32)))
-        if soft:  # p(fine) = p(s) * p(fine | s) over every block; the answer is its argmax
+        if hard:
+            fine_probs = superclass_prob[:, None] * sub_given
+        else:  # p(fine) = p(s) * p(fine | s) over the routed blocks; the answer its argmax
             fine_probs = tf.gather(superclass_probs, fine_to_superclass, axis=1) * sub_given
+            unrouted = tf.logical_not(tf.reduce_any(routed, axis=1))
+            if self.stage_one_head == "fine":  # gated's confident images: stage 1's answer
+                fine_probs = tf.where(unrouted[:, None], stage_one, fine_probs)
             fine = tf.argmax(fine_probs, axis=1, output_type=tf.int32)
             superclass = tf.gather(fine_to_superclass, fine)
             superclass_prob = tf.gather(superclass_probs, superclass, batch_dims=1)
             subclass = fine - tf.gather(tf.constant(self._fine_offsets, tf.int32), superclass)
-            subclass_prob = tf.gather(sub_given, fine, batch_dims=1)
-        else:
-            fine_probs = superclass_prob[:, None] * sub_given
+            # stage 2's p(subclass | s), or for an image no specialist saw p(fine) / p(s)
+            subclass_prob = tf.where(
+                unrouted, tf.gather(fine_probs, fine, batch_dims=1)
+                / tf.maximum(superclass_prob, 1e-12), tf.gather(sub_given, fine, batch_dims=1))
         fine = tf.gather(tf.constant(self._fine_offsets, tf.int32), superclass) + subclass
         return {
             "superclass": superclass,
@@ -405,6 +425,25 @@ class SuperSubModule(tf.Module):
             "fine_id": tf.gather(tf.constant(self._class_ids), fine),
             "valid": tf.ones([n], tf.bool),  # pixels are always an image
         }
+
+    def _routed(self, superclass_probs: tf.Tensor, stage_one: tf.Tensor) -> tf.Tensor:
+        """``bool [N, S]``: which specialists see each image, as
+        :func:`supersub_tf.supersub.routing.routes_for` routes them (ties to the lower
+        superclass, as its stable sort and ``tf.math.top_k`` both break them)."""
+        count = self._num_superclasses
+        if self.routing == "soft":
+            return tf.ones_like(superclass_probs, tf.bool)
+        width = 1 if self.routing == "hard" else min(self.k, count)
+        ranked = tf.math.top_k(superclass_probs, k=width).indices
+        routed = tf.reduce_any(tf.one_hot(ranked, count, on_value=True, off_value=False,
+                                          dtype=tf.bool), axis=1)
+        if self.routing != "gated":
+            return routed
+        sure = tf.reduce_max(stage_one, axis=1) >= self.tau
+        if self.stage_one_head == "fine":  # confident: the vanilla network's own answer
+            return tf.logical_and(routed, tf.logical_not(sure)[:, None])
+        top = tf.one_hot(ranked[:, 0], count, on_value=True, off_value=False, dtype=tf.bool)
+        return tf.where(sure[:, None], top, routed)  # confident generalist: hard
 
     def _stage2(self, s: tf.Tensor, x: tf.Tensor, base: Mapping[str, list[tf.Tensor]]):
         """``(local subclass, p(subclass | superclass))`` of specialist ``s`` on ``x``."""
@@ -445,19 +484,6 @@ class SuperSubModule(tf.Module):
                 "owned_layers": list(self._owned_shapes)}
 
 
-def normalization_of(system: SuperSubSystem) -> str:
-    """The system's input normalization (``imagenet`` for systems saved without one).
-
-    Raises:
-        ExportError: When the backbone names an unknown mode.
-    """
-    mode = system.backbone.get("normalization", "imagenet")
-    if mode not in NORMALIZATIONS:
-        raise ExportError(f"{system.path}: unknown normalization {mode!r} (expected one of "
-                        f"{NORMALIZATIONS})")
-    return mode
-
-
 def _shared_delta_layers(delta_sets: list[DeltaSet]) -> tuple[int | None, list[str]]:
     """``(bits, delta layers)`` all specialists share; ExportError when they differ."""
     first = delta_sets[0]
@@ -495,7 +521,8 @@ def _check_exportable(forward: FunctionalForward, delta_set: DeltaSet, subclasse
 
 # --------------------------------------------------------------------------- export
 def export_savedmodel(system: str | os.PathLike | SuperSubSystem, out_dir: str | os.PathLike,
-                      *, check: bool = True, routing: str = "hard") -> Path:
+                      *, check: bool = True, routing: str = "hard", k: int = 2,
+                      tau: float = 0.5) -> Path:
     """Writes a Super-Sub system as one SavedModel running both stages (atomically).
 
     Args:
@@ -505,8 +532,11 @@ def export_savedmodel(system: str | os.PathLike | SuperSubSystem, out_dir: str |
             previous SavedModel; a non-empty folder without ``saved_model.pb`` is refused.
         check: Before the folder is put in place, load it back and run a batch of
             random images through its signature, comparing with the in-memory module.
-        routing: ``hard`` (one specialist pass per image) or ``soft`` (every
-            specialist, weighted by ``p(superclass)``).
+        routing: ``hard`` (one specialist pass per image), ``topk`` (``k``), ``soft``
+            (every specialist, weighted by ``p(superclass)``) or ``gated`` (stage 1's
+            own answer at confidence ``>= tau``, top-``k`` below), as
+            :mod:`supersub_tf.supersub.routing` defines them; recorded with ``k`` and
+            ``tau`` in ``supersub_export.json``.
 
     Returns:
         ``out_dir``. Load it with ``tf.saved_model.load(out_dir)`` and call
@@ -523,11 +553,11 @@ def export_savedmodel(system: str | os.PathLike | SuperSubSystem, out_dir: str |
     """
     if not isinstance(system, SuperSubSystem):
         system = load_system(system)
-    if routing == "soft" and any(d.catch_all for d in system.delta_sets.values()):
-        raise ExportError(f"{system.path}: catch-all specialists weigh soft routing by "
+    if routing != "hard" and any(d.catch_all for d in system.delta_sets.values()):
+        raise ExportError(f"{system.path}: catch-all specialists weigh {routing} routing by "
                           "p(other), which the SavedModel does not implement; export hard")
     system = system.for_hard_routing()  # hard routing's answers do not use p(other)
-    module = SuperSubModule(system, routing)
+    module = SuperSubModule(system, routing, k, tau)
     with atomic_directory(out_dir, MARKER, "SavedModel") as work:
         tf.saved_model.save(module, str(work), signatures={SIGNATURE: module.serve,
                                                            BYTES_SIGNATURE: module.serve_bytes})
@@ -574,13 +604,15 @@ def export_metadata(system: SuperSubSystem, module: SuperSubModule) -> dict[str,
             "zero probabilities and empty names; the other files get the answers they get "
             "alone."),
         "routing": module.routing,
+        "topk": module.k,
+        "gate_tau": module.tau,
         "stage_one": module.stage_one_head,
         "image_size": size,
         "normalization": module.normalization,
         "delta_bits": bits,
         "delta_storage": "float32 values" if bits is None else
                          "packed little-endian k-bit codes (code + 2^(k-1) - 1), float32 scales",
-        "backbone": system.backbone,
+        "backbone": system.backbone.to_dict(),
         "delta_settings": system.delta_settings,
         "hierarchy": system.hierarchy.to_dict(),
         **module.layout(),

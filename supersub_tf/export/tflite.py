@@ -274,8 +274,7 @@ def export_tflite(system: SuperSubSystem, out_dir: str | os.PathLike,
         raise ConfigError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
     h = system.hierarchy
     catch_all = any(d.catch_all for d in system.delta_sets.values())
-    size = int(system.backbone["image_size"])
-    mode = system.backbone.get("normalization", "imagenet")
+    size, mode = system.backbone.image_size, system.backbone.normalization
     divisor, mean, std = normalization_constants(mode)
     calibrate = quantization in CALIBRATED
     if calibrate:
@@ -327,7 +326,7 @@ def export_tflite(system: SuperSubSystem, out_dir: str | os.PathLike,
                              "specialists": "images of their superclass", "seed": seed}
                             if calibrate else None),
             "source_system": {"path": None if system.path is None else str(system.path),
-                              "backbone": dict(system.backbone),
+                              "backbone": system.backbone.to_dict(),
                               "delta_settings": dict(system.delta_settings)},
             "generalist": generalist,
             "specialists": specialists,

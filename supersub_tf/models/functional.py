@@ -9,8 +9,10 @@ their settings and which tensors feed which layer) and replays it with plain ``t
 ops on a weights mapping ``layer name -> [tensors in layer.weights order]``.
 
 Only the layer types the registered architectures use are supported (convolutions,
-depthwise convolutions, batch norm in inference mode, ReLU, Add, padding, pooling,
-global average pooling, Dense), all channels-last and float32; any other layer raises
+depthwise convolutions, batch norm in inference mode, ReLU and Activation layers, Add,
+Multiply, padding, pooling, global average pooling, Reshape, Dropout (the identity at
+inference), Dense, and EfficientNet's Rescaling and Normalization), all channels-last
+and float32; any other layer raises
 :class:`~supersub_tf.errors.ConfigError` naming it when the forward pass is built, not
 when it is first called. Every op here computes what the Keras layer computes in
 inference mode, up to float rounding (batch norm: Keras may use the fused kernel).
@@ -50,7 +52,9 @@ def _activation(name: str, layer: str) -> Callable[[tf.Tensor], tf.Tensor]:
     """The pure function of a Keras activation given by name (the few our models use)."""
     import tensorflow as tf
 
-    table = {"linear": lambda x: x, "relu": tf.nn.relu, "relu6": tf.nn.relu6}
+    # Keras' swish is tf.nn.silu and its sigmoid tf.sigmoid: the same kernels.
+    table = {"linear": lambda x: x, "relu": tf.nn.relu, "relu6": tf.nn.relu6,
+             "swish": tf.nn.silu, "silu": tf.nn.silu, "sigmoid": tf.sigmoid}
     if name not in table:
         raise ConfigError(f"layer {layer!r}: activation {name!r} is not supported by the "
                           f"functional forward pass (supported: {sorted(table)})")
@@ -154,6 +158,63 @@ def _add(config: Mapping[str, Any], layer: str) -> LayerOp:
     return lambda inputs, weights: tf.add_n(list(inputs))
 
 
+def _multiply(config: Mapping[str, Any], layer: str) -> LayerOp:
+    def op(inputs, weights):
+        y = inputs[0]
+        for x in inputs[1:]:
+            y = y * x
+        return y
+
+    return op
+
+
+def _activation_layer(config: Mapping[str, Any], layer: str) -> LayerOp:
+    activation = _activation(config["activation"], layer)
+    return lambda inputs, weights: activation(inputs[0])
+
+
+def _identity(config: Mapping[str, Any], layer: str) -> LayerOp:
+    """Dropout: the identity in inference mode."""
+    return lambda inputs, weights: inputs[0]
+
+
+def _reshape(config: Mapping[str, Any], layer: str) -> LayerOp:
+    import tensorflow as tf
+
+    target = [int(d) for d in config["target_shape"]]
+    return lambda inputs, weights: tf.reshape(inputs[0], [-1, *target])
+
+
+def _rescaling(config: Mapping[str, Any], layer: str) -> LayerOp:
+    import tensorflow as tf
+
+    scale = np.asarray(config["scale"], np.float32)
+    offset = np.asarray(config["offset"], np.float32)
+    return lambda inputs, weights: inputs[0] * tf.constant(scale) + tf.constant(offset)
+
+
+def _normalization(config: Mapping[str, Any], layer: str) -> LayerOp:
+    """Keras' Normalization: ``(x - mean) / max(sqrt(variance), 1e-7)``, its mean and
+    variance from its weights (an adapted layer: mean, variance, count) or its config."""
+    import tensorflow as tf
+
+    if config.get("invert"):
+        raise ConfigError(f"layer {layer!r}: an inverting Normalization is not supported")
+    axis = config.get("axis")
+    if list(np.atleast_1d(axis)) not in ([-1], [3]):
+        raise ConfigError(f"layer {layer!r}: Normalization over axis {axis} is not supported")
+    fixed = config.get("mean") is not None
+
+    def op(inputs, weights):
+        if fixed:
+            mean, variance = (np.asarray(config[k], np.float32) for k in ("mean", "variance"))
+        else:
+            mean, variance = weights[0], weights[1]
+        return (inputs[0] - mean) / tf.maximum(tf.sqrt(variance), 1e-7)
+
+    return op
+
+
 def _global_average_pooling(config: Mapping[str, Any], layer: str) -> LayerOp:
     import tensorflow as tf
 
@@ -210,6 +271,12 @@ _BUILDERS: dict[str, Callable[[Mapping[str, Any], str], LayerOp]] = {
     "BatchNormalization": _batch_norm,
     "ReLU": _relu,
     "Add": _add,
+    "Multiply": _multiply,
+    "Activation": _activation_layer,
+    "Dropout": _identity,
+    "Reshape": _reshape,
+    "Rescaling": _rescaling,
+    "Normalization": _normalization,
     "GlobalAveragePooling2D": _global_average_pooling,
     "MaxPooling2D": _pooling("max"),
     "AveragePooling2D": _pooling("average"),

@@ -6,5 +6,5 @@
   grows (``python -m supersub_tf budget``).
 
 Each study resumes from what it already finished and refuses points trained with other
-settings (:mod:`supersub_tf.freshness`).
+settings (:mod:`supersub_tf.run.freshness`).
 """

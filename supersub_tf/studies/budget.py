@@ -39,8 +39,9 @@ from supersub_tf.atomic import atomic_write_text
 from supersub_tf.config import (
     RunConfig, bits_tag, config_to_dict, load_study_config, parse_bits, save_config)
 from supersub_tf.errors import ConfigError
-from supersub_tf.freshness import delta_settings, ensure_fresh, network_settings
-from supersub_tf.run_lock import run_lock
+from supersub_tf.run.freshness import delta_settings, ensure_fresh, network_settings
+from supersub_tf.run.layout import METRICS, RunLayout
+from supersub_tf.run.lock import run_lock
 from supersub_tf.supersub.routing import ALL_ROUTINGS
 
 DEFAULT_BUDGET_CONFIG = "budget"  # built-in (supersub_tf/configs/budget.yaml)
@@ -147,19 +148,19 @@ def point_record(run: RunConfig, matched: RunConfig) -> dict[str, Any]:
     from their run folders."""
     from supersub_tf.run import run_dir_of
 
-    run_dir = run_dir_of(run)
-    vanilla = json.loads((run_dir / "vanilla" / "metrics.json").read_text())
-    reference = json.loads((run_dir_of(matched) / "vanilla" / "metrics.json").read_text())
-    generalist_path = run_dir / "generalist" / "metrics.json"
+    layout = RunLayout(run_dir_of(run))
+    vanilla = json.loads(layout.metrics("vanilla").read_text())
+    reference = json.loads(RunLayout(run_dir_of(matched)).metrics("vanilla").read_text())
+    generalist_path = layout.metrics("generalist")
     generalist = (json.loads(generalist_path.read_text())
                   if run.deltas.base == "generalist" and generalist_path.is_file() else None)
     tag = bits_tag(run.deltas.bits[0])
-    supersub = json.loads((run_dir / "supersub" / f"{tag}.json").read_text())
+    supersub = json.loads(layout.supersub_result(tag).read_text())
     routing = {name: {"top1": m["top1"], "specialist_passes": m.get("specialist_passes"),
                       "minus_vanilla": m["top1"] - vanilla["top1"],
                       "minus_compute_matched": m["top1"] - reference["top1"]}
                for name, m in supersub["routing"].items() if name in ALL_ROUTINGS}
-    deltas = sorted((run_dir / "deltas" / tag).glob("*/metrics.json"))
+    deltas = sorted(layout.deltas(tag).glob(f"*/{METRICS}"))
     comparison = supersub.get("vanilla_comparison", {})
     return {
         "epochs": run.train.epochs, "delta_epochs": run.deltas.epochs, "bits": tag,

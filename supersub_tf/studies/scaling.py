@@ -34,8 +34,9 @@ from typing import Any
 
 from supersub_tf.atomic import atomic_write_text
 from supersub_tf.config import RunConfig, bits_tag, config_to_dict, save_config
-from supersub_tf.freshness import ensure_fresh
-from supersub_tf.run_lock import run_lock
+from supersub_tf.run.freshness import ensure_fresh
+from supersub_tf.run.layout import RunLayout
+from supersub_tf.run.lock import run_lock
 from supersub_tf.studies.scaling_config import (  # noqa: F401 (the study's settings, re-exported)
     DEFAULT_SCALING_CONFIG, SCALING_QUICK_PROFILE, ScalingConfig, TimingConfig,
     is_supersub_size, load_scaling_config, parse_size, point_name, study_dir)
@@ -69,12 +70,12 @@ def point_is_trained(config: RunConfig) -> bool:
     from supersub_tf.deltas.storage import MANIFEST
     from supersub_tf.run import run_dir_of
 
-    run_dir = run_dir_of(config)
-    done = (run_dir / "vanilla" / "metrics.json").is_file()
+    layout = RunLayout(run_dir_of(config))
+    done = layout.metrics("vanilla").is_file()
     if "supersub" in config.networks:
         for tag in map(bits_tag, config.deltas.bits):
-            done &= (run_dir / "supersub" / f"{tag}.json").is_file()
-            done &= (run_dir / "systems" / tag / MANIFEST).is_file()
+            done &= layout.supersub_result(tag).is_file()
+            done &= (layout.system(tag) / MANIFEST).is_file()
     return done
 
 
@@ -92,7 +93,7 @@ def train_point(config: RunConfig, source=None, log=print, retrain: bool = False
     if point_is_trained(config):
         log(f"[scale {config.name}] already trained")
         return
-    if not (run_dir / "vanilla" / "metrics.json").is_file():
+    if not RunLayout(run_dir).metrics("vanilla").is_file():
         train_stage(config, "vanilla", source, log)
     if "supersub" in config.networks:
         supersub_stage(config, source, log)  # trains the base network first if missing

@@ -50,6 +50,7 @@ from supersub_tf.deltas.delta_set import touched_layers
 from supersub_tf.deltas.storage import MANIFEST, load_system
 from supersub_tf.deltas.storage_report import storage_report
 from supersub_tf.models.blocks import LOGITS_LAYER
+from supersub_tf.run.layout import METRICS, RunLayout
 from supersub_tf.studies.scaling_config import ScalingConfig, point_name, study_dir
 from supersub_tf.training.history import read_history
 
@@ -137,8 +138,8 @@ def vanilla_record(config: ScalingConfig, size: dict[str, Any], images, log=prin
 
     name = point_name(size)
     run_dir = study_dir(config) / name
-    vdir = run_dir / "vanilla"
-    metrics = json.loads((vdir / "metrics.json").read_text())
+    vdir = RunLayout(run_dir).vanilla
+    metrics = json.loads((vdir / METRICS).read_text())
 
     def measure() -> dict:
         keras.backend.clear_session()
@@ -151,7 +152,7 @@ def vanilla_record(config: ScalingConfig, size: dict[str, Any], images, log=prin
                                                 config.timing)
         return measured
 
-    key = {"weights": _fingerprint(vdir / FINAL_WEIGHTS, vdir / "metrics.json"),
+    key = {"weights": _fingerprint(vdir / FINAL_WEIGHTS, vdir / METRICS),
            "timing": dataclasses.asdict(config.timing)}
     measured = _cached(run_dir / "scaling" / "vanilla.json", key, measure, log, name)
     curves = history_curves(vdir / HISTORY)
@@ -244,13 +245,13 @@ def _supersub_training(run_dir: Path, base_kind: str, bits: int | None,
                        specialists: list[dict]) -> dict:
     """A Super-Sub point's training: its base network's and its specialists' curves,
     final accuracies and gaps, seconds and image passes."""
-    from supersub_tf.deltas.specialist_training import deltas_dir
     from supersub_tf.training.engine import HISTORY
 
-    base = json.loads((run_dir / base_kind / "metrics.json").read_text())
-    sdirs = [deltas_dir(run_dir, bits) / s["superclass"] for s in specialists]
-    spec_metrics = [json.loads((d / "metrics.json").read_text()) for d in sdirs]
-    gen_curves = history_curves(run_dir / base_kind / HISTORY)
+    layout = RunLayout(run_dir)
+    base = json.loads(layout.metrics(base_kind).read_text())
+    sdirs = [layout.delta_specialist(bits, s["superclass"]) for s in specialists]
+    spec_metrics = [json.loads((d / METRICS).read_text()) for d in sdirs]
+    gen_curves = history_curves(layout.network(base_kind) / HISTORY)
     mean_spec = mean_curves([history_curves(d / HISTORY) for d in sdirs])
     gen_train, gen_val, gen_gap = final_gap(gen_curves)
     spec_train, spec_val, spec_gap = final_gap(mean_spec)
@@ -275,8 +276,8 @@ def supersub_record(config: ScalingConfig, size: dict[str, Any], bits: int | Non
     """The record of one Super-Sub point (its system must be trained and evaluated)."""
     name, tag = point_name(size), bits_tag(bits)
     run_dir = study_dir(config) / name
-    system_dir = run_dir / "systems" / tag
-    result = json.loads((run_dir / "supersub" / f"{tag}.json").read_text())
+    system_dir = RunLayout(run_dir).system(tag)
+    result = json.loads(RunLayout(run_dir).supersub_result(tag).read_text())
     report = storage_report(system_dir)
     # The network the specialists adapt (and stage 1): the vanilla network or a generalist.
     base_kind = config.base.deltas.base

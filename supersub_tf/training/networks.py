@@ -10,10 +10,15 @@
 
 Each network gets a folder (``<run>/vanilla``, ``<run>/generalist``,
 ``<run>/specialists/<superclass>``) with the engine's files plus ``network.json`` (how
-to rebuild it), ``settings.json`` (what it was trained with, see :mod:`supersub_tf.freshness`),
+to rebuild it), ``settings.json`` (what it was trained with, see :mod:`supersub_tf.run.freshness`),
 ``metrics.json`` (written last: its presence marks the network done, so a rerun with
 the same settings skips it) and ``val_predictions.npz`` (probabilities and labels of the
 validation split, in the split's order, for the analysis).
+
+Whether a folder's network was trained with the config's settings is decided once, by
+the run's orchestration (:func:`supersub_tf.run.freshness.ensure_fresh`, called by every
+stage of :mod:`supersub_tf.run.pipeline` before any work): :func:`train_network` trains,
+resumes or loads whatever is in the folder it is given, and records its settings there.
 """
 
 from __future__ import annotations
@@ -33,9 +38,12 @@ from supersub_tf.atomic import atomic_write_text
 from supersub_tf.config import RunConfig, TrainConfig
 from supersub_tf.data import load_dataset
 from supersub_tf.data.source import ImageSource
-from supersub_tf.freshness import check_stage, network_settings, record_settings
+from supersub_tf.run.freshness import network_settings, record_settings
+from supersub_tf.run.layout import METRICS, NETWORK, RunLayout
 from supersub_tf.hierarchy import Hierarchy
-from supersub_tf.models import AUX_LOGITS_LAYER, aux_head, create_model, main_head, with_aux_head
+from supersub_tf.models import (
+    AUX_LOGITS_LAYER, aux_head, check_pretrained, create_model, main_head, with_aux_head)
+from supersub_tf.models.keras_applications import imagenet_head_classes
 from supersub_tf.models.blocks import LOGITS_LAYER
 from supersub_tf.training.distribution import training_scope
 from supersub_tf.training.engine import (
@@ -55,9 +63,8 @@ class TrainedNetwork:
 
 
 def network_dir(run_dir: str | Path, kind: str, superclass: str | None = None) -> Path:
-    """The folder of one network inside a run directory."""
-    run_dir = Path(run_dir)
-    return run_dir / "specialists" / superclass if kind == "specialist" else run_dir / kind
+    """The folder of one network inside a run directory (:meth:`RunLayout.network`)."""
+    return RunLayout(run_dir).network(kind, superclass)
 
 
 def num_outputs(kind: str, hierarchy: Hierarchy, superclass: str | None = None) -> int:
@@ -69,10 +76,30 @@ def num_outputs(kind: str, hierarchy: Hierarchy, superclass: str | None = None) 
     return hierarchy.num_subclasses(superclass)
 
 
-def build_model(config: TrainConfig, num_classes: int, image_size: int) -> keras.Model:
-    """The configured backbone with a ``num_classes`` head."""
-    return create_model(config.model, num_classes, (image_size, image_size, 3),
-                        width=config.width)
+def build_model(config: TrainConfig, num_classes: int, image_size: int,
+                normalization: str | None = None,
+                class_ids: list[str] | None = None) -> keras.Model:
+    """The configured backbone with a ``num_classes`` head.
+
+    With ``normalization`` (the data's; None when weights are loaded afterwards) it
+    starts from ``train.pretrained``, checked against the backbone and that
+    normalization, and with ``class_ids`` (the head's classes) and
+    ``train.pretrained_head`` its head from the ImageNet head's rows of those classes.
+    ``train.freeze_batchnorm`` freezes every batch norm.
+    """
+    options = {}
+    if normalization is not None and config.pretrained != "none":
+        check_pretrained(config.model, config.pretrained, normalization)
+        options["weights"] = config.pretrained
+        if config.pretrained_head and class_ids is not None:
+            options["head_classes"] = imagenet_head_classes(class_ids)
+    model = create_model(config.model, num_classes, (image_size, image_size, 3),
+                         width=config.width, **options)
+    if config.freeze_batchnorm:
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+    return model
 
 
 class _OwnTracesFilter(logging.Filter):
@@ -112,7 +139,7 @@ def load_network(out_dir: Path) -> TrainedNetwork:
     A generalist trained with an auxiliary fine head comes back without it: the one-head
     model every later stage uses.
     """
-    spec = json.loads((out_dir / "network.json").read_text())
+    spec = json.loads((out_dir / NETWORK).read_text())
     train = TrainConfig(**{k: v for k, v in spec["train"].items()})
     model = build_model(train, spec["num_classes"], spec["image_size"])
     if spec.get("aux_fine_classes"):
@@ -121,12 +148,16 @@ def load_network(out_dir: Path) -> TrainedNetwork:
         model = main_head(full)
     else:
         model.load_weights(str(out_dir / FINAL_WEIGHTS))
-    return TrainedNetwork(model, out_dir, json.loads((out_dir / "metrics.json").read_text()))
+    return TrainedNetwork(model, out_dir, json.loads((out_dir / METRICS).read_text()))
 
 
 def train_network(config: RunConfig, source: ImageSource, kind: str, run_dir: str | Path,
                   superclass: str | None = None, log=print) -> TrainedNetwork:
     """Trains one network (or loads it if its folder says it is done) and evaluates it.
+
+    The folder is taken as it is: the caller has checked that what it holds was trained
+    with ``config``'s settings (the run's stages call
+    :func:`~supersub_tf.run.freshness.ensure_fresh` first).
 
     Args:
         config: The run's config (data, train settings, seed).
@@ -138,12 +169,10 @@ def train_network(config: RunConfig, source: ImageSource, kind: str, run_dir: st
     """
     out = network_dir(run_dir, kind, superclass)
     label = f"{kind} {superclass}" if superclass else kind
-    settings = network_settings(config, kind)
-    check_stage(out, settings)  # never reuse or resume a network trained otherwise
-    if (out / "metrics.json").exists():
+    if (out / METRICS).exists():
         log(f"[{label}] already trained, loading {out}")
         return load_network(out)
-    record_settings(out, settings)
+    record_settings(out, network_settings(config, kind))
     hierarchy, train_cfg = source.hierarchy, config.train
     if kind == "specialist" and train_cfg.specialist_epochs:
         train_cfg = dataclasses.replace(train_cfg, epochs=train_cfg.specialist_epochs)
@@ -160,7 +189,11 @@ def train_network(config: RunConfig, source: ImageSource, kind: str, run_dir: st
     fine_head = train_cfg.generalist_fine_head if kind == "generalist" else 0.0
     steps_per_epoch = steps_for(train.num_examples, train_cfg.batch_size)
     with training_scope(train_cfg.distribution) as strategy:  # variables on every replica
-        model = build_model(train_cfg, n, config.data.image_size)
+        classes = (hierarchy.class_ids if kind == "vanilla" else
+                   [hierarchy.class_ids[i] for i in hierarchy.fine_labels_of(superclass)]
+                   if kind == "specialist" else None)  # the generalist's are superclasses
+        model = build_model(train_cfg, n, config.data.image_size, config.data.normalization,
+                            classes)
         log(f"[{label}] {train_cfg.model} x{train_cfg.width}, {model.count_params():,} "
             f"parameters, {n} classes, {train.num_examples:,} training images, "
             f"{train_cfg.epochs} epochs"
@@ -199,12 +232,12 @@ def train_network(config: RunConfig, source: ImageSource, kind: str, run_dir: st
     if fine_head:  # the auxiliary head is a vanilla-size fine classifier of its own
         fine_probs, _ = predict(aux_head(full), val.dataset)
         metrics["aux_fine_top1"] = topk_accuracy(fine_probs, labels["fine"], 1)
-    atomic_write_text(out / "network.json", json.dumps({
+    atomic_write_text(out / NETWORK, json.dumps({
         "kind": kind, "superclass": superclass, "num_classes": n,
         **({"aux_fine_classes": hierarchy.num_classes} if fine_head else {}),
         "image_size": config.data.image_size, "train": dataclasses.asdict(train_cfg)},
         indent=2) + "\n")
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(out / METRICS, json.dumps(metrics, indent=2) + "\n")
     log(f"[{label}] val top-1 {metrics['top1']:.3f} ({seconds:.0f} s)")
     return TrainedNetwork(model, out, metrics)
 

@@ -3,10 +3,14 @@
 A run folder holds one config's networks. Each trained stage (the vanilla network, the
 generalist, each specialist, each delta specialist of each bit width) writes
 ``settings.json`` with the settings it depends on *before* it starts training, so a
-finished or an interrupted stage both say what they were trained with. Before any work,
-``run``, ``train``, ``scale`` and the benchmarks call :func:`ensure_fresh`: a stage whose
-record differs from what the config wants is refused with one line naming each differing
-setting, or, with ``retrain=True``, deleted so that exactly the stale stages train again.
+finished or an interrupted stage both say what they were trained with. The check is made
+once, by the run's orchestration, before any work: every stage of the main job
+(:mod:`supersub_tf.run.pipeline`), its completion and the studies call
+:func:`ensure_fresh` for every stage folder they may reuse; a stage whose record differs
+from what the config wants is refused with one line naming each differing setting, or,
+with ``retrain=True``, deleted so that exactly the stale stages train again. The trainers
+below (``training.networks``, ``deltas.specialist_training``) only record their settings
+and train, resume or load whatever folder they are given.
 
 Stored systems (``systems/<bits>``), the pipeline's evaluation (``supersub/<bits>.json``)
 and the exports are rebuilt from the delta specialists on every run, so they are fresh
@@ -23,8 +27,13 @@ from typing import Any, Callable
 from supersub_tf.atomic import atomic_write_text
 from supersub_tf.config import RunConfig, bits_tag, config_to_dict, flatten_settings
 from supersub_tf.errors import ConfigError
+from supersub_tf.run.layout import SETTINGS, RunLayout
 
-SETTINGS_FILE = "settings.json"
+SETTINGS_FILE = SETTINGS  # the name this module has always exported
+#: The pretrained-backbone train settings and their defaults, left out of a record
+#: when at their default (records made before they existed stay valid).
+PRETRAINED_DEFAULTS = {"train.pretrained": "none", "train.pretrained_head": False,
+                       "train.freeze_batchnorm": False}
 
 #: Settings that cannot change what a stage learns, each with the reason; a stage
 #: trained under other values of these is reused as it is.
@@ -64,6 +73,9 @@ def network_settings(config: RunConfig, kind: str) -> dict[str, Any]:
     specialist_epochs = flat.pop("train.specialist_epochs")
     if kind == "specialist":
         flat["train.epochs"] = specialist_epochs or flat["train.epochs"]
+    for key, default in PRETRAINED_DEFAULTS.items():  # recorded only when set, so that
+        if flat.get(key, default) == default:           # older records stay valid
+            flat.pop(key, None)
     fine_head = flat.pop("train.generalist_fine_head")
     if kind == "generalist" and fine_head:  # recorded only when on: older records stay valid
         flat["train.generalist_fine_head"] = fine_head
@@ -118,33 +130,25 @@ def differences(stage_dir: str | Path, settings: dict[str, Any]) -> list[str]:
             for k in keys if recorded.get(k) != settings.get(k)]
 
 
-def check_stage(stage_dir: str | Path, settings: dict[str, Any]) -> None:
-    """Raises :class:`StaleRunError` when ``stage_dir`` was trained with other settings
-    (the guard inside each trainer; :func:`ensure_fresh` normally ran before)."""
-    diffs = differences(stage_dir, settings)
-    if diffs:
-        raise StaleRunError(_message(Path(stage_dir).parent, {Path(stage_dir): diffs}))
-
-
 def planned_stages(config: RunConfig, run_dir: str | Path) -> dict[Path, dict[str, Any]]:
     """Every stage folder the config's networks would reuse, with the settings wanted.
 
     Specialists and delta specialists are found on disk (one folder per superclass), so
     no dataset has to be read to check a run.
     """
-    run_dir = Path(run_dir)
+    layout = RunLayout(run_dir)
     kinds = set(config.networks)
     stages: dict[Path, dict[str, Any]] = {}
     if "vanilla" in kinds or ("supersub" in kinds and config.deltas.base == "vanilla"):
-        stages[run_dir / "vanilla"] = network_settings(config, "vanilla")
+        stages[layout.vanilla] = network_settings(config, "vanilla")
     if "generalist" in kinds or ("supersub" in kinds and config.deltas.base == "generalist"):
-        stages[run_dir / "generalist"] = network_settings(config, "generalist")
+        stages[layout.generalist] = network_settings(config, "generalist")
     if "specialists" in kinds:
-        for folder in sorted((run_dir / "specialists").glob("*/")):
+        for folder in sorted(layout.specialists.glob("*/")):
             stages[folder] = network_settings(config, "specialist")
     if "supersub" in kinds:
         for bits in config.deltas.bits:
-            for folder in sorted((run_dir / "deltas" / bits_tag(bits)).glob("*/")):
+            for folder in sorted(layout.deltas(bits).glob("*/")):
                 stages[folder] = delta_settings(config, bits)
     return stages
 

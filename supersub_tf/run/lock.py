@@ -27,13 +27,14 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from supersub_tf.errors import SuperSubError
+from supersub_tf.run.layout import RunLayout
 
 _held: dict[Path, list] = {}  # resolved run dir -> [open handle, depth]
 
 #: Files a command writes before its first result (relative paths, glob patterns):
 #: rebuilt in seconds, so a failed command's new run folder holding only these is removed.
-DISPOSABLE = ("config.yaml", "data_summary.json", "data_gaps.txt", "wall_time.json",
-              "plots/preview_*.png")
+DISPOSABLE = (RunLayout.CONFIG, RunLayout.DATA_SUMMARY, RunLayout.DATA_GAPS,
+              RunLayout.WALL_TIME, RunLayout("").preview("*").as_posix())
 
 
 class RunLockedError(SuperSubError):

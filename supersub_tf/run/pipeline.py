@@ -15,12 +15,8 @@
    the generalist; figures and JSON;
 6. **report**: ``report.md`` with every number and figure.
 
-Run directory layout (``<output_dir>/<name>/``)::
-
-    config.yaml, data_summary.json, report.md, report.json
-    vanilla/, generalist/, specialists/<superclass>/   (see supersub_tf.training.networks)
-    deltas/<bits>/<superclass>/, systems/<bits>/, supersub/<bits>.json, export.json
-    analysis/*.json, plots/*.png
+Every stage writes into the run folder ``<output_dir>/<name>/`` at the place its
+:class:`~supersub_tf.run.layout.RunLayout` names.
 """
 
 from __future__ import annotations
@@ -40,10 +36,11 @@ from supersub_tf.data.preview import preview_gaps, write_preview
 from supersub_tf.data.source import ImageSource
 from supersub_tf.data.summary import format_gaps, format_table, split_counts
 from supersub_tf.errors import ConfigError, DataError
-from supersub_tf.freshness import ensure_fresh
+from supersub_tf.run.freshness import ensure_fresh
+from supersub_tf.run.layout import METRICS, TOP_NETWORKS, RunLayout
 from supersub_tf.models import check_model_name
 from supersub_tf.manifest_files import MANIFEST
-from supersub_tf.run_lock import run_lock
+from supersub_tf.run.lock import run_lock
 
 NETWORK_KINDS = ("vanilla", "generalist", "specialists", "supersub")
 
@@ -58,24 +55,25 @@ def _start_distribution(config: RunConfig) -> None:
 
 def run_dir_of(config: RunConfig) -> Path:
     """``<output_dir>/<name>``: where a run writes everything."""
-    return Path(config.output_dir) / config.name
+    return RunLayout.of(config).root
 
 
 def data_stage(config: RunConfig, run_dir: Path, log=print,
                source: ImageSource | None = None) -> tuple[ImageSource, dict, str]:
     """Builds the source (unless given), writes the data summary and the preview grid."""
     source = source or create_source(config.data)
+    layout = RunLayout(run_dir)
     summary = split_counts(source)
-    atomic_write_text(run_dir / "data_summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(layout.data_summary, json.dumps(summary, indent=2) + "\n")
     log(format_table(summary))
     gaps = format_gaps(summary)
     if gaps:  # the files and classes a run left out, every one by name, next to its numbers
-        atomic_write_text(run_dir / "data_gaps.txt", gaps + "\n")
+        atomic_write_text(layout.data_gaps, gaps + "\n")
         log(f"[data] {format_gaps(summary, every_name=False)} (every name in "
-            f"{run_dir / 'data_gaps.txt'})")
+            f"{layout.data_gaps})")
     split = config.preview.split
     try:
-        preview = write_preview(source, run_dir / "plots" / f"preview_{split}.png", split,
+        preview = write_preview(source, layout.preview(split), split,
                                 config.preview.images_per_superclass)
     except DataError as err:  # a picture is never worth stopping the run over
         log(f"[data] no preview grid of the {split} split: {err}")
@@ -83,6 +81,17 @@ def data_stage(config: RunConfig, run_dir: Path, log=print,
     missing = preview_gaps(source, split)
     log(f"[data] preview grid: {preview}" + (f" ({missing})" if missing else ""))
     return source, summary, preview.name
+
+
+def _ensure_fresh(config: RunConfig, kinds: Sequence[str], run_dir: Path, retrain: bool,
+                  log) -> None:
+    """The run's one freshness check (:func:`~supersub_tf.run.freshness.ensure_fresh`),
+    before TensorFlow even loads: every stage folder ``config`` reuses and those of
+    ``kinds``, also a kind the config's networks leave out (``supersub``: the delta
+    specialists and their base network). The trainers below check nothing themselves."""
+    wanted = dataclasses.replace(config, networks=[
+        *config.networks, *(k for k in kinds if k not in config.networks)])
+    ensure_fresh(wanted, run_dir, retrain, log)
 
 
 def _checked_run_dir(config: RunConfig) -> Path:
@@ -98,7 +107,7 @@ def train_stage(config: RunConfig, kinds: str | list[str] | None = None,
     """Trains (or loads) the networks of ``kinds`` (default ``config.networks``).
 
     Holds the run's lock, and first checks every finished stage of the run against the
-    config (:func:`~supersub_tf.freshness.ensure_fresh`; ``retrain`` deletes the stale
+    config (:func:`~supersub_tf.run.freshness.ensure_fresh`; ``retrain`` deletes the stale
     ones instead of refusing), so ``config.yaml`` never describes networks trained
     otherwise.
 
@@ -111,13 +120,10 @@ def train_stage(config: RunConfig, kinds: str | list[str] | None = None,
     run_dir = _checked_run_dir(config)
     kinds = [kinds] if isinstance(kinds, str) else list(kinds or config.networks)
     with run_lock(run_dir):
-        # Check what this call trains too, also a kind the config's networks leave out.
-        wanted = dataclasses.replace(config, networks=[
-            *config.networks, *(k for k in kinds if k not in config.networks)])
-        ensure_fresh(wanted, run_dir, retrain, log)  # refuses before TensorFlow even loads
+        _ensure_fresh(config, kinds, run_dir, retrain, log)
         _start_distribution(config)
         source = source or create_source(config.data)  # bad data fails before any write
-        save_config(config, run_dir / "config.yaml")
+        save_config(config, RunLayout(run_dir).config)
         metrics = {}
         for kind in NETWORK_KINDS:
             if kind not in kinds or kind == "supersub":
@@ -142,7 +148,7 @@ def supersub_stage(config: RunConfig, source: ImageSource | None = None,
     """
     run_dir = _checked_run_dir(config)
     with run_lock(run_dir):
-        ensure_fresh(config, run_dir, retrain, log)  # refuses before TensorFlow even loads
+        _ensure_fresh(config, ["supersub"], run_dir, retrain, log)
         _start_distribution(config)
         return _supersub_results(config, run_dir, source or create_source(config.data), log)
 
@@ -150,6 +156,7 @@ def supersub_stage(config: RunConfig, source: ImageSource | None = None,
 def _supersub_results(config: RunConfig, run_dir: Path, source: ImageSource,
                       log) -> dict[str, dict]:
     from supersub_tf.data import load_dataset
+    from supersub_tf.deltas.backbone import Backbone
     from supersub_tf.deltas.storage import save_system
     from supersub_tf.deltas.storage_report import storage_report
     from supersub_tf.deltas.system_checks import stage_one_head
@@ -160,14 +167,14 @@ def _supersub_results(config: RunConfig, run_dir: Path, source: ImageSource,
     from supersub_tf.training.networks import load_network
 
     hierarchy = source.hierarchy
+    layout = RunLayout(run_dir)
     base_kind = config.deltas.base  # the network every specialist adapts, and stage 1
-    if not (run_dir / base_kind / "metrics.json").exists():
+    if not layout.metrics(base_kind).exists():
         train_stage(config, base_kind, source, log)
-    base = load_network(run_dir / base_kind).model
+    base = load_network(layout.network(base_kind)).model
     val = load_dataset(config.data, "val", training=False,
                        batch_size=config.train.eval_batch_size, source=source)
-    backbone = {"model": config.train.model, "width": config.train.width,
-                "image_size": config.data.image_size, "normalization": config.data.normalization}
+    backbone = Backbone.from_config(config)
     results = {}
     for bits in config.deltas.bits:
         tag = bits_tag(bits)
@@ -177,7 +184,7 @@ def _supersub_results(config: RunConfig, run_dir: Path, source: ImageSource,
                     "catch_all": bool(config.deltas.catch_all),
                     # recorded only when not the paper's generalist (older systems lack it)
                     **({"base": base_kind} if base_kind != "generalist" else {})}
-        system = save_system(run_dir / "systems" / tag, base, delta_sets, hierarchy,
+        system = save_system(layout.system(tag), base, delta_sets, hierarchy,
                              backbone, settings)
         pipeline = SuperSubPipeline(base, delta_sets, hierarchy,
                                     stage_one_head=stage_one_head(settings))
@@ -199,8 +206,7 @@ def _supersub_results(config: RunConfig, run_dir: Path, source: ImageSource,
                                              stage_one_fine=probs.get("stage_one_fine")),
                   "training_compute": training_compute(run_dir, base_kind, tag),
                   **_vanilla_comparison(run_dir, probs, labels, hierarchy, k, tau, base_kind)}
-        atomic_write_text(run_dir / "supersub" / f"{tag}.json",
-                          json.dumps(result, indent=2) + "\n")
+        atomic_write_text(layout.supersub_result(tag), json.dumps(result, indent=2) + "\n")
         log(f"[supersub {tag}] top-1 hard {result['routing']['hard']['top1']:.3f}, "
             f"top-{k} {result['routing']['topk']['top1']:.3f}, "
             f"soft {result['routing']['soft']['top1']:.3f}, gated (tau {tau}) "
@@ -215,9 +221,10 @@ def training_compute(run_dir: Path, base_kind: str, tag: str) -> dict:
     """Training-image passes of the system, in epochs of the training set: its base
     network's and every delta specialist's (each on its superclass's images). A vanilla
     network trained that many epochs from scratch is its compute-matched baseline."""
-    base = json.loads((run_dir / base_kind / "metrics.json").read_text())
+    layout = RunLayout(run_dir)
+    base = json.loads(layout.metrics(base_kind).read_text())
     specialists = [json.loads(p.read_text())
-                   for p in sorted((run_dir / "deltas" / tag).glob("*/metrics.json"))]
+                   for p in sorted(layout.deltas(tag).glob(f"*/{METRICS}"))]
     images = base["train_images"]
     base_epochs = base["epochs"]
     specialist_epochs = sum(m["train_images"] * m["epochs"] for m in specialists) / images
@@ -236,14 +243,15 @@ def _vanilla_comparison(run_dir: Path, probs: dict, labels: dict, hierarchy, k: 
     from supersub_tf.supersub.evaluate import vanilla_comparison
     from supersub_tf.training.predictions import PREDICTIONS, load_predictions
 
-    if not (run_dir / "vanilla" / "metrics.json").is_file():
+    layout = RunLayout(run_dir)
+    if not layout.metrics("vanilla").is_file():
         return {}
-    vanilla, vanilla_labels = load_predictions(run_dir / "vanilla" / PREDICTIONS)
+    vanilla, vanilla_labels = load_predictions(layout.vanilla / PREDICTIONS)
     if not np.array_equal(vanilla_labels["fine"], labels["fine"]):
         return {}  # another split or order: no comparison rather than a wrong one
     generalist = None
-    if base_kind != "generalist" and (run_dir / "generalist" / "metrics.json").is_file():
-        generalist, _ = load_predictions(run_dir / "generalist" / PREDICTIONS)
+    if base_kind != "generalist" and layout.metrics("generalist").is_file():
+        generalist, _ = load_predictions(layout.generalist / PREDICTIONS)
     return {"vanilla_comparison": vanilla_comparison(probs, labels, hierarchy, vanilla, k, tau,
                                                      generalist)}
 
@@ -280,8 +288,7 @@ def check_export_targets(config: RunConfig, run_dir: Path) -> None:
     """
     from supersub_tf.export.savedmodel import METADATA_FILE  # imports TensorFlow
 
-    tag = bits_tag(config.deltas.bits[0])
-    system_dir = (run_dir / "systems" / tag).resolve()
+    system_dir = RunLayout(run_dir).system(config.deltas.bits[0]).resolve()
     out_root = Path(config.export.output_dir)
     targets = []
     if config.export.savedmodel:
@@ -311,8 +318,9 @@ def _export(config: RunConfig, run_dir: Path, source: ImageSource | None, log) -
     from supersub_tf.export.tflite import CALIBRATED, export_tflite
 
     settings = config.export
+    layout = RunLayout(run_dir)
     tag = bits_tag(config.deltas.bits[0])
-    system_dir = run_dir / "systems" / tag
+    system_dir = layout.system(tag)
     if not (system_dir / MANIFEST).is_file():
         raise ConfigError(f"{system_dir}: no stored Super-Sub system to export; run the "
                           "supersub stage first (networks must include supersub)")
@@ -328,12 +336,17 @@ def _export(config: RunConfig, run_dir: Path, source: ImageSource | None, log) -
     if settings.savedmodel:
         started = time.time()
         path = export_savedmodel(system, out_root / config.name,
-                                 routing=settings.savedmodel_routing)
+                                 routing=settings.savedmodel_routing, k=config.deltas.topk,
+                                 tau=config.deltas.gate_tau)
         sizes = export_size_report(path, system_dir)
         served = savedmodel_predict(path, images)
+        same_routing = reference if settings.savedmodel_routing == "hard" else keras_predict(
+            system, images, routing=settings.savedmodel_routing, k=config.deltas.topk,
+            tau=config.deltas.gate_tau)
         result["savedmodel"] = {
             "path": str(path), "sizes": sizes,
-            "fine_agreement": float((served["fine"] == reference["fine"]).mean()),
+            "routing": settings.savedmodel_routing,
+            "fine_agreement": float((served["fine"] == same_routing["fine"]).mean()),
             "accuracy": float((served["fine"] == fine).mean()),
             "images_per_second": len(images) / served["seconds"] if served["seconds"] else 0.0}
         log(f"[export] {format_export_size_report(sizes)} (exported in "
@@ -352,17 +365,18 @@ def _export(config: RunConfig, run_dir: Path, source: ImageSource | None, log) -
         log(f"[export] LiteRT models in {path} (exported in {time.time() - started:.0f} s)")
         result["tflite"] = measure_export(path, system, images, fine, reference=reference)
         log("[export] " + format_measurement(result["tflite"]).replace("\n", "\n[export] "))
-    atomic_write_text(run_dir / "export.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(layout.export_record, json.dumps(result, indent=2) + "\n")
     return result
 
 
 def finished_networks(run_dir: Path) -> dict[str, dict]:
     """Metrics of every finished network in a run directory."""
+    layout = RunLayout(run_dir)
     found = {}
-    for kind in ("vanilla", "generalist"):
-        if (run_dir / kind / "metrics.json").exists():
-            found[kind] = json.loads((run_dir / kind / "metrics.json").read_text())
-    for path in sorted((run_dir / "specialists").glob("*/metrics.json")):
+    for kind in TOP_NETWORKS:
+        if layout.metrics(kind).exists():
+            found[kind] = json.loads(layout.metrics(kind).read_text())
+    for path in sorted(layout.specialists.glob(f"*/{METRICS}")):
         found[f"specialist/{path.parent.name}"] = json.loads(path.read_text())
     return found
 
@@ -381,28 +395,28 @@ def analyze_run(config: RunConfig, run_dir: str | Path | None = None,
 
     start = time.time()
     run_dir = Path(run_dir) if run_dir else run_dir_of(config)
+    layout = RunLayout(run_dir)
     source = source or create_source(config.data)
-    summary_path = run_dir / "data_summary.json"
-    data_summary = (json.loads(summary_path.read_text()) if summary_path.exists()
+    data_summary = (json.loads(layout.data_summary.read_text()) if layout.data_summary.exists()
                     else split_counts(source))
-    preview = f"preview_{config.preview.split}.png"
+    preview = layout.preview(config.preview.split)
     analysis = analyze_networks(run_dir, source.hierarchy, config.data, source, log=log)
     # Only what this config made: results of other bit widths or an export the config
     # turned off may be left in the folder from an earlier run.
 
     supersub = "supersub" in config.networks
     tags = [bits_tag(b) for b in config.deltas.bits] if supersub else []
-    analysis["supersub"] = {tag: json.loads((run_dir / "supersub" / f"{tag}.json").read_text())
-                            for tag in tags if (run_dir / "supersub" / f"{tag}.json").is_file()}
-    if supersub and config.export.enabled and (run_dir / "export.json").is_file():
-        analysis["export"] = json.loads((run_dir / "export.json").read_text())
+    analysis["supersub"] = {tag: json.loads(layout.supersub_result(tag).read_text())
+                            for tag in tags if layout.supersub_result(tag).is_file()}
+    if supersub and config.export.enabled and layout.export_record.is_file():
+        analysis["export"] = json.loads(layout.export_record.read_text())
     skipped = sum(len(v) for v in source.skipped.values())
     notes = [f"Undecodable files skipped: {skipped} (named in `data_gaps.txt`).", ""] if skipped else []
     notes += [f"{note}", ""] if (note := "; ".join(source.notes)) else []
     if source.note_names:  # the notes name some classes; data_gaps.txt names them all
         notes += ["Every class the notes above leave unnamed is listed in `data_gaps.txt`.", ""]
     report = write_report(run_dir, f"Run `{config.name}`", data_summary,
-                          preview if (run_dir / "plots" / preview).exists() else None,
+                          preview.name if preview.exists() else None,
                           finished_networks(run_dir), analysis,
                           time.time() - (started or start), notes, legs)
     log(f"[report] {report}")
@@ -418,7 +432,7 @@ def run_pipeline(config: RunConfig, log=print, retrain: bool = False) -> Path:
     """
     run_dir = _checked_run_dir(config)
     with run_lock(run_dir):
-        ensure_fresh(config, run_dir, retrain, log)  # refuses before TensorFlow even loads
+        _ensure_fresh(config, (), run_dir, retrain, log)
         _start_distribution(config)
         return _run_all(config, run_dir, log)
 
@@ -438,7 +452,7 @@ class _Invocations:
     stage, so a killed one counts until its last finished stage."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.path, self.start = run_dir / "wall_time.json", time.time()
+        self.path, self.start = RunLayout(run_dir).wall_time, time.time()
         try:
             self.legs = [float(x) for x in json.loads(self.path.read_text())["seconds"]]
         except (OSError, ValueError, KeyError, TypeError):
@@ -456,10 +470,11 @@ def _run_all(config: RunConfig, run_dir: Path, log) -> Path:
     log(f"[data] {source.description} with hierarchy {_hierarchy_origin(config, source)}")
     if "supersub" in config.networks and config.export.enabled:
         check_export_targets(config, run_dir)  # not after an hour of training
-    (run_dir / "plots").mkdir(parents=True, exist_ok=True)
+    layout = RunLayout(run_dir)
+    layout.plots.mkdir(parents=True, exist_ok=True)
     invocations = _Invocations(run_dir)
     start = invocations.start
-    save_config(config, run_dir / "config.yaml")
+    save_config(config, layout.config)
     data_stage(config, run_dir, log, source)
     if config.networks:
         train_stage(config, source=source, log=log)
