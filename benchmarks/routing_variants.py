@@ -35,9 +35,10 @@ SCRIPT = "routing_variants"
 #: Variant -> (its overrides, the variant whose generalist it reuses).
 VARIANTS = {
     "paper": ([], None),
-    "catch_all": (["deltas.catch_all=0.5"], "paper"),
+    "catch_all": (["deltas.catch_all=0.5", "export.savedmodel_routing=hard"], "paper"),
     "fine_head": (["train.generalist_fine_head=0.5"], None),
-    "both": (["deltas.catch_all=0.5", "train.generalist_fine_head=0.5"], "fine_head"),
+    "both": (["deltas.catch_all=0.5", "export.savedmodel_routing=hard",
+             "train.generalist_fine_head=0.5"], "fine_head"),
 }
 ROUTING_ORDER = ("hard", "topk", "gated", "oracle")
 

@@ -164,6 +164,12 @@ class TrainConfig:
         freeze_batchnorm: Keep every batch norm's parameters and statistics as they are
             (inference mode) while training: the usual way to fine-tune a pretrained
             network on small batches.
+        trunk_learning_rate: Multiplier of the learning rate (and so of the decoupled
+            weight decay) for every trainable variable but the head's (the ``logits``
+            layer, and a generalist's auxiliary fine head), in (0, 1]: fine-tuning a
+            pretrained trunk gently while a head learns at the full rate. 1 (the
+            default) trains everything at one rate. Delta specialists ignore it: their
+            deltas start at zero and learn at ``deltas.learning_rate``.
     """
 
     model: str = "resnet8_s2"
@@ -191,6 +197,7 @@ class TrainConfig:
     pretrained: str = "none"
     pretrained_head: bool = False
     freeze_batchnorm: bool = False
+    trunk_learning_rate: float = 1.0
 
     def __post_init__(self) -> None:
         if self.distribution not in DISTRIBUTIONS:
@@ -218,6 +225,11 @@ class TrainConfig:
                               f"{self.label_smoothing}")
         if not 0.0 <= self.momentum < 1.0:
             raise ConfigError(f"train.momentum must be in [0, 1), got {self.momentum}")
+        rate = self.trunk_learning_rate
+        if not (isinstance(rate, (int, float)) and not isinstance(rate, bool)
+                and 0.0 < rate <= 1.0):
+            raise ConfigError("train.trunk_learning_rate must be in (0, 1] (a multiplier of "
+                              f"train.learning_rate), got {rate!r}")
         _require(self, "train", width=(_POSITIVE, "a positive number"),
                  learning_rate=(_POSITIVE, "positive"), weight_decay=(0, ">= 0"),
                  warmup_epochs=(0, ">= 0"), specialist_epochs=(0, ">= 0 (0: train.epochs)"),
@@ -380,7 +392,7 @@ class ExportConfig:
     enabled: bool = True
     output_dir: str = "saved_models"
     savedmodel: bool = True
-    savedmodel_routing: str = "hard"
+    savedmodel_routing: str = "gated"
     tflite: bool = True
     tflite_quantization: str = "int8"
     calibration_images: int = 256
@@ -433,6 +445,14 @@ class RunConfig:
         if "supersub" in self.networks and not self.deltas.bits:
             raise ConfigError("deltas.bits is empty but networks include supersub; give at "
                               "least one bit width, e.g. deltas.bits=[8]")
+        export = self.export
+        if (self.deltas.catch_all and "supersub" in self.networks and export.enabled
+                and export.savedmodel and export.savedmodel_routing != "hard"):
+            # Checked before any training: the SavedModel's graph does not weigh routes
+            # by catch-all specialists' p(other), which every routing but hard needs.
+            raise ConfigError(f"deltas.catch_all with export.savedmodel_routing="
+                              f"{export.savedmodel_routing}: the SavedModel routes catch-all "
+                              "specialists hard only; set export.savedmodel_routing=hard")
 
 
 #: Overrides of the ``--quick`` profile: a run small enough for a smoke test (minutes).

@@ -37,6 +37,7 @@ def test_yaml_round_trip_and_overrides(tmp_path):
     (["deltas.base=generalist", "deltas.distill=0.5"], "distill needs deltas.base=vanilla"),
     (["deltas.distill=0.5", "deltas.catch_all=1"], "cannot be combined"),
     (["deltas.distill_temperature=0"], "distill_temperature must be positive"),
+    (["deltas.catch_all=0.5"], "deltas.catch_all with export.savedmodel_routing=gated"),
     (["export.savedmodel_routing=oracle"], "savedmodel_routing must be one of hard, topk, soft, gated"),
 ])
 def test_bad_settings_are_named(overrides, match):

@@ -47,7 +47,7 @@ def test_settings_of_each_stage():
 
 def test_routing_variants_make_exactly_their_stages_stale():
     base, head = config_with(), config_with("train.generalist_fine_head=0.5")
-    catch = config_with("deltas.catch_all=0.5")
+    catch = config_with("deltas.catch_all=0.5", "export.savedmodel_routing=hard")
     # The auxiliary fine head changes the generalist (and so every delta specialist),
     # not the vanilla network; catch-all changes only the delta specialists.
     assert network_settings(head, "vanilla") == network_settings(base, "vanilla")

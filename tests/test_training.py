@@ -209,6 +209,7 @@ def test_catch_all_specialists_and_a_generalist_with_a_fine_head(tmp_path):
 
     config = tiny_config(tmp_path, epochs=1, generalist_fine_head=0.5)
     config.deltas.bits, config.deltas.catch_all = [8], 0.5
+    config.export.savedmodel_routing = "hard"   # catch-all specialists export hard only
     config.deltas.base = "generalist"   # the paper's design: specialists on the generalist
     config.networks = ["generalist", "supersub"]
     run_dir = run_pipeline(config, log=lambda *_: None)
@@ -326,3 +327,142 @@ def test_distilled_targets_mix_labels_with_the_teachers_renormalised_block():
     (_, hot), = with_distilled_targets(dataset, teacher, [2, 3], 1.0, 2.0)
     expected = np.sqrt([3, 4]) / np.sqrt([3, 4]).sum()
     np.testing.assert_allclose(hot.numpy()[2], expected, rtol=1e-5)
+
+
+def _one_step_deltas(trunk_learning_rate: float, optimizer: str, **train) -> list:
+    """Each variable's change after one optimizer step on a two-layer model (a ``trunk``
+    Dense and the ``logits`` head), from the same starting weights every call."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from supersub_tf.training.engine import compile_model
+
+    keras.backend.clear_session()
+    config = TrainConfig(optimizer=optimizer, learning_rate=0.5, schedule="constant",
+                         warmup_epochs=0, trunk_learning_rate=trunk_learning_rate, **train)
+    # as training.networks sets it: the optimizer is then wrapped in a LossScaleOptimizer
+    keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision
+                                            else "float32")
+    try:
+        inputs = keras.Input((4,))
+        hidden = keras.layers.Dense(3, activation="tanh", name="trunk")(inputs)
+        model = keras.Model(inputs, keras.layers.Dense(2, dtype="float32",
+                                                       name="logits")(hidden))
+        rng = np.random.default_rng(0)
+        model.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32)
+                           for w in model.get_weights()])
+        compile_model(model, config, steps_per_epoch=1)
+        assert isinstance(model.optimizer, keras.mixed_precision.LossScaleOptimizer) == \
+            config.mixed_precision
+        before = model.get_weights()
+        images = tf.constant(rng.normal(size=(8, 4)), tf.float32)
+        targets = tf.one_hot(rng.integers(0, 2, 8), 2)
+        model.train_on_batch(images, targets)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    return [after - start for after, start in zip(model.get_weights(), before)]
+
+
+@pytest.mark.parametrize("optimizer,train", [
+    ("sgd", {"momentum": 0.0, "nesterov": False, "weight_decay": 0.0}),
+    # Adam's first step is ~lr * sign(gradient): scaling the trunk's gradients would move
+    # it as far as the head; decoupled weight decay (on kernels) must follow the rate too.
+    ("adamw", {"weight_decay": 0.2}),
+    ("sgd", {"momentum": 0.9, "weight_decay": 0.2, "mixed_precision": True}),
+])
+def test_trunk_learning_rate_moves_the_trunk_a_tenth_and_the_head_as_far(optimizer, train):
+    full = _one_step_deltas(1.0, optimizer, **train)
+    lower = _one_step_deltas(0.1, optimizer, **train)
+    trunk_kernel, trunk_bias, head_kernel, head_bias = range(4)  # get_weights() order
+    assert np.abs(full[trunk_kernel]).min() > 0  # the trunk did move
+    for i in (trunk_kernel, trunk_bias):
+        # up to the float32 rounding of the updated weights (|w| < 2: an ulp <= 2.4e-7)
+        np.testing.assert_allclose(lower[i], 0.1 * full[i], rtol=1e-6, atol=2.4e-7)
+    for i in (head_kernel, head_bias):  # same trunk before the step: the same head step
+        np.testing.assert_array_equal(lower[i], full[i])
+
+
+def test_trunk_learning_rate_is_validated_and_needs_a_head():
+    import tf_keras as keras
+
+    from supersub_tf.errors import ConfigError
+    from supersub_tf.training.engine import compile_model
+
+    for bad in (0, -0.1, 1.5, float("nan"), "0.1", True):
+        with pytest.raises(ConfigError, match="train.trunk_learning_rate must be in"):
+            TrainConfig(trunk_learning_rate=bad)
+    with pytest.raises(ConfigError, match="train.trunk_learning_rate must be in"):
+        load_config(None, ["train.trunk_learning_rate=2"])
+    assert TrainConfig(trunk_learning_rate=1).trunk_learning_rate == 1
+    inputs = keras.Input((4,))
+    headless = keras.Model(inputs, keras.layers.Dense(2, name="out")(inputs))
+    with pytest.raises(ConfigError, match="has no trainable 'logits' head layer"):
+        compile_model(headless, TrainConfig(trunk_learning_rate=0.1), steps_per_epoch=1)
+
+
+def test_trunk_learning_rate_is_recorded_only_when_set_and_in_the_finetuning_configs():
+    from supersub_tf.config import builtin_config_names, resolve_config_path
+    from supersub_tf.run.freshness import delta_settings, network_settings
+
+    plain = RunConfig()
+    assert "train.trunk_learning_rate" not in network_settings(plain, "vanilla")
+    assert "train.trunk_learning_rate" not in delta_settings(plain, 4)
+    lower = RunConfig(train=TrainConfig(trunk_learning_rate=0.1))
+    assert network_settings(lower, "vanilla")["train.trunk_learning_rate"] == 0.1
+    assert delta_settings(lower, 4)["train.trunk_learning_rate"] == 0.1  # its base's
+    assert {"imagenet_pretrained", "finetune_folder"} <= set(builtin_config_names())
+    for name, trunk_rate in (("imagenet_pretrained", 0.005), ("finetune_folder", 0.01)):
+        train = load_config(resolve_config_path(name)).train
+        assert train.trunk_learning_rate == 0.1
+        assert train.learning_rate * train.trunk_learning_rate == pytest.approx(trunk_rate)
+
+
+@pytest.mark.slow
+def test_interrupted_fit_with_a_lower_trunk_rate_resumes_to_the_same_weights(tmp_path):
+    """BackupAndRestore restores the trunk-rate optimizer's momentum and step: a fit
+    stopped in its second epoch and run again ends with an uninterrupted fit's weights."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from supersub_tf.training.engine import BACKUP_DIR, FINAL_WEIGHTS, HISTORY, fit
+    from supersub_tf.training.history import read_history
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(32, 4)).astype(np.float32)
+    targets = np.eye(2, dtype=np.float32)[rng.integers(0, 2, 32)]
+    config = TrainConfig(epochs=3, batch_size=8, learning_rate=0.2, warmup_epochs=0.5,
+                         trunk_learning_rate=0.1, verbose="0")
+
+    def run(out, fail_at_batch=None):
+        seen = {"batches": 0}
+
+        def batches():
+            for start in range(0, 32, 8):
+                seen["batches"] += 1
+                if seen["batches"] == fail_at_batch:
+                    raise RuntimeError("killed")
+                yield images[start:start + 8], targets[start:start + 8]
+
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((4,))
+        hidden = keras.layers.Dense(3, activation="tanh", name="trunk")(inputs)
+        model = keras.Model(inputs, keras.layers.Dense(2, name="logits")(hidden))
+        spec = (tf.TensorSpec((None, 4), tf.float32), tf.TensorSpec((None, 2), tf.float32))
+        # a known length, as the real pipelines have (else Keras counts an extra step)
+        data = tf.data.Dataset.from_generator(batches, output_signature=spec).apply(
+            tf.data.experimental.assert_cardinality(4))
+        fit(model, data, None, config, out, steps_per_epoch=4)
+        return model
+
+    straight = run(tmp_path / "straight").get_weights()
+    with pytest.raises(Exception, match="killed"):
+        run(tmp_path / "resumed", fail_at_batch=6)  # in the second epoch
+    assert (tmp_path / "resumed" / BACKUP_DIR).is_dir()
+    resumed = run(tmp_path / "resumed")
+    assert (tmp_path / "resumed" / FINAL_WEIGHTS).is_file()
+    runs = [read_history(tmp_path / name / HISTORY) for name in ("straight", "resumed")]
+    assert list(runs[1]["epoch"]) == [0, 1, 2]
+    np.testing.assert_array_equal(runs[1]["loss"][:2], runs[0]["loss"][:2])
+    for a, b in zip(resumed.get_weights(), straight):
+        np.testing.assert_array_equal(a, b)

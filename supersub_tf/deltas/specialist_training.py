@@ -62,7 +62,7 @@ def train_delta_specialist(config: RunConfig, source: ImageSource, run_dir: str 
     train_cfg = dataclasses.replace(
         config.train, epochs=settings.epochs or config.train.specialist_epochs or
         config.train.epochs, learning_rate=settings.learning_rate,
-        weight_decay=settings.weight_decay)
+        weight_decay=settings.weight_decay, trunk_learning_rate=1.0)  # deltas: one rate
     seed = config.seed + 1 + h.superclass_index(superclass)
     keras.backend.clear_session()  # a fresh graph per specialist: no retracing across models
     seed_everything(seed, config.train.deterministic)

@@ -33,7 +33,7 @@ SETTINGS_FILE = SETTINGS  # the name this module has always exported
 #: The pretrained-backbone train settings and their defaults, left out of a record
 #: when at their default (records made before they existed stay valid).
 PRETRAINED_DEFAULTS = {"train.pretrained": "none", "train.pretrained_head": False,
-                       "train.freeze_batchnorm": False}
+                       "train.freeze_batchnorm": False, "train.trunk_learning_rate": 1.0}
 
 #: Settings that cannot change what a stage learns, each with the reason; a stage
 #: trained under other values of these is reused as it is.

@@ -27,6 +27,9 @@ import tf_keras as keras
 
 from supersub_tf.atomic import atomic_path
 from supersub_tf.config import TrainConfig
+from supersub_tf.errors import ConfigError
+from supersub_tf.models.blocks import LOGITS_LAYER
+from supersub_tf.models.heads import AUX_LOGITS_LAYER
 from supersub_tf.training.history import read_history
 from supersub_tf.training.schedules import make_optimizer
 
@@ -129,19 +132,38 @@ def _metrics(num_classes: int) -> list:
     return metrics
 
 
+def head_variables(model: keras.Model) -> list:
+    """The trainable variables of ``model``'s heads: its ``logits`` layer and, for a
+    generalist with an auxiliary fine head, that head's (both new or task-specific
+    layers, which ``train.trunk_learning_rate`` leaves at the full rate)."""
+    names = (LOGITS_LAYER, AUX_LOGITS_LAYER)
+    return [w for layer in model.layers if layer.name in names for w in layer.trainable_weights]
+
+
 def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int,
                   loss_weights: dict[str, float] | None = None) -> None:
     """Compiles with the configured optimizer, schedule, loss and top-1/top-5 metrics.
 
     A model with several outputs gets one loss and one set of metrics per output,
     weighted by ``loss_weights`` (output name -> weight); Keras then prefixes each
-    metric with its output's name (``logits_accuracy``).
+    metric with its output's name (``logits_accuracy``). With
+    ``config.trunk_learning_rate`` below 1 every variable but the heads'
+    (:func:`head_variables`) learns at that multiple of the rate.
+
+    Raises:
+        ConfigError: ``train.trunk_learning_rate`` is set and the model has no trainable
+            ``logits`` layer to keep at the full rate.
     """
     def loss():
         return keras.losses.CategoricalCrossentropy(from_logits=True,
                                                     label_smoothing=config.label_smoothing)
 
-    optimizer = make_optimizer(config, steps_per_epoch)
+    heads = head_variables(model)
+    if config.trunk_learning_rate != 1.0 and not heads:
+        raise ConfigError(f"train.trunk_learning_rate={config.trunk_learning_rate}: model "
+                          f"{model.name!r} has no trainable {LOGITS_LAYER!r} head layer to "
+                          "train at the full rate")
+    optimizer = make_optimizer(config, steps_per_epoch, heads)
     if len(model.outputs) == 1:
         model.compile(optimizer=optimizer, loss=loss(), metrics=_metrics(model.output_shape[-1]))
         return
