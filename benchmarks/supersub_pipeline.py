@@ -320,7 +320,8 @@ def main() -> None:
     def passes(routing, tau):
         def of(n):
             sup, fine, _ = pipeline.stage_one(normalized[:n])
-            return specialist_passes(routes_for(sup, routing, k, tau=tau or 0.5,
+            return specialist_passes(routes_for(sup, routing, k,
+                                                tau=0.5 if tau is None else tau,
                                                 stage_one_fine=fine))
         return of
 
@@ -411,7 +412,7 @@ def main() -> None:
         ["form", "system, routing", "top-1", "passes", "b1 ms", "b1 x", "b256 ms", "b256 x"],
         [[form, name.split(", ", 1)[-1] if name != one_network else name,
           common.pct(b[1]["top1"]) if b[1]["top1"] is not None else "-",
-          f"{b[1]['specialist_passes']:.2f}" if b[1]["routing"] else "-",
+          f"{b[256]['specialist_passes']:.2f}" if b[256]["routing"] else "-",
           f"{b[1]['median_ms']:.2f}", f"{b[1]['time_over_one_network']:.2f}",
           f"{b[256]['median_ms']:.1f}", f"{b[256]['time_over_one_network']:.2f}"]
          for (form, name), b in table.items()])
