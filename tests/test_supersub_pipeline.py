@@ -120,6 +120,26 @@ def test_missing_specialist_is_an_error(tiny_system):
         SuperSubPipeline(generalist, {"a": delta_sets["a"]}, TOY)
 
 
+@pytest.mark.parametrize("routing, calls", [("hard", {"a": [0], "b": [1, 2]}),
+                                             ("topk", {"a": [0, 1, 2], "b": [0, 1, 2]}),
+                                             ("soft", {"a": [0, 1, 2], "b": [0, 1, 2]}),
+                                             ("gated", {"a": [0, 1], "b": [0, 1, 2]})])
+def test_predict_runs_each_specialist_once_per_batch_on_its_routed_images(routing, calls):
+    """Stage 2 batches by specialist: one call per specialist that got images, on exactly
+    those images, however many specialists each image goes to (top-k, soft); gated's
+    confident image (2: p(b) = 0.9 >= tau; a generalist stage 1 routes it hard) goes to b
+    alone and no specialist runs twice."""
+    seen: dict[str, list[list[int]]] = {}
+
+    class Counting(KnownProbabilities):
+        def specialist_probs(self, images, superclass, shared=None):
+            seen.setdefault(superclass, []).append(np.asarray(images, int).ravel().tolist())
+            return super().specialist_probs(images, superclass, shared)
+
+    Counting().predict(np.arange(3).reshape(3, 1), routing, k=2, tau=0.8)
+    assert seen == {name: [rows] for name, rows in calls.items()}
+
+
 def test_evaluation_runs_stage_one_once_per_batch_for_every_routing():
     from supersub_tf.supersub.evaluate import collect_predictions
     from supersub_tf.supersub.routing import ALL_ROUTINGS
