@@ -292,8 +292,8 @@ def _add_storage_command(commands: argparse._SubParsersAction) -> None:
 def _routing_help() -> str:
     """``--routing``'s help: every mode ``predict`` offers, from the routing registry."""
     modes = "; ".join(f"{name}: {MODES[name].summary}" for name in INFERENCE_ROUTINGS)
-    return (f"how images reach specialists ({modes}; default hard; a SavedModel routes as "
-            "it was exported: export.savedmodel_routing)")
+    return (f"how images reach specialists ({modes}; default: hard, and for a SavedModel "
+            "the one routing it was exported with, export.savedmodel_routing)")
 
 
 def _add_predict_command(commands: argparse._SubParsersAction) -> None:
@@ -318,7 +318,7 @@ def _add_predict_command(commands: argparse._SubParsersAction) -> None:
                          help="image files, folders (searched recursively) or glob patterns")
     predict.add_argument("--top-k", type=int, default=5,
                          help="most likely classes listed per image (default 5)")
-    predict.add_argument("--routing", default="hard", choices=INFERENCE_ROUTINGS,
+    predict.add_argument("--routing", default=None, choices=INFERENCE_ROUTINGS,
                          help=_routing_help())
     predict.add_argument("--k", type=int, default=None,
                          help="superclasses per image for topk and gated routing (default 2; "

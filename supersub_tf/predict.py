@@ -432,7 +432,7 @@ def check_output(output: str | os.PathLike, fmt: str = "table") -> None:
                           "or its filesystem is read-only)")
 
 
-def run_predict(model_path: str, inputs: Sequence[str], *, routing: str = "hard",
+def run_predict(model_path: str, inputs: Sequence[str], *, routing: str | None = None,
                 k: int | None = None, top_k: int = 5, fmt: str = "table",
                 output: str | None = None, tau: float | None = None) -> int:
     """What the ``predict`` command does; returns the exit status (1 when a file failed).
@@ -450,6 +450,8 @@ def run_predict(model_path: str, inputs: Sequence[str], *, routing: str = "hard"
     if output:
         check_output(output, fmt)
     model = open_model(model_path)
+    # No --routing: a SavedModel's own (the one its graph has), else hard routing.
+    routing = routing or model.routings[0]
     files, problems = expand_inputs(inputs)
     records = problems + predict_files(model, files, routing=routing, k=k, top_k=top_k,
                                        tau=tau)

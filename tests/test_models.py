@@ -116,9 +116,15 @@ def test_stride_two_stem_halves_the_resolution_at_the_same_parameters():
     assert s2.get_layer("features").input_shape[1:3] == (8, 8)
 
 
+#: Whole-network QAT (tfmot's quantize_model) has no config for EfficientNet's in-model
+#: Rescaling and Normalization layers; the project quantizes only delta specialists' deltas,
+#: which are plain and depthwise convolutions.
+WHOLE_QAT = [n for n in CHECKED if n != "efficientnetb0"]
+
+
 @pytest.mark.parametrize("name", [
     pytest.param(n, marks=pytest.mark.slow) if n in SLOW_TO_QUANTIZE else n
-    for n in CHECKED], ids=CHECKED)
+    for n in WHOLE_QAT], ids=WHOLE_QAT)
 def test_quantize_model(name):
     import tensorflow_model_optimization as tfmot
 

@@ -279,7 +279,8 @@ def test_pretrained_backbone_through_main_job_system_predict_and_exports(
         "networks": ["vanilla", "supersub"],
         "deltas": {"bits": [4], "epochs": 1, "from_stage": 0 if top else 3},
         "preview": {"images_per_superclass": 2},
-        "export": {"output_dir": str(tmp_path / "saved_models"), "calibration_images": 4}}))
+        "export": {"output_dir": str(tmp_path / "saved_models"), "calibration_images": 4,
+                   "savedmodel_routing": "hard"}}))
     run_dir = run_pipeline(load_config(config_path), log=lambda *_: None)
 
     system = load_system(run_dir / "systems" / "4bit")

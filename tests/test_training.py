@@ -35,7 +35,8 @@ def tiny_config(tmp_path: Path, **train) -> RunConfig:
     data = json.loads(json.dumps(TINY))
     data["train"].update(train)
     data["output_dir"] = str(tmp_path / "runs")
-    data["export"] = {"output_dir": str(tmp_path / "saved_models")}
+    # hard: the tests compare the SavedModel with the stored system under one routing
+    data["export"] = {"output_dir": str(tmp_path / "saved_models"), "savedmodel_routing": "hard"}
     data["name"] = "tiny"
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(data))
