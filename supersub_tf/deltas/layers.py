@@ -36,8 +36,24 @@ BASE_KERNEL = "base_kernel"
 DELTA = "delta"
 
 
+class _DeltaKernel:
+    """What both delta layers add to their Keras convolution: the QAT hook's slot and
+    :meth:`from_conv` (the convolution's own config, so any built one converts)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._quantized_delta = None
+
+    @classmethod
+    def from_conv(cls, conv: keras.layers.Layer, **overrides):
+        """An unbuilt delta layer with ``conv``'s configuration (name included)."""
+        config = conv.get_config()
+        config.update(overrides)
+        return cls.from_config(config)
+
+
 @keras.saving.register_keras_serializable(package="supersub_tf")
-class DeltaConv2D(keras.layers.Conv2D):
+class DeltaConv2D(_DeltaKernel, keras.layers.Conv2D):
     """A ``Conv2D`` computing with ``base_kernel + delta``; only ``delta`` is trainable.
 
     Takes exactly the arguments of ``keras.layers.Conv2D`` (its config is a Conv2D
@@ -45,17 +61,6 @@ class DeltaConv2D(keras.layers.Conv2D):
     ``kernel_initializer`` initialises the base kernel, which is normally overwritten
     with :meth:`set_base` right after building.
     """
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._quantized_delta = None
-
-    @classmethod
-    def from_conv(cls, conv: keras.layers.Conv2D, **overrides) -> DeltaConv2D:
-        """An unbuilt delta layer with ``conv``'s configuration (name included)."""
-        config = conv.get_config()
-        config.update(overrides)
-        return cls.from_config(config)
 
     def build(self, input_shape) -> None:
         """Creates ``base_kernel`` (frozen), ``delta`` (trainable, zeros) and ``bias`` (frozen)."""
@@ -113,24 +118,13 @@ class DeltaConv2D(keras.layers.Conv2D):
 
 
 @keras.saving.register_keras_serializable(package="supersub_tf")
-class DeltaDepthwiseConv2D(keras.layers.DepthwiseConv2D):
+class DeltaDepthwiseConv2D(_DeltaKernel, keras.layers.DepthwiseConv2D):
     """A ``DepthwiseConv2D`` computing with ``base_kernel + delta``; only ``delta`` trains.
 
     The depthwise counterpart of :class:`DeltaConv2D` (same weights, same QAT hook):
     its config is a DepthwiseConv2D config, and ``base_kernel`` and ``delta`` have the
     depthwise kernel's shape ``[kh, kw, channels, multiplier]``.
     """
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._quantized_delta = None
-
-    @classmethod
-    def from_conv(cls, conv: keras.layers.DepthwiseConv2D, **overrides) -> DeltaDepthwiseConv2D:
-        """An unbuilt delta layer with ``conv``'s configuration (name included)."""
-        config = conv.get_config()
-        config.update(overrides)
-        return cls.from_config(config)
 
     def build(self, input_shape) -> None:
         """Creates ``base_kernel`` (frozen), ``delta`` (trainable, zeros) and ``bias`` (frozen)."""
