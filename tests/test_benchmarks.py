@@ -409,7 +409,10 @@ def test_heldout_selection_scores_held_out_images_of_a_real_run(bench, tmp_path,
     curve = gate["curve"]
     assert curve[0]["tau"] == 0.0 and curve[0]["specialist_passes"] == 0.0
     close = [p for p in curve if p["top1"] >= gate["best_routing_top1"] - 0.003 - 1e-9]
-    assert gate["point"]["specialist_passes"] == min(p["specialist_passes"] for p in close)
+    if close:
+        assert gate["point"]["specialist_passes"] == min(p["specialist_passes"] for p in close)
+    else:   # a tiny run's gated curve may stay below the best routing: its most accurate point
+        assert gate["point"]["top1"] == max(p["top1"] for p in curve)
     assert gate["chosen"] == gate["point"]["tau"]
     config.data.test_fraction = 0.0   # a run without held-out images
     save_config(config, run_dir / "config.yaml")
