@@ -22,8 +22,9 @@ Measures, with ``time.perf_counter`` after warm-up calls, as medians over repeti
   float delta specialist and a QAT delta specialist of the same backbone;
 * **weights resident**: bytes of the pipeline (one trunk's variables, plus host copies
   of the weights specialists change and the delta sets) against the base network plus N
-  separate specialist networks; of those, the variables a device holds (the trunk's:
-  the heads run on the host) as a fraction of one network.
+  separate specialist networks; of those, the variables a device holds (one network's:
+  the trunk and stage 1's head; a specialist's head and deltas are sent in per call) as a
+  fraction of one network.
 
 Which system (as the other question benchmarks, see ``benchmarks/common.py``):
 
@@ -136,10 +137,12 @@ def resident_bytes(pipeline, generalist, delta_sets) -> dict:
     heads = [nbytes(d.owned["logits"]) for d in delta_sets.values()]
     pipeline_total = trunk + generalist_head + host_copies + deltas + owned
     separate = (trunk + generalist_head) + sum(trunk + h for h in heads)
-    # On a device only the trunk's variables live (the heads run on the host in NumPy).
+    # On a device one network's variables live: the trunk and stage 1's head (a
+    # specialist's deltas, batch norms and head are sent in with each call).
+    device = nbytes(v.numpy() for v in pipeline.resident_variables)
     return {"trunk_variables": trunk, "generalist_head": generalist_head,
-            "device_variables": trunk, "one_network": trunk + generalist_head,
-            "device_variables_in_networks": trunk / (trunk + generalist_head),
+            "device_variables": device, "one_network": trunk + generalist_head,
+            "device_variables_in_networks": device / (trunk + generalist_head),
             "pipeline_variables": trunk + generalist_head,
             "pipeline_host_copies": host_copies, "pipeline_delta_sets": deltas + owned,
             "pipeline_total": pipeline_total,
@@ -448,10 +451,11 @@ def main() -> None:
     print(f"  generalist + {resident['separate_networks'] - 1} separate specialists: "
           f"{resident['separate_networks_total']:,} "
           f"({resident['separate_over_pipeline']:.1f}x the pipeline)")
-    print(f"  device-resident variables of the pipeline: the trunk's, "
+    print(f"  device-resident variables of the pipeline: the trunk's and stage 1's head, "
           f"{resident['device_variables']:,} bytes = "
           f"{resident['device_variables_in_networks']:.2f} of one network "
-          f"({resident['one_network']:,}); heads, host copies and deltas stay in host memory")
+          f"({resident['one_network']:,}); host copies, deltas and the specialists' heads "
+          "stay in host memory")
 
     result = {
         "system": args.system, "trained": not args.untrained, "run": run,

@@ -91,8 +91,12 @@ class SuperSubPipeline:
         self.delta_sets = delta_sets
         self.stage_one_head = stage_one_head
         self.trunk = trunk(generalist)
-        head = generalist.get_layer(LOGITS_LAYER)
-        self.generalist_head = [w.numpy() for w in head.weights]
+        # Stage 1's head is the network's own (its variables stay resident, as one network's
+        # do); a specialist's head is sent in per call, like its deltas. Both heads run in
+        # the compiled functions, not in NumPy: a NumPy matmul wakes OpenBLAS' threads,
+        # which then spin beside TensorFlow's and nearly doubled stage 1's time at batch
+        # 256 on 2 cores (benchmarks/supersub_pipeline.py).
+        self._head = list(generalist.get_layer(LOGITS_LAYER).weights)
         self._layers = {layer.name: layer for layer in self.trunk.layers}
         touched = touched_layers(delta_sets.values())
         unknown = touched - set(self._layers)
@@ -107,8 +111,9 @@ class SuperSubPipeline:
                            for name in self._forward.weight_shapes}
         self._prefix, self._suffix, self._boundary = self._forward.split(touched)
         self._shared = tf.function(self._shared_tensors, reduce_retracing=True)
-        self._generalist_features = tf.function(
-            lambda shared: self._suffix_features(shared, self._variables), reduce_retracing=True)
+        self._generalist_logits = tf.function(
+            lambda shared: _dense(self._suffix_features(shared, self._variables), *self._head),
+            reduce_retracing=True)
         self._replayed = tf.function(self._replay, reduce_retracing=True)
         # Equal layouts as one object: tf.function keys its traces on the Python object,
         # so the specialists of a system (which share a layout) share one trace.
@@ -192,6 +197,12 @@ class SuperSubPipeline:
         weights.update(owned)
         self._assign(weights)
 
+    @property
+    def resident_variables(self) -> list[tf.Variable]:
+        """The variables inference keeps on the device: the trunk's and stage 1's head,
+        one network's (each specialist's weights are tensors that live for one call)."""
+        return [*self.trunk.weights, *self._head]
+
     def generalist_weights_equal(self) -> bool:
         """True if every weight a specialist touches is the generalist's, bit for bit."""
         return all(np.array_equal(v.numpy(), value)
@@ -210,10 +221,8 @@ class SuperSubPipeline:
         generalist), and the shared tensors stage 2 starts from (so the common stages run
         once per batch)."""
         shared = self.shared_tensors(images)
-        features = self._generalist_features(shared).numpy()
-        kernel, bias = self.generalist_head
-        sup_probs, fine_probs = stage_one_probs(features @ kernel + bias, self.hierarchy,
-                                                self.stage_one_head)
+        sup_probs, fine_probs = stage_one_probs(self._generalist_logits(shared).numpy(),
+                                                self.hierarchy, self.stage_one_head)
         return sup_probs, fine_probs, shared
 
     def superclass_probs(self, images) -> np.ndarray:
@@ -233,10 +242,9 @@ class SuperSubPipeline:
         :meth:`shared_tensors`, when stage 1 already computed them."""
         shared = self.shared_tensors(images) if shared is None else shared
         layout, codes, floats = self._host[superclass]
-        features = self._replayed(shared, layout, codes, floats).numpy()
         delta_set = self.delta_sets[superclass]
-        kernel, bias = delta_set.owned[LOGITS_LAYER]
-        return specialist_outputs(softmax(features @ kernel + bias), delta_set.catch_all)
+        logits = self._replayed(shared, layout, codes, floats, *delta_set.owned[LOGITS_LAYER])
+        return specialist_outputs(softmax(logits.numpy()), delta_set.catch_all)
 
     def subclass_probs(self, images, superclass: str) -> np.ndarray:
         """``p(subclass | superclass)`` of ``images`` (see :meth:`specialist_probs`)."""
@@ -266,17 +274,17 @@ class SuperSubPipeline:
                  for name, shapes in layout.owned}
         return deltas, owned
 
-    def _replay(self, shared, layout: _Layout, codes, floats):
-        """The trunk's features of ``x`` with one specialist's weights, from its two flat
-        host arrays (compiled once per layout and batch shape: the specialists of a
-        system share one layout, so one trace, and a call passes three tensors)."""
+    def _replay(self, shared, layout: _Layout, codes, floats, head_kernel, head_bias):
+        """One specialist's logits of the shared tensors: the trunk replayed with its
+        weights, from its two flat host arrays, then its head (compiled once per layout
+        and shape: the specialists of a system share one layout, so few traces)."""
         deltas, owned = self._unpacked(layout, codes, floats)
         weights = dict(self._variables)
         for name, delta in deltas.items():
             base = self._variables[name]
             weights[name] = [base[0] + delta, *base[1:]]
         weights.update(owned)
-        return self._suffix_features(shared, weights)
+        return _dense(self._suffix_features(shared, weights), head_kernel, head_bias)
 
     def routed_subclass_probs(self, images, routes: np.ndarray, shared: list | None = None
                               ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -349,6 +357,11 @@ class _Layout:
     def float_shapes(self) -> list[tuple[int, ...]]:
         scales = [(n,) for n in self.scale_sizes] if self.scaled else []
         return scales + [shape for _, shapes in self.owned for shape in shapes]
+
+
+def _dense(features, kernel, bias) -> tf.Tensor:
+    """A head's logits (the replayed trunk's features are float32)."""
+    return tf.matmul(features, tf.cast(kernel, tf.float32)) + tf.cast(bias, tf.float32)
 
 
 def _size(shape: tuple[int, ...]) -> int:
