@@ -12,7 +12,9 @@ Measures, with ``time.perf_counter`` after warm-up calls, as medians over repeti
   call per image over 32 different images: gated routing's cost depends on the image)
   and batch 256. Each row has the specialist passes per image it made, its top-1 on the
   run's whole validation split (``supersub/<bits>.json``, its routing table and gated
-  curve) and its time as a multiple of one network in process. Gated routing with a
+  curve) and its time as a multiple of one network in process, the two timed side by
+  side (alternating calls in the same rounds, so the machine's drift between rows does
+  not enter the ratio). Gated routing with a
   vanilla stage 1 at ``tau = 0`` is stage 1 alone in that form. The default routing
   (gated at ``deltas.gate_tau``) is checked against issue 21's targets: at most 2.0x one
   network at batch 1 and 1.5x at batch 256;
@@ -63,7 +65,7 @@ from pathlib import Path
 import common  # also selects tf_keras and oneDNN before TensorFlow loads
 from supersub_tf.config import bits_tag, parse_bits
 from supersub_tf.errors import ConfigError
-from supersub_tf.analysis.costs import timed_calls
+from supersub_tf.analysis.costs import timed_calls, timed_side_by_side
 
 SCRIPT = "supersub_pipeline"
 
@@ -303,22 +305,29 @@ def main() -> None:
     singles = reps["singles"]
     inference = []
 
-    def row(form, name, routing, tau, batch, seconds, passes):
+    def row(form, name, routing, tau, batch, seconds, passes, over_one):
         return {"form": form, "network": name, "routing": routing, "tau": tau, "batch": batch,
                 "median_ms": 1e3 * seconds, "images_per_second": batch / seconds,
                 "specialist_passes": passes,
-                "top1": accuracy.get((routing, tau)) if routing else None}
+                "top1": accuracy.get((routing, tau)) if routing else None,
+                "time_over_one_network": over_one}
 
     def time_both(form, name, routing, tau, call, passes_of):
-        """Batch 1 (per image, over ``singles`` images) and batch 256."""
-        per_image = timed_calls(lambda: [call(pixels[i:i + 1], normalized[i:i + 1])
-                                         for i in range(singles)],
-                                reps["latency"], reps["warmup"])
-        inference.append(row(form, name, routing, tau, 1,
-                             statistics.median(per_image) / singles, passes_of(singles)))
-        t = timed_calls(lambda: call(pixels, normalized), reps["throughput"], reps["warmup"])
-        inference.append(row(form, name, routing, tau, 256, statistics.median(t),
-                             passes_of(256)))
+        """Batch 1 (per image, over ``singles`` images) and batch 256, each side by side
+        with one network in process (the ratio's two medians come from the same rounds)."""
+        for batch in (1, 256):
+            chunks = [slice(i, i + 1) for i in range(singles)] if batch == 1 else [slice(None)]
+
+            def over(fn, chunks=chunks):
+                return lambda: [fn(pixels[c], normalized[c]) for c in chunks]
+
+            one, this = timed_side_by_side(
+                [over(one_network_call), over(call)],
+                reps["latency"] if batch == 1 else reps["throughput"], reps["warmup"])
+            inference.append(row(form, name, routing, tau, batch,
+                                 statistics.median(this) / len(chunks),
+                                 passes_of(singles if batch == 1 else 256),
+                                 statistics.median(this) / statistics.median(one)))
 
     def passes(routing, tau):
         def of(n):
@@ -328,10 +337,17 @@ def main() -> None:
                                                 stage_one_fine=fine))
         return of
 
-    for name, model in ((one_network, generalist if stage_one_fine else vanilla),
-                        *(() if stage_one_fine else
-                          ((f"generalist alone ({n_super} superclasses)", generalist),))):
-        call = tf.function(lambda x, m=model: m(x, training=False), reduce_retracing=True)
+    keras_calls = {name: tf.function(lambda x, m=model: m(x, training=False),
+                                     reduce_retracing=True)
+                   for name, model in ((one_network, generalist if stage_one_fine else vanilla),
+                                       *(() if stage_one_fine else
+                                         ((f"generalist alone ({n_super} superclasses)",
+                                           generalist),)))}
+
+    def one_network_call(px, x):
+        return keras_calls[one_network](x).numpy()
+
+    for name, call in keras_calls.items():
         time_both("in process", name, None, None, lambda px, x, c=call: c(x).numpy(),
                   lambda n: 0.0)
     for routing, tau in variants:
@@ -403,8 +419,6 @@ def main() -> None:
     # ------------------------------------------------------------------ report
     one = {r["batch"]: r["median_ms"] for r in inference
            if r["form"] == "in process" and r["network"] == one_network}
-    for r in inference:
-        r["time_over_one_network"] = r["median_ms"] / one[r["batch"]]
     table = {}
     for r in inference:
         table.setdefault((r["form"], r["network"]), {})[r["batch"]] = r

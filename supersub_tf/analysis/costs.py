@@ -54,6 +54,23 @@ def timed_calls(fn, repetitions: int, warmup: int) -> list[float]:
     return times
 
 
+def timed_side_by_side(fns, repetitions: int, warmup: int) -> list[list[float]]:
+    """Seconds of ``repetitions`` rounds of calls of each of ``fns``, one after another
+    within a round (after ``warmup`` untimed rounds): a ratio of their medians is then
+    measured under the same machine state, so drift between rounds (another process,
+    the clock speed) cancels out instead of landing on one side."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repetitions):
+        for fn, spent in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - start)
+    return times
+
+
 def time_inference(predict, images, timing) -> dict[str, Any]:
     """Latency (median ms of a call on ``latency_batch`` images) and throughput (images/s
     at ``throughput_batch``) of ``predict(images)``, after ``warmup`` untimed calls.
