@@ -34,7 +34,9 @@ class KnownProbabilities(SuperSubPipeline):
         return SUPER[np.asarray(images, int).ravel()]
 
     def specialist_probs(self, images, superclass, shared=None):
-        return SUB[superclass][np.asarray(images, int).ravel()], None
+        # stage 2 starts from stage 1's shared tensors (here the image indices)
+        rows = images if shared is None else shared[0]
+        return SUB[superclass][np.asarray(rows, int).ravel()], None
 
 
 def test_routing_modes_on_known_probabilities():
@@ -133,7 +135,7 @@ def test_predict_runs_each_specialist_once_per_batch_on_its_routed_images(routin
 
     class Counting(KnownProbabilities):
         def specialist_probs(self, images, superclass, shared=None):
-            seen.setdefault(superclass, []).append(np.asarray(images, int).ravel().tolist())
+            seen.setdefault(superclass, []).append(np.asarray(shared[0], int).ravel().tolist())
             return super().specialist_probs(images, superclass, shared)
 
     Counting().predict(np.arange(3).reshape(3, 1), routing, k=2, tau=0.8)

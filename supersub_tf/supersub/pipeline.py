@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -111,14 +113,24 @@ class SuperSubPipeline:
                            for name in self._forward.weight_shapes}
         self._prefix, self._suffix, self._boundary = self._forward.split(touched)
         self._shared = tf.function(self._shared_tensors, reduce_retracing=True)
-        self._generalist_logits = tf.function(
-            lambda shared: _dense(self._suffix_features(shared, self._variables), *self._head),
-            reduce_retracing=True)
-        self._replayed = tf.function(self._replay, reduce_retracing=True)
-        # Equal layouts as one object: tf.function keys its traces on the Python object,
-        # so the specialists of a system (which share a layout) share one trace.
-        self._layouts: dict[_Layout, _Layout] = {}
-        self._host = {name: self._interned(_host_arrays(d)) for name, d in delta_sets.items()}
+        # Stage 1 is one compiled call (the shared tensors and the logits): at batch 1 each
+        # call's dispatch costs a fair part of a small network's time.
+        self._stage_one = tf.function(self._stage_one_tensors, reduce_retracing=True)
+        # Each specialist's weights as host tensors, converted once (not per call), and
+        # one compiled replay per layout: the specialists of a system share one layout, so
+        # one function, called with tensors only (a Python argument would be hashed to
+        # find its trace on every call).
+        self._host: dict[str, _HostSpecialist] = {}
+        replays: dict[_Layout, Callable] = {}
+        for name, delta_set in delta_sets.items():
+            layout, codes, floats = _host_arrays(delta_set)
+            if layout not in replays:
+                replays[layout] = tf.function(functools.partial(self._replay, layout),
+                                              reduce_retracing=True)
+            with tf.device("/cpu:0"):
+                self._host[name] = _HostSpecialist(
+                    layout, replays[layout], tf.constant(codes), tf.constant(floats),
+                    *(tf.constant(w) for w in delta_set.owned[LOGITS_LAYER]))
         # apply()/restore(): every touched variable written by one compiled call.
         self._touched_variables = [v for name in self._touched for v in self._layers[name].weights]
         self._write_specialist = tf.function(self._assign_specialist, reduce_retracing=True)
@@ -139,11 +151,6 @@ class SuperSubPipeline:
         return {name: [w.numpy().copy() for w in self._layers[name].weights]
                 for name in self._touched}
 
-    def _interned(self, host: tuple[_Layout, np.ndarray, np.ndarray]
-                  ) -> tuple[_Layout, np.ndarray, np.ndarray]:
-        layout, codes, floats = host
-        return self._layouts.setdefault(layout, layout), codes, floats
-
     @functools.cached_property
     def _base_flat(self) -> tf.Tensor:
         """:attr:`_base` as one float32 vector (what the compiled writes take), kept in
@@ -162,10 +169,9 @@ class SuperSubPipeline:
         anything is written. Should a write still fail, the generalist's weights are
         restored before the error propagates.
         """
-        layout, codes, floats = self._host[superclass]
+        host = self._host[superclass]
         try:
-            self._write_specialist(layout, tf.constant(codes), tf.constant(floats),
-                                   self._base_flat)
+            self._write_specialist(host.layout, host.codes, host.floats, self._base_flat)
         except BaseException:
             self.restore()
             raise
@@ -220,9 +226,9 @@ class SuperSubPipeline:
         """Stage 1: ``p(superclass)``, a vanilla stage 1's ``p(fine)`` (None for a
         generalist), and the shared tensors stage 2 starts from (so the common stages run
         once per batch)."""
-        shared = self.shared_tensors(images)
-        sup_probs, fine_probs = stage_one_probs(self._generalist_logits(shared).numpy(),
-                                                self.hierarchy, self.stage_one_head)
+        shared, logits = self._stage_one(tf.convert_to_tensor(images))
+        sup_probs, fine_probs = stage_one_probs(logits.numpy(), self.hierarchy,
+                                                self.stage_one_head)
         return sup_probs, fine_probs, shared
 
     def superclass_probs(self, images) -> np.ndarray:
@@ -241,10 +247,9 @@ class SuperSubPipeline:
         ``p(subclass | superclass, not other)``); None otherwise. ``shared``: the images'
         :meth:`shared_tensors`, when stage 1 already computed them."""
         shared = self.shared_tensors(images) if shared is None else shared
-        layout, codes, floats = self._host[superclass]
-        delta_set = self.delta_sets[superclass]
-        logits = self._replayed(shared, layout, codes, floats, *delta_set.owned[LOGITS_LAYER])
-        return specialist_outputs(softmax(logits.numpy()), delta_set.catch_all)
+        host = self._host[superclass]
+        logits = host.replay(shared, host.codes, host.floats, host.head_kernel, host.head_bias)
+        return specialist_outputs(softmax(logits.numpy()), self.delta_sets[superclass].catch_all)
 
     def subclass_probs(self, images, superclass: str) -> np.ndarray:
         """``p(subclass | superclass)`` of ``images`` (see :meth:`specialist_probs`)."""
@@ -253,6 +258,10 @@ class SuperSubPipeline:
     def _shared_tensors(self, x) -> list:
         tensors = self._forward.run(self._prefix, {self._forward.input_key: x}, self._variables)
         return [tensors[key] for key in self._boundary]
+
+    def _stage_one_tensors(self, x) -> tuple[list, tf.Tensor]:
+        shared = self._shared_tensors(x)
+        return shared, _dense(self._suffix_features(shared, self._variables), *self._head)
 
     def _suffix_features(self, shared, weights) -> tf.Tensor:
         tensors = self._forward.run(self._suffix, dict(zip(self._boundary, shared)), weights)
@@ -274,10 +283,9 @@ class SuperSubPipeline:
                  for name, shapes in layout.owned}
         return deltas, owned
 
-    def _replay(self, shared, layout: _Layout, codes, floats, head_kernel, head_bias):
+    def _replay(self, layout: _Layout, shared, codes, floats, head_kernel, head_bias):
         """One specialist's logits of the shared tensors: the trunk replayed with its
-        weights, from its two flat host arrays, then its head (compiled once per layout
-        and shape: the specialists of a system share one layout, so few traces)."""
+        weights, from its two flat host arrays, then its head."""
         deltas, owned = self._unpacked(layout, codes, floats)
         weights = dict(self._variables)
         for name, delta in deltas.items():
@@ -295,17 +303,19 @@ class SuperSubPipeline:
             routed to ``s`` (zeros elsewhere), and for catch-all specialists ``[N, S]``
             ``p(other)`` of each routed specialist (None for plain ones).
         """
-        images = tf.convert_to_tensor(images)
         shared = self.shared_tensors(images) if shared is None else shared
         h = self.hierarchy
         sub_given = np.zeros((len(routes), h.num_classes), np.float32)
         other = np.zeros((len(routes), h.num_superclasses), np.float32) if self.catch_all \
             else None
-        for s, name in enumerate(h.superclass_names):
+        for s in np.unique(routes[routes >= 0]):   # the specialists with images routed
+            name = h.superclass_names[s]
             rows = np.flatnonzero((routes == s).any(1))
             if len(rows):
-                probs, other_s = self.specialist_probs(
-                    tf.gather(images, rows), name, [tf.gather(t, rows) for t in shared])
+                # every image routed here (always so at batch 1): no copy of the batch
+                mine = shared if len(rows) == len(routes) else [tf.gather(t, rows)
+                                                                for t in shared]
+                probs, other_s = self.specialist_probs(None, name, mine)
                 sub_given[np.ix_(rows, h.fine_labels_of(s))] = probs
                 if other is not None:
                     other[rows, s] = other_s
@@ -362,6 +372,18 @@ class _Layout:
 def _dense(features, kernel, bias) -> tf.Tensor:
     """A head's logits (the replayed trunk's features are float32)."""
     return tf.matmul(features, tf.cast(kernel, tf.float32)) + tf.cast(bias, tf.float32)
+
+
+class _HostSpecialist(NamedTuple):
+    """One specialist as the replay takes it: host tensors (converted once) and the
+    compiled replay of its layout."""
+
+    layout: _Layout
+    replay: Callable
+    codes: tf.Tensor
+    floats: tf.Tensor
+    head_kernel: tf.Tensor
+    head_bias: tf.Tensor
 
 
 def _size(shape: tuple[int, ...]) -> int:
