@@ -374,6 +374,34 @@ def test_heldout_selection_chooses_by_heldout_accuracy_then_cost(bench):
     assert heldout_selection.choose(rows[:2])["name"] == "b"
 
 
+def test_gate_floor_drops_only_the_extra_specialists_below_the_floor(bench):
+    """Floor 0 is today's gated routing; a floor keeps each unsure image's first
+    specialist and drops a later one whose p(superclass) is below it."""
+    import gate_floor
+
+    from supersub_tf.hierarchy import Hierarchy, Subclass, Superclass
+    from supersub_tf.supersub.routing import routes_for
+
+    h = Hierarchy([Superclass(name, tuple(Subclass(i, i) for i in ids)) for name, ids in
+                   (("a", ("a0", "a1")), ("b", ("b0",)), ("c", ("c0",)))])
+    stage_one_fine = np.array([[0.9, 0.05, 0.03, 0.02],    # confident: its own answer
+                               [0.3, 0.2, 0.4, 0.1],       # unsure, p(s) .5 .4 .1
+                               [0.4, 0.45, 0.1, 0.05]],    # unsure, p(s) .85 .1 .05
+                              np.float32)
+    sup = np.stack([stage_one_fine[:, :2].sum(1), stage_one_fine[:, 2],
+                    stage_one_fine[:, 3]], 1)
+    probs = {"superclass_probs": sup, "stage_one_fine": stage_one_fine,
+             "subclass_probs": np.array([[0.5, 0.5, 1, 1], [0.9, 0.1, 1, 1],
+                                         [0.2, 0.8, 1, 1]], np.float32)}
+    plain = routes_for(sup, "gated", 2, tau=0.6, stage_one_fine=stage_one_fine)
+    assert (gate_floor.floor_routes(probs, 2, 0.6, 0.0) == plain).all()
+    floored = gate_floor.floor_routes(probs, 2, 0.6, 0.2)
+    assert floored.tolist() == [[-1, -1], [0, 1], [0, -1]]
+    point = gate_floor.score(probs, np.array([0, 0, 1]), h, 2, 0.6, 0.2)
+    assert point["specialist_passes"] == pytest.approx(1.0)    # (0 + 2 + 1) / 3
+    assert point["top1"] == pytest.approx(1.0)
+
+
 @pytest.mark.slow
 def test_heldout_selection_scores_held_out_images_of_a_real_run(bench, tmp_path, monkeypatch,
                                                                 capsys):
