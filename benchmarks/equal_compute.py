@@ -45,6 +45,7 @@ import numpy as np
 
 import common
 from supersub_tf.config import load_config
+from supersub_tf.run.layout import RunLayout
 from supersub_tf.training.predictions import PREDICTIONS, load_predictions
 
 SCRIPT = "equal_compute"
@@ -59,7 +60,7 @@ def system_compute(run_dir: Path, tag: str | None = None) -> dict[str, Any]:
     from supersub_tf.config import bits_tag
     from supersub_tf.run import training_compute
 
-    config = load_config(run_dir / "config.yaml")
+    config = load_config(RunLayout(run_dir).config)
     return training_compute(run_dir, config.deltas.base, tag or bits_tag(config.deltas.bits[0]))
 
 
@@ -76,12 +77,12 @@ def train_vanilla(runs: Path, name: str, overrides: list[str]) -> Path:
 
 
 def vanilla_top1(run_dir: Path) -> float:
-    return json.loads((run_dir / "vanilla" / "metrics.json").read_text())["top1"]
+    return json.loads(RunLayout(run_dir).metrics("vanilla").read_text())["top1"]
 
 
 def ensemble_top1(run_dirs: list[Path]) -> float:
     """Top-1 of the vanilla networks of ``run_dirs`` with their probabilities averaged."""
-    probs, labels = zip(*(load_predictions(d / "vanilla" / PREDICTIONS) for d in run_dirs))
+    probs, labels = zip(*(load_predictions(RunLayout(d).vanilla / PREDICTIONS) for d in run_dirs))
     for other in labels[1:]:
         if not np.array_equal(other["fine"], labels[0]["fine"]):
             raise SystemExit("the ensemble's vanilla networks were evaluated on other images")
@@ -94,7 +95,7 @@ def matched_vanilla(runs: Path, epochs: int) -> float | None:
     epochs (``runs/vanilla_e<epochs>`` or the budget study's ``runs/budget/e<epochs>``),
     or None: rows whose compute has no such network get no compute-matched difference."""
     for folder in (runs / f"vanilla_e{epochs}", runs / "budget" / f"e{epochs}"):
-        if (folder / "vanilla" / "metrics.json").is_file():
+        if RunLayout(folder).metrics("vanilla").is_file():
             return vanilla_top1(folder)
     return None
 
@@ -103,7 +104,7 @@ def system_row(name: str, run_dir: Path, runs: Path, tag: str | None = None) -> 
     """One Super-Sub system (bit width ``tag`` of a finished run, default its first) as a
     table row, with the vanilla network of its run and, where one was trained, the vanilla
     network of its own training compute."""
-    config = load_config(run_dir / "config.yaml")
+    config = load_config(RunLayout(run_dir).config)
     from supersub_tf.config import bits_tag
 
     results = common.supersub_results(run_dir)
@@ -142,7 +143,7 @@ def variant_rows(spec: str, runs: Path) -> list[dict[str, Any]]:
 
     name, _, path = spec.partition("=")
     run_dir = Path(path).resolve()
-    tags = [bits_tag(b) for b in load_config(run_dir / "config.yaml").deltas.bits]
+    tags = [bits_tag(b) for b in load_config(RunLayout(run_dir).config).deltas.bits]
     return [system_row(name if len(tags) == 1 else f"{name}, {tag}", run_dir, runs, tag)
             for tag in tags]
 
@@ -161,25 +162,25 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     run_dir, runs = Path(args.run).resolve(), Path(args.runs).resolve()
-    config = load_config(run_dir / "config.yaml")
+    config = load_config(RunLayout(run_dir).config)
     compute = system_compute(run_dir)
     epochs = round(compute["epochs_equivalent"])
     matched_dir = train_vanilla(runs, f"vanilla_e{epochs}", [f"train.epochs={epochs}"])
     matched = vanilla_top1(matched_dir)
-    matched_seconds = json.loads((matched_dir / "vanilla" / "metrics.json").read_text())[
+    matched_seconds = json.loads(RunLayout(matched_dir).metrics("vanilla").read_text())[
         "train_seconds"]
     seed_dirs = []
     for k in range(1, args.seed_runs + 1):
         seed_dir = runs / f"{config.name}_seed{config.seed + k}"
         overrides = [f"seed={config.seed + k}", f"name={seed_dir.name}", f"output_dir={runs}"]
-        if not (seed_dir / "report.json").is_file():  # the whole main job, another seed
+        if not RunLayout(seed_dir).report_json.is_file():  # the whole main job, another seed
             common.ensure_run(overrides, wait=True)
         seed_dirs.append(seed_dir)
     ensemble = ensemble_top1([run_dir, *seed_dirs[:1]]) if seed_dirs else None
     wider = None
     if args.wider:
         wider_dir = train_vanilla(runs, f"vanilla_w{args.wider:g}", [f"train.width={args.wider}"])
-        wider_metrics = json.loads((wider_dir / "vanilla" / "metrics.json").read_text())
+        wider_metrics = json.loads(RunLayout(wider_dir).metrics("vanilla").read_text())
         wider = {"width": args.wider, "top1": wider_metrics["top1"],
                  "parameters": wider_metrics["parameters"],
                  "train_seconds": wider_metrics["train_seconds"]}

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 import common
+from supersub_tf.run.layout import RunLayout
 from supersub_tf.supersub.routing import (
     cheapest_within, combine, routes_for, specialist_passes)
 
@@ -48,10 +49,10 @@ def every_specialist(run_dir: Path, split: str, bits: str) -> tuple[dict, np.nda
     from supersub_tf.supersub.evaluate import collect_predictions
     from supersub_tf.supersub.pipeline import SuperSubPipeline
 
-    config = load_config(run_dir / "config.yaml")
+    config = load_config(RunLayout(run_dir).config)
     data = load_dataset(config.data, split, training=False, source=create_source(config.data),
                         batch_size=config.train.eval_batch_size)
-    pipeline = SuperSubPipeline.from_system(load_system(run_dir / "systems" / bits))
+    pipeline = SuperSubPipeline.from_system(load_system(RunLayout(run_dir).system(bits)))
     if pipeline.stage_one_head != "fine":
         raise SystemExit(f"{run_dir}: gated routing keeps stage 1's answer only with a "
                          "vanilla stage 1 (deltas.base: vanilla)")
@@ -105,7 +106,7 @@ def main() -> None:
     started = time.perf_counter()
     from supersub_tf.config import load_config
 
-    k = load_config(args.heldout / "config.yaml").deltas.topk
+    k = load_config(RunLayout(args.heldout).config).deltas.topk
     held, held_labels, h = every_specialist(args.heldout, "test", args.bits)
     val, val_labels, h_val = every_specialist(args.report, "val", args.bits)
     best = best_routing(held, held_labels, h, k)

@@ -37,6 +37,7 @@ import numpy as np
 
 import common
 from supersub_tf.config import load_config
+from supersub_tf.run.layout import RunLayout
 from supersub_tf.supersub.routing import cheapest_within
 
 SCRIPT = "heldout_selection"
@@ -58,7 +59,7 @@ def heldout_scores(run_dir: Path, batch_size: int | None = None
     from supersub_tf.supersub.pipeline import SuperSubPipeline
     from supersub_tf.supersub.routing import INFERENCE_ROUTINGS, gated_curve
 
-    config = load_config(run_dir / "config.yaml")
+    config = load_config(RunLayout(run_dir).config)
     if config.data.test_fraction <= 0:
         raise SystemExit(f"{run_dir}: trained without held-out images (data.test_fraction "
                          "is 0); train the candidates with --set data.test_fraction=0.1")
@@ -68,7 +69,7 @@ def heldout_scores(run_dir: Path, batch_size: int | None = None
     validation = common.supersub_results(run_dir)
     rows, curves = [], {}
     for tag in sorted(validation, key=common.tag_order):
-        pipeline = SuperSubPipeline.from_system(load_system(run_dir / "systems" / tag))
+        pipeline = SuperSubPipeline.from_system(load_system(RunLayout(run_dir).system(tag)))
         probs, labels = collect_predictions(pipeline, test.dataset, INFERENCE_ROUTINGS,
                                             k=config.deltas.topk, tau=config.deltas.gate_tau)
         for routing in INFERENCE_ROUTINGS:
@@ -104,7 +105,7 @@ def main() -> None:
     for spec in args.candidate:
         name, _, path = spec.partition("=")
         run_dir = Path(path).resolve()
-        data = load_config(run_dir / "config.yaml").data
+        data = load_config(RunLayout(run_dir).config).data
         if data_settings is not None and data != data_settings:
             raise SystemExit(f"{run_dir}: other data settings than the first candidate's; "
                              "candidates must hold out the same images")
@@ -131,7 +132,7 @@ def main() -> None:
           common.pct(row["heldout_top1"]), f"{row['specialist_passes']:.2f}",
           common.pct(row["val_top1"]) if row["val_top1"] is not None else "-"]
          for row in rows])
-    vanilla = {row["run"]: common.read_json(Path(row["run"]) / "vanilla" / "metrics.json")
+    vanilla = {row["run"]: common.read_json(RunLayout(Path(row["run"])).metrics("vanilla"))
                ["top1"] for row in rows}
     payload = {"chosen": {**chosen, "val_vanilla_top1": vanilla[chosen["run"]],
                           "val_minus_vanilla": (chosen["val_top1"] - vanilla[chosen["run"]]

@@ -89,12 +89,13 @@ def main() -> None:
     from supersub_tf.deltas.storage import load_system
     from supersub_tf.export.measure import keras_predict, measure_export
     from supersub_tf.export.tflite import export_tflite
+    from supersub_tf.run.layout import RunLayout
 
     info = common.ensure_run(common.run_overrides(args.small), run=args.run, wait=args.wait,
                              retrain=args.retrain)
     run_dir, config = info["run_dir"], info["config"]
-    tag = args.system or sorted((run_dir / "systems").iterdir())[0].name
-    system = load_system(run_dir / "systems" / tag).for_hard_routing()
+    tag = args.system or sorted(RunLayout(run_dir).systems.iterdir())[0].name
+    system = load_system(RunLayout(run_dir).system(tag)).for_hard_routing()
     images, fine = evaluation_images(config.data)
     calib_x, calib_y = calibration_images(config.data, per_superclass=1024)
     reference = keras_predict(system, images)

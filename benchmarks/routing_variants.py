@@ -30,6 +30,7 @@ import time
 import common
 
 from supersub_tf.config import bits_tag
+from supersub_tf.run.layout import RunLayout
 
 SCRIPT = "routing_variants"
 #: Variant -> (its overrides, the variant whose generalist it reuses).
@@ -53,7 +54,7 @@ def train_variant(name: str, base_overrides: list[str], runs: dict, retrain: boo
         runs[name] = common.variant_run(base_overrides, overrides,
                                         f"{runs['paper'].name}_routing_{name}", reuse, retrain)
     tag = bits_tag(common.load_run_config(base_overrides).deltas.bits[0])
-    return common.read_json(runs[name] / "supersub" / f"{tag}.json")
+    return common.read_json(RunLayout(runs[name]).supersub_result(tag))
 
 
 def rows_of(name: str, result: dict, generalist: dict, vanilla_top1: float) -> list[list]:
@@ -80,8 +81,8 @@ def main() -> None:
     results, table = {}, []
     for name in VARIANTS:
         result = train_variant(name, base, runs, args.retrain)
-        generalist = common.read_json(runs[name] / "generalist" / "metrics.json")
-        vanilla = common.read_json(runs["paper"] / "vanilla" / "metrics.json")
+        generalist = common.read_json(RunLayout(runs[name]).metrics("generalist"))
+        vanilla = common.read_json(RunLayout(runs["paper"]).metrics("vanilla"))
         results[name] = {"run_dir": str(runs[name]), "overrides": VARIANTS[name][0],
                          "generalist": generalist, "vanilla_top1": vanilla["top1"],
                          "supersub": result}

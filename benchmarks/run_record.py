@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import common
+from supersub_tf.run.layout import RunLayout
 
 SCRIPT = "run_record"
 
@@ -37,14 +38,15 @@ def _without_lists(value: Any) -> Any:
 
 def run_record(run_dir: Path) -> dict[str, Any]:
     """The record of one finished run (see the module docstring)."""
-    report_path = run_dir / "report.json"
+    layout = RunLayout(run_dir)
+    report_path = layout.report_json
     if not report_path.is_file():
         raise SystemExit(f"{run_dir}: no report.json; is this a finished main job's run?")
     report = common.read_json(report_path)
     analysis = (report.get("analysis") or {}).get("vanilla") or {}
     record: dict[str, Any] = {
         "run": f"runs/{run_dir.name}",
-        "config": (run_dir / "config.yaml").read_text(),
+        "config": layout.config.read_text(),
         "wall_seconds": report.get("wall_seconds"),
         "wall_seconds_all_invocations": report.get("wall_seconds_all_invocations"),
         "networks": report.get("networks"),
@@ -53,7 +55,7 @@ def run_record(run_dir: Path) -> dict[str, Any]:
                            if key in analysis},
         "supersub": {},
     }
-    for path in sorted((run_dir / "supersub").glob("*.json")):
+    for path in sorted(layout.supersub_results.glob("*.json")):
         result = common.read_json(path)
         record["supersub"][path.stem] = _without_lists({
             key: result[key] for key in
@@ -62,7 +64,7 @@ def run_record(run_dir: Path) -> dict[str, Any]:
         record["supersub"][path.stem]["routing"] = {
             name: {k: v for k, v in routing.items() if k != "per_superclass"}
             for name, routing in result.get("routing", {}).items()}
-    export_path = run_dir / "export.json"
+    export_path = layout.export_record
     if export_path.is_file():
         record["export"] = _without_lists(common.read_json(export_path))
     # Absolute paths of this machine say nothing to a reader of the record.

@@ -31,6 +31,7 @@ import common
 
 from supersub_tf.analysis.costs import timed_side_by_side
 from supersub_tf.config import bits_tag
+from supersub_tf.run.layout import RunLayout
 
 SCRIPT = "shared_prefix"
 STAGES = (0, 1, 2, 3)
@@ -100,13 +101,13 @@ def main() -> None:
     info = common.ensure_run(base, retrain=args.retrain)
     paper_run = info["run_dir"]
     tag = bits_tag(info["config"].deltas.bits[0])
-    vanilla = common.read_json(paper_run / "vanilla" / "metrics.json")["top1"]
+    vanilla = common.read_json(RunLayout(paper_run).metrics("vanilla"))["top1"]
     reps = {"latency": 3, "throughput": 3, "warmup": 1} if args.small else \
         {"latency": 7, "throughput": 9, "warmup": 2}
     rows = []
     for stage in args.stages:
         run_dir = train_from_stage(base, stage, paper_run, args.retrain)
-        result = common.read_json(run_dir / "supersub" / f"{tag}.json")
+        result = common.read_json(RunLayout(run_dir).supersub_result(tag))
         routing = result["routing"]
         rows.append({"from_stage": stage, "run_dir": str(run_dir), "vanilla_top1": vanilla,
                      "hard_top1": routing["hard"]["top1"], "topk_top1": routing["topk"]["top1"],
@@ -117,7 +118,7 @@ def main() -> None:
                      "hard_minus_vanilla": routing["hard"]["top1"] - vanilla,
                      "storage_a": result["storage"]["a"],
                      "gated_curve": result.get("gated_curve", []),
-                     **speed(run_dir / "systems" / tag, info["config"], reps)})
+                     **speed(RunLayout(run_dir).system(tag), info["config"], reps)})
     common.print_table(
         f"Delta specialists from stage s ({tag} deltas; vanilla top-1 {common.pct(vanilla)}; "
         "time over the base network alone at batch 1 and 256, timed side by side)",

@@ -66,6 +66,7 @@ import common  # also selects tf_keras and oneDNN before TensorFlow loads
 from supersub_tf.config import bits_tag, parse_bits
 from supersub_tf.errors import ConfigError
 from supersub_tf.analysis.costs import timed_calls, timed_side_by_side
+from supersub_tf.run.layout import RunLayout
 
 SCRIPT = "supersub_pipeline"
 
@@ -109,7 +110,7 @@ def validation_pixels(system: str | None, size: int, rng) -> tuple:
     from supersub_tf.config import load_config
     from supersub_tf.data.arrays import evaluation_images
 
-    run_config = Path(system).resolve().parents[1] / "config.yaml" if system else None
+    run_config = RunLayout(Path(system).resolve().parents[1]).config if system else None
     if run_config is not None and run_config.is_file():
         config = load_config(run_config)
         images, _ = evaluation_images(config.data, count=256, seed=0)
@@ -163,7 +164,7 @@ def recorded_accuracy(system: str | None) -> dict[tuple[str, float | None], floa
     ``(routing, tau)``; empty for a system outside a run."""
     if not system:
         return {}
-    record = Path(system).resolve().parents[1] / "supersub" / f"{Path(system).name}.json"
+    record = RunLayout(Path(system).resolve().parents[1]).supersub_result(Path(system).name)
     if not record.is_file():
         return {}
     result = common.read_json(record)
@@ -177,7 +178,7 @@ def routing_settings(system: str | None) -> tuple[int, float]:
     config's defaults."""
     from supersub_tf.config import DeltaConfig, load_config
 
-    run_config = Path(system).resolve().parents[1] / "config.yaml" if system else None
+    run_config = RunLayout(Path(system).resolve().parents[1]).config if system else None
     deltas = (load_config(run_config).deltas if run_config and run_config.is_file()
               else DeltaConfig())
     return deltas.topk, round(float(deltas.gate_tau), 2)
@@ -243,7 +244,7 @@ def main() -> None:
             f"deltas.bits=[{'float' if args.bits is None else args.bits}]"]),
             run=args.run, wait=args.wait, retrain=args.retrain)
         run = common.run_summary(info)
-        args.system = str(info["run_dir"] / "systems" / bits_tag(args.bits))
+        args.system = str(RunLayout(info["run_dir"]).system(bits_tag(args.bits)))
 
     import numpy as np
     import tensorflow as tf

@@ -194,13 +194,15 @@ def run_provenance(run_dir: Path, shown: str) -> str:
     """
     from supersub_tf.config import config_to_dict, load_config
     from supersub_tf.errors import DataError
+    from supersub_tf.run.layout import RunLayout
 
-    report = run_dir / "report.json"
-    if not report.is_file() or not (run_dir / "config.yaml").is_file():
+    layout = RunLayout(run_dir)
+    report = layout.report_json
+    if not report.is_file() or not layout.config.is_file():
         raise DataError(f"{run_dir}: no report.json and config.yaml; not a finished run of "
                         "the main job (python -m supersub_tf run)")
     command = settings_command("python -m supersub_tf run",
-                               config_to_dict(load_config(run_dir / "config.yaml")),
+                               config_to_dict(load_config(layout.config)),
                                config_to_dict(load_config("default")))
     wall = json.loads(report.read_text(encoding="utf-8")).get("wall_seconds")
     return (f"the finished run `{shown}` of `{command}` (the built-in default config with the "
