@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,12 +36,16 @@ from supersub_tf.run.layout import RunLayout
 from supersub_tf.supersub.routing import (
     cheapest_within, combine, routes_for, specialist_passes)
 
+if TYPE_CHECKING:  # annotations only
+    from supersub_tf.hierarchy import Hierarchy
+
 SCRIPT = "gate_floor"
 TAUS = np.round(np.arange(0.0, 1.0001, 0.05), 2)
 FLOORS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
 
 
-def every_specialist(run_dir: Path, split: str, bits: str) -> tuple[dict, np.ndarray, object]:
+def every_specialist(run_dir: Path, split: str, bits: str
+                     ) -> tuple[dict, np.ndarray, Hierarchy]:
     """Stage 1's outputs and every specialist's ``p(subclass | s)`` of each image of
     ``split``, the fine labels, and the hierarchy."""
     from supersub_tf.config import load_config
@@ -72,26 +77,26 @@ def floor_routes(probs: dict, k: int, tau: float, floor: float) -> np.ndarray:
     return routes
 
 
-def score(probs: dict, labels: np.ndarray, hierarchy, k: int, tau: float, floor: float
-          ) -> dict[str, float]:
-    """Top-1 and specialist passes per image of one ``(tau, floor)`` point."""
-    routes = floor_routes(probs, k, tau, floor)
+def top1(probs: dict, routes: np.ndarray, labels: np.ndarray, hierarchy: Hierarchy) -> float:
+    """Top-1 of a route table over the stored outputs (:func:`combine`, as every routing)."""
     fine = combine(probs["superclass_probs"], probs["subclass_probs"], routes, hierarchy,
                    stage_one_fine=probs["stage_one_fine"]).argmax(1)
-    return {"tau": tau, "floor": floor, "top1": float((fine == labels).mean()),
+    return float((fine == labels).mean())
+
+
+def score(probs: dict, labels: np.ndarray, hierarchy: Hierarchy, k: int, tau: float,
+          floor: float) -> dict[str, float]:
+    """Top-1 and specialist passes per image of one ``(tau, floor)`` point."""
+    routes = floor_routes(probs, k, tau, floor)
+    return {"tau": tau, "floor": floor, "top1": top1(probs, routes, labels, hierarchy),
             "specialist_passes": specialist_passes(routes)}
 
 
-def best_routing(probs: dict, labels: np.ndarray, hierarchy, k: int) -> float:
+def best_routing(probs: dict, labels: np.ndarray, hierarchy: Hierarchy, k: int) -> float:
     """The best held-out top-1 of hard, top-k and soft routing (what the default's
     tolerance is measured from)."""
-    tops = []
-    for routing in ("hard", "topk", "soft"):
-        routes = routes_for(probs["superclass_probs"], routing, k)
-        fine = combine(probs["superclass_probs"], probs["subclass_probs"], routes,
-                       hierarchy).argmax(1)
-        tops.append(float((fine == labels).mean()))
-    return max(tops)
+    return max(top1(probs, routes_for(probs["superclass_probs"], routing, k), labels, hierarchy)
+               for routing in ("hard", "topk", "soft"))
 
 
 def main() -> None:

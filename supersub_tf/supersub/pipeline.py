@@ -308,17 +308,14 @@ class SuperSubPipeline:
         sub_given = np.zeros((len(routes), h.num_classes), np.float32)
         other = np.zeros((len(routes), h.num_superclasses), np.float32) if self.catch_all \
             else None
-        for s in np.unique(routes[routes >= 0]):   # the specialists with images routed
-            name = h.superclass_names[s]
+        for s in np.unique(routes[routes >= 0]):   # only the specialists with images routed
             rows = np.flatnonzero((routes == s).any(1))
-            if len(rows):
-                # every image routed here (always so at batch 1): no copy of the batch
-                mine = shared if len(rows) == len(routes) else [tf.gather(t, rows)
-                                                                for t in shared]
-                probs, other_s = self.specialist_probs(None, name, mine)
-                sub_given[np.ix_(rows, h.fine_labels_of(s))] = probs
-                if other is not None:
-                    other[rows, s] = other_s
+            # every image routed here (always so at batch 1): no copy of the batch
+            mine = shared if len(rows) == len(routes) else [tf.gather(t, rows) for t in shared]
+            probs, other_s = self.specialist_probs(None, h.superclass_names[s], mine)
+            sub_given[np.ix_(rows, h.fine_labels_of(s))] = probs
+            if other is not None:
+                other[rows, s] = other_s
         return sub_given, other
 
     def predict(self, images, routing: str = "hard", k: int = 2,
