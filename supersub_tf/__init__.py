@@ -82,8 +82,9 @@ _LAZY = {
     **dict.fromkeys(("calibration_images", "evaluation_images"), "supersub_tf.data.arrays"),
     # Building blocks: training and its records.
     **dict.fromkeys(("network_dir", "load_network"), "supersub_tf.training.networks"),
-    **dict.fromkeys(("HISTORY", "compile_model", "steps_for", "with_targets"),
+    **dict.fromkeys(("compile_model", "steps_for", "with_targets"),
                     "supersub_tf.training.engine"),
+    "HISTORY": "supersub_tf.training.history",
     **dict.fromkeys(("PREDICTIONS", "load_predictions"), "supersub_tf.training.predictions"),
     # Building blocks: analysis and reports.
     **dict.fromkeys(("plot_training_curves", "per_superclass_accuracy"), "supersub_tf.analysis"),

@@ -29,6 +29,7 @@ from supersub_tf.config import DataConfig
 from supersub_tf.errors import DataError, SuperSubError
 from supersub_tf.hierarchy import Hierarchy
 from supersub_tf.run.layout import TOP_NETWORKS, RunLayout
+from supersub_tf.training.history import HISTORY
 from supersub_tf.training.predictions import PREDICTIONS, load_predictions
 
 
@@ -144,9 +145,8 @@ def analyze_networks(run_dir: str | Path, hierarchy: Hierarchy, data_config: Dat
             summary["generalist_vs_vanilla"] = {
                 "generalist": float(np.mean(g_probs.argmax(1) == g_labels["superclass"])),
                 "vanilla": superclass_accuracy(probs, labels["fine"], hierarchy)}
-    # history.csv: training.engine.HISTORY, whose module would load TensorFlow here
-    histories = {name: layout.network(name) / "history.csv" for name in TOP_NETWORKS
-                 if (layout.network(name) / "history.csv").exists()}
+    histories = {name: layout.network(name) / HISTORY for name in TOP_NETWORKS
+                 if (layout.network(name) / HISTORY).exists()}
     if histories:
         figures["training_curves"] = plot_training_curves(
             histories, plots / "training_curves.png").name

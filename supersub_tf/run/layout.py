@@ -19,9 +19,9 @@ A *stage folder* (a network's or a delta specialist's) holds :data:`SETTINGS` (w
 before it trains), the engine's checkpoints and history, and :data:`METRICS` (written
 last: a network is done); a network's also :data:`NETWORK` (how to rebuild it). The
 files with a home of their own stay there: the predictions
-(``training.predictions.PREDICTIONS``), the history and weights (``training.engine``),
-the deltas (``deltas.specialist_training.DELTA_SET``) and a system's manifest
-(``manifest_files.MANIFEST``).
+(``training.predictions.PREDICTIONS``), the history (``training.history.HISTORY``), the
+weights (``training.engine``), the deltas (``deltas.specialist_training.DELTA_SET``) and
+a system's manifest (``manifest_files.MANIFEST``).
 """
 
 from __future__ import annotations

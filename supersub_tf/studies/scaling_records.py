@@ -52,7 +52,7 @@ from supersub_tf.deltas.storage_report import storage_report
 from supersub_tf.models.blocks import LOGITS_LAYER
 from supersub_tf.run.layout import METRICS, RunLayout
 from supersub_tf.studies.scaling_config import ScalingConfig, point_name, study_dir
-from supersub_tf.training.history import read_history
+from supersub_tf.training.history import HISTORY, read_history
 
 #: Version of the Super-Sub measurements, part of their cache key: 2 scores top-1 and
 #: top-5 with :func:`supersub_tf.accuracy.topk_accuracy` (a class hard routing gives
@@ -133,7 +133,7 @@ def vanilla_record(config: ScalingConfig, size: dict[str, Any], images, log=prin
     import tensorflow as tf
     import tf_keras as keras
 
-    from supersub_tf.training.engine import FINAL_WEIGHTS, HISTORY
+    from supersub_tf.training.engine import FINAL_WEIGHTS
     from supersub_tf.training.networks import load_network
 
     name = point_name(size)
@@ -245,8 +245,6 @@ def _supersub_training(run_dir: Path, base_kind: str, bits: int | None,
                        specialists: list[dict]) -> dict:
     """A Super-Sub point's training: its base network's and its specialists' curves,
     final accuracies and gaps, seconds and image passes."""
-    from supersub_tf.training.engine import HISTORY
-
     layout = RunLayout(run_dir)
     base = json.loads(layout.metrics(base_kind).read_text())
     sdirs = [layout.delta_specialist(bits, s["superclass"]) for s in specialists]

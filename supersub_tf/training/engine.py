@@ -30,10 +30,9 @@ from supersub_tf.config import TrainConfig
 from supersub_tf.errors import ConfigError
 from supersub_tf.models.blocks import LOGITS_LAYER
 from supersub_tf.models.heads import AUX_LOGITS_LAYER
-from supersub_tf.training.history import read_history
+from supersub_tf.training.history import HISTORY, read_history
 from supersub_tf.training.schedules import make_optimizer
 
-HISTORY = "history.csv"
 BEST_WEIGHTS = "best.weights.h5"
 FINAL_WEIGHTS = "final.weights.h5"
 BACKUP_DIR = "backup"

@@ -15,6 +15,9 @@ import numpy as np
 
 from supersub_tf.errors import DataError
 
+#: A network folder's per-epoch history, as Keras' CSVLogger writes it.
+HISTORY = "history.csv"
+
 
 def read_history(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Reads a Keras ``CSVLogger`` file into ``{column: float array}``.
